@@ -1,0 +1,41 @@
+//! relu, leaky_relu, sigmoid, tanh: forward and backward against the reference.
+
+use crate::error::Result;
+use crate::gpu::{DType, Gpu};
+use crate::layers::activation::{self as layer, Activation};
+use crate::reference::activation as reference;
+use crate::rng::Rng;
+
+use super::{compare, f64s, KernelReport, Tol};
+
+/// Element counts: tiny, not a multiple of the workgroup, and one above 65,535 workgroups of
+/// 64 so that the 2D grid is exercised.
+const SIZES: &[usize] = &[1, 5 * 7 * 9 * 3, 65_535 * 64 + 1_001];
+
+pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
+    let mut out = vec![];
+    let mut rng = Rng::new(0xAC71);
+    for act in [Activation::Relu, Activation::LeakyRelu(0.01), Activation::Sigmoid, Activation::Tanh] {
+        for &n in SIZES {
+            let x = rng.vec_f32(n, -4.0, 4.0);
+            let g = rng.vec_f32(n, -1.0, 1.0);
+            let xb = gpu.upload_f32("x", &x)?;
+            let yb = gpu.zeros("y", n, DType::F32)?;
+            let dyb = gpu.upload_f32("dy", &g)?;
+            let dxb = gpu.zeros("dx", n, DType::F32)?;
+            gpu.run_ops(&[layer::forward(act, &xb, &yb)?, layer::backward(act, &xb, &yb, &dyb, &dxb)?])?;
+            let y = gpu.read_f32(&yb)?;
+            let dx = gpu.read_f32(&dxb)?;
+            let xr = f64s(&x);
+            let yr = reference::forward(act, &xr);
+            // The backward reference uses the GPU's y so that only the backward kernel is judged.
+            let dxr = reference::backward(act, &xr, &f64s(&y), &f64s(&g));
+            let shape = format!("[{n}]");
+            // exp/tanh are approximations on GPUs (a few ulp, more on some drivers).
+            let tol = Tol::new(1e-6, 1e-5);
+            out.push(compare(&format!("{}.forward", act.name()), &shape, &y, &yr, tol));
+            out.push(compare(&format!("{}.backward", act.name()), &shape, &dx, &dxr, tol));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,207 @@
+//! Every kernel on this GPU against the CPU reference: seeded random inputs, random upstream
+//! gradients, odd shapes that differ per axis, and one shape that needs a 2D workgroup grid.
+//! `cnn3d check` prints these reports; the tests assert them.
+
+pub mod activation;
+pub mod avg_pool3d;
+pub mod batch_norm;
+pub mod conv3d;
+pub mod dense;
+pub mod dropout;
+pub mod max_pool3d;
+pub mod softmax_xent;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+
+/// The layers `check` knows, in the order it runs them.
+pub const LAYERS: &[&str] = &[
+    "conv3d",
+    "max_pool3d",
+    "avg_pool3d",
+    "activation",
+    "dense",
+    "batch_norm",
+    "dropout",
+    "softmax_xent",
+];
+
+/// Absolute and relative tolerance: an element passes when `|got − ref| ≤ atol + rtol·|ref|`.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Tol {
+    pub atol: f64,
+    pub rtol: f64,
+}
+
+impl Tol {
+    pub const fn new(atol: f64, rtol: f64) -> Tol {
+        Tol { atol, rtol }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Mismatch {
+    pub index: usize,
+    pub got: f64,
+    pub want: f64,
+}
+
+/// The result of one kernel (`<layer>.<pass>`) on one or more shapes.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelReport {
+    pub name: String,
+    pub shapes: Vec<String>,
+    pub elements: usize,
+    pub max_abs_err: f64,
+    /// `|got − ref| / max(|ref|, atol/rtol)`: relative where values are large, without
+    /// near-zero references dominating.
+    pub max_rel_err: f64,
+    pub atol: f64,
+    pub rtol: f64,
+    pub pass: bool,
+    /// The worst element, and up to [`MAX_MISMATCHES`] failing ones in index order.
+    pub worst: Option<Mismatch>,
+    pub mismatches: Vec<Mismatch>,
+}
+
+pub const MAX_MISMATCHES: usize = 8;
+
+impl KernelReport {
+    /// Folds another report of the same kernel (another shape or output) into this one.
+    pub fn merge(&mut self, other: KernelReport) {
+        self.shapes.extend(other.shapes);
+        self.elements += other.elements;
+        if other.max_abs_err > self.max_abs_err || self.worst.is_none() {
+            self.worst = other.worst.or(self.worst.take());
+        }
+        self.max_abs_err = self.max_abs_err.max(other.max_abs_err);
+        self.max_rel_err = self.max_rel_err.max(other.max_rel_err);
+        self.pass &= other.pass;
+        self.atol = self.atol.max(other.atol);
+        self.rtol = self.rtol.max(other.rtol);
+        for m in other.mismatches {
+            if self.mismatches.len() < MAX_MISMATCHES {
+                self.mismatches.push(m);
+            }
+        }
+    }
+
+    /// A multi-line account for a failing test: the worst error and the first mismatches.
+    pub fn describe(&self) -> String {
+        let mut s = format!(
+            "{} on {}: {} (max abs err {:e}, max rel err {:e}, atol {:e}, rtol {:e}, {} elements)",
+            self.name,
+            self.shapes.join("; "),
+            if self.pass { "pass" } else { "FAIL" },
+            self.max_abs_err,
+            self.max_rel_err,
+            self.atol,
+            self.rtol,
+            self.elements
+        );
+        if let Some(w) = &self.worst {
+            s += &format!("\n  worst: [{}] got {} want {}", w.index, w.got, w.want);
+        }
+        for m in &self.mismatches {
+            s += &format!("\n  mismatch: [{}] got {} want {}", m.index, m.got, m.want);
+        }
+        s
+    }
+}
+
+/// Compares GPU output `got` with the reference `want`, element by element.
+pub fn compare(name: &str, shape: &str, got: &[f32], want: &[f64], tol: Tol) -> KernelReport {
+    let mut r = KernelReport {
+        name: name.to_string(),
+        shapes: vec![shape.to_string()],
+        elements: want.len(),
+        max_abs_err: 0.0,
+        max_rel_err: 0.0,
+        atol: tol.atol,
+        rtol: tol.rtol,
+        pass: got.len() == want.len(),
+        worst: None,
+        mismatches: vec![],
+    };
+    if got.len() != want.len() {
+        r.max_abs_err = f64::INFINITY;
+        r.max_rel_err = f64::INFINITY;
+        r.shapes[0] += &format!(" (GPU gave {} elements, reference {})", got.len(), want.len());
+        return r;
+    }
+    let floor = if tol.rtol > 0.0 { tol.atol / tol.rtol } else { 1.0 };
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let g = g as f64;
+        // NaN anywhere is an infinite error, unless both sides agree on it.
+        let err = if g.is_nan() && w.is_nan() || g == w { 0.0 } else { (g - w).abs() };
+        let err = if err.is_nan() { f64::INFINITY } else { err };
+        let rel = err / w.abs().max(floor);
+        if err > r.max_abs_err || r.worst.is_none() {
+            r.max_abs_err = err;
+            r.worst = Some(Mismatch { index: i, got: g, want: w });
+        }
+        r.max_rel_err = r.max_rel_err.max(rel);
+        if !(err <= tol.atol + tol.rtol * w.abs()) {
+            r.pass = false;
+            if r.mismatches.len() < MAX_MISMATCHES {
+                r.mismatches.push(Mismatch { index: i, got: g, want: w });
+            }
+        }
+    }
+    r
+}
+
+/// Compares exact integer outputs (indices, counts).
+pub fn compare_u32(name: &str, shape: &str, got: &[u32], want: &[u32]) -> KernelReport {
+    let g: Vec<f32> = got.iter().map(|&v| v as f32).collect();
+    let w: Vec<f64> = want.iter().map(|&v| v as f64).collect();
+    compare(name, shape, &g, &w, Tol::new(0.0, 0.0))
+}
+
+/// Merges reports that share a kernel name, keeping first-seen order.
+pub fn merge_by_name(reports: Vec<KernelReport>) -> Vec<KernelReport> {
+    let mut out: Vec<KernelReport> = vec![];
+    for r in reports {
+        match out.iter_mut().find(|o| o.name == r.name) {
+            Some(o) => o.merge(r),
+            None => out.push(r),
+        }
+    }
+    out
+}
+
+/// Runs every case of one layer; one report per (kernel, shape, output).
+pub fn run_layer(gpu: &Gpu, layer: &str) -> Result<Vec<KernelReport>> {
+    match layer {
+        "activation" => activation::run(gpu),
+        "avg_pool3d" => avg_pool3d::run(gpu),
+        "batch_norm" => batch_norm::run(gpu),
+        "conv3d" => conv3d::run(gpu),
+        "dense" => dense::run(gpu),
+        "dropout" => dropout::run(gpu),
+        "max_pool3d" => max_pool3d::run(gpu),
+        "softmax_xent" => softmax_xent::run(gpu),
+        _ => Err(Error::UnknownKernel(layer.to_string())),
+    }
+}
+
+/// Every kernel of every layer, one merged report per kernel name.
+pub fn run_all(gpu: &Gpu) -> Result<Vec<KernelReport>> {
+    let mut all = vec![];
+    for layer in LAYERS {
+        all.extend(run_layer(gpu, layer)?);
+    }
+    Ok(merge_by_name(all))
+}
+
+/// f32 → f64, for handing GPU inputs to the reference.
+pub fn f64s(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
+
+/// A shape as text, e.g. `[2, 3, 5, 7, 9]`.
+pub fn shape_str(dims: &[usize]) -> String {
+    format!("{dims:?}")
+}

@@ -1,0 +1,161 @@
+//! Device buffers of f32 or u32 elements, with upload and read-back.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+
+use super::Gpu;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    U32,
+}
+
+/// A storage buffer on the device. Cloning is cheap (shared handle).
+#[derive(Clone)]
+pub struct Buffer {
+    pub(crate) raw: Arc<wgpu::Buffer>,
+    len: usize,
+    dtype: DType,
+    label: Arc<str>,
+}
+
+impl std::fmt::Debug for Buffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Buffer({:?}, {:?} x {})", self.label, self.dtype, self.len)
+    }
+}
+
+impl Buffer {
+    /// Number of 4-byte elements.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+    pub(crate) fn bytes(&self) -> u64 {
+        self.len as u64 * 4
+    }
+}
+
+impl Gpu {
+    /// Refuses a tensor larger than one storage binding or one buffer of this adapter.
+    pub fn check_fits(&self, label: &str, elements: usize) -> Result<()> {
+        let bytes = elements as u64 * 4;
+        if bytes > self.limits.max_buffer_size {
+            return Err(Error::TooLarge {
+                tensor: label.into(),
+                bytes,
+                limit_name: "max_buffer_size",
+                limit: self.limits.max_buffer_size,
+            });
+        }
+        let binding = self.limits.max_storage_buffer_binding_size as u64;
+        if bytes > binding {
+            return Err(Error::TooLarge {
+                tensor: label.into(),
+                bytes,
+                limit_name: "max_storage_buffer_binding_size",
+                limit: binding,
+            });
+        }
+        Ok(())
+    }
+
+    /// A zero-filled buffer of `len` elements.
+    pub fn zeros(&self, label: &str, len: usize, dtype: DType) -> Result<Buffer> {
+        self.check_fits(label, len)?;
+        // A zero-sized binding is invalid, so empty tensors still get one element.
+        let size = (len.max(1) * 4) as u64;
+        let raw = self.scoped(
+            || format!("allocating {label} ({size} bytes)"),
+            || {
+                self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(label),
+                    size,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            },
+        )?;
+        Ok(Buffer { raw: Arc::new(raw), len, dtype, label: label.into() })
+    }
+
+    pub fn upload_f32(&self, label: &str, data: &[f32]) -> Result<Buffer> {
+        let b = self.zeros(label, data.len(), DType::F32)?;
+        self.write_f32(&b, data)?;
+        Ok(b)
+    }
+
+    pub fn upload_u32(&self, label: &str, data: &[u32]) -> Result<Buffer> {
+        let b = self.zeros(label, data.len(), DType::U32)?;
+        self.write_u32(&b, data)?;
+        Ok(b)
+    }
+
+    pub fn write_f32(&self, b: &Buffer, data: &[f32]) -> Result<()> {
+        self.write_bytes(b, bytemuck::cast_slice(data))
+    }
+
+    pub fn write_u32(&self, b: &Buffer, data: &[u32]) -> Result<()> {
+        self.write_bytes(b, bytemuck::cast_slice(data))
+    }
+
+    fn write_bytes(&self, b: &Buffer, bytes: &[u8]) -> Result<()> {
+        if bytes.len() as u64 > b.bytes() {
+            return Err(Error::Gpu {
+                context: format!("writing {} bytes into {}", bytes.len(), b.label),
+                message: format!("the buffer holds only {} bytes", b.bytes()),
+            });
+        }
+        if !bytes.is_empty() {
+            self.queue.write_buffer(&b.raw, 0, bytes);
+        }
+        Ok(())
+    }
+
+    pub fn read_f32(&self, b: &Buffer) -> Result<Vec<f32>> {
+        Ok(bytemuck::cast_slice(&self.read_bytes(b)?).to_vec())
+    }
+
+    pub fn read_u32(&self, b: &Buffer) -> Result<Vec<u32>> {
+        Ok(bytemuck::cast_slice(&self.read_bytes(b)?).to_vec())
+    }
+
+    fn read_bytes(&self, b: &Buffer) -> Result<Vec<u8>> {
+        let size = b.bytes();
+        if size == 0 {
+            return Ok(vec![]);
+        }
+        let fail = |message: String| Error::Readback { buffer: b.label.to_string(), message };
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(&b.raw, 0, &staging, 0, size);
+        self.scoped(|| format!("reading back {}", b.label), || self.queue.submit([enc.finish()]))?;
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|e| fail(e.to_string()))?
+            .map_err(|e| fail(e.to_string()))?;
+        let bytes = slice.get_mapped_range().map_err(|e| fail(e.to_string()))?.to_vec();
+        staging.unmap();
+        Ok(bytes)
+    }
+}

@@ -1,0 +1,345 @@
+//! Adapter discovery and choice, device creation with the adapter's real limits, and the
+//! error scopes that turn wgpu validation / out-of-memory errors into library errors.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Which graphics API(s) to look for adapters on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" | "" => Ok(BackendChoice::Auto),
+            "vulkan" | "vk" => Ok(BackendChoice::Vulkan),
+            "metal" | "mtl" => Ok(BackendChoice::Metal),
+            "dx12" | "d3d12" => Ok(BackendChoice::Dx12),
+            "gl" | "gles" | "opengl" => Ok(BackendChoice::Gl),
+            _ => Err(Error::UnknownBackend(s.to_string())),
+        }
+    }
+}
+
+impl BackendChoice {
+    fn backends(self) -> wgpu::Backends {
+        match self {
+            // GL is left out of auto: without a display it only logs noise, and every desktop
+            // that has GL also has Vulkan, Metal or DX12. Ask for it with --backend gl.
+            BackendChoice::Auto => wgpu::Backends::PRIMARY,
+            BackendChoice::Vulkan => wgpu::Backends::VULKAN,
+            BackendChoice::Metal => wgpu::Backends::METAL,
+            BackendChoice::Dx12 => wgpu::Backends::DX12,
+            BackendChoice::Gl => wgpu::Backends::GL,
+        }
+    }
+}
+
+/// How the user picked the adapter: `--backend` and `--adapter` (index or name substring).
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    pub backend: BackendChoice,
+    pub adapter: Option<String>,
+}
+
+/// What `cnn3d adapters` reports for one adapter.
+#[derive(Clone, Debug, Serialize)]
+pub struct AdapterReport {
+    pub index: usize,
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub vendor: u32,
+    pub device: u32,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
+    pub min_storage_buffer_offset_alignment: u32,
+    pub timestamp_query: bool,
+    pub timestamp_query_inside_passes: bool,
+    pub shader_f16: bool,
+}
+
+fn report(index: usize, adapter: &wgpu::Adapter) -> AdapterReport {
+    let info = adapter.get_info();
+    let limits = adapter.limits();
+    let features = adapter.features();
+    AdapterReport {
+        index,
+        name: info.name.clone(),
+        backend: backend_name(info.backend).to_string(),
+        device_type: device_type_name(info.device_type).to_string(),
+        driver: info.driver.clone(),
+        driver_info: info.driver_info.clone(),
+        vendor: info.vendor,
+        device: info.device,
+        max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+        max_buffer_size: limits.max_buffer_size,
+        max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+        max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+        max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+        min_storage_buffer_offset_alignment: limits.min_storage_buffer_offset_alignment,
+        timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+        timestamp_query_inside_passes: features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+        shader_f16: features.contains(wgpu::Features::SHADER_F16),
+    }
+}
+
+fn backend_name(b: wgpu::Backend) -> &'static str {
+    match b {
+        wgpu::Backend::Vulkan => "vulkan",
+        wgpu::Backend::Metal => "metal",
+        wgpu::Backend::Dx12 => "dx12",
+        wgpu::Backend::Gl => "gl",
+        wgpu::Backend::BrowserWebGpu => "webgpu",
+        _ => "noop",
+    }
+}
+
+fn device_type_name(t: wgpu::DeviceType) -> &'static str {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => "discrete",
+        wgpu::DeviceType::IntegratedGpu => "integrated",
+        wgpu::DeviceType::VirtualGpu => "virtual",
+        wgpu::DeviceType::Cpu => "cpu",
+        wgpu::DeviceType::Other => "other",
+    }
+}
+
+/// Preference of `--backend auto`: discrete, then integrated, then virtual, then CPU adapters.
+fn preference(t: wgpu::DeviceType) -> u8 {
+    match t {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Cpu => 3,
+        wgpu::DeviceType::Other => 4,
+    }
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// The backends to search: `--backend` wins, then `WGPU_BACKEND`, then auto.
+fn resolve_backends(choice: BackendChoice) -> Result<(wgpu::Backends, bool)> {
+    if choice != BackendChoice::Auto {
+        return Ok((choice.backends(), false));
+    }
+    match std::env::var("WGPU_BACKEND") {
+        Ok(v) if !v.trim().is_empty() => {
+            let c: BackendChoice = v.parse()?;
+            Ok((c.backends(), c == BackendChoice::Auto))
+        }
+        _ => Ok((BackendChoice::Auto.backends(), true)),
+    }
+}
+
+fn no_adapter_hint() -> String {
+    if cfg!(target_os = "linux") {
+        "On Linux without a GPU, install Mesa's software Vulkan driver: `apt-get install mesa-vulkan-drivers` (lavapipe). With a GPU, install its Vulkan driver.".into()
+    } else if cfg!(target_os = "macos") {
+        "Metal should be available on every supported Mac; check that this is not a VM without GPU access.".into()
+    } else {
+        "Install or update the GPU's driver (Vulkan or DX12), or try --backend gl.".into()
+    }
+}
+
+fn backends_name(b: wgpu::Backends) -> String {
+    let mut names = vec![];
+    for (flag, name) in [
+        (wgpu::Backends::VULKAN, "vulkan"),
+        (wgpu::Backends::METAL, "metal"),
+        (wgpu::Backends::DX12, "dx12"),
+        (wgpu::Backends::GL, "gl"),
+    ] {
+        if b.contains(flag) {
+            names.push(name);
+        }
+    }
+    names.join(", ")
+}
+
+async fn enumerate(choice: BackendChoice) -> Result<Vec<wgpu::Adapter>> {
+    let (backends, auto) = resolve_backends(choice)?;
+    let mut adapters = instance(backends).enumerate_adapters(backends).await;
+    if adapters.is_empty() && auto {
+        // Last resort for auto: GL (e.g. a machine with only an OpenGL driver).
+        adapters = instance(wgpu::Backends::GL).enumerate_adapters(wgpu::Backends::GL).await;
+    }
+    Ok(adapters)
+}
+
+/// Every adapter wgpu sees on the chosen backend(s) (all compiled backends for `--backend auto`,
+/// GL included, since this is a listing).
+pub fn list_adapters(choice: BackendChoice) -> Result<Vec<AdapterReport>> {
+    let backends = if choice == BackendChoice::Auto && std::env::var("WGPU_BACKEND").map_or(true, |v| v.trim().is_empty()) {
+        wgpu::Backends::all()
+    } else {
+        resolve_backends(choice)?.0
+    };
+    let adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
+    Ok(adapters.iter().enumerate().map(|(i, a)| report(i, a)).collect())
+}
+
+/// Static facts about the device a [`Gpu`] runs on.
+#[derive(Clone, Debug, Serialize)]
+pub struct GpuInfo {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub timestamp_query: bool,
+    pub timestamp_query_inside_passes: bool,
+    pub shader_f16: bool,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub min_storage_buffer_offset_alignment: u32,
+}
+
+/// An open device: the one object through which the rest of the crate touches the GPU.
+pub struct Gpu {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    pub(crate) limits: wgpu::Limits,
+    pub(crate) features: wgpu::Features,
+    pub(crate) info: GpuInfo,
+    pub(crate) pipelines: super::shaders::PipelineCache,
+}
+
+impl Gpu {
+    /// Opens the adapter chosen by `opts` (see [`GpuOptions`]).
+    pub fn new(opts: &GpuOptions) -> Result<Gpu> {
+        pollster::block_on(Self::new_async(opts))
+    }
+
+    async fn new_async(opts: &GpuOptions) -> Result<Gpu> {
+        let adapters = enumerate(opts.backend).await?;
+        if adapters.is_empty() {
+            let (b, _) = resolve_backends(opts.backend)?;
+            return Err(Error::NoAdapter { backends: backends_name(b), hint: no_adapter_hint() });
+        }
+        let adapter = choose(adapters, opts.adapter.as_deref())?;
+        let ainfo = adapter.get_info();
+        log::info!(
+            "using adapter {:?} ({}, {}, driver {} {})",
+            ainfo.name,
+            backend_name(ainfo.backend),
+            device_type_name(ainfo.device_type),
+            ainfo.driver,
+            ainfo.driver_info
+        );
+        let wanted = wgpu::Features::TIMESTAMP_QUERY
+            | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+            | wgpu::Features::SHADER_F16;
+        let features = adapter.features() & wanted;
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("cnn3d"),
+                required_features: features,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| Error::RequestDevice { adapter: ainfo.name.clone(), message: e.to_string() })?;
+        // Errors outside our scopes are logged, never the default panic.
+        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| log::error!("uncaptured wgpu error: {e}")));
+        let r = report(0, &adapter);
+        let info = GpuInfo {
+            name: r.name,
+            backend: r.backend,
+            device_type: r.device_type,
+            driver: r.driver,
+            driver_info: r.driver_info,
+            timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            timestamp_query_inside_passes: features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_buffer_size: limits.max_buffer_size,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            min_storage_buffer_offset_alignment: limits.min_storage_buffer_offset_alignment,
+        };
+        Ok(Gpu { device, queue, limits, features, info, pipelines: Default::default() })
+    }
+
+    pub fn info(&self) -> &GpuInfo {
+        &self.info
+    }
+
+    /// Runs `f` inside validation and out-of-memory error scopes; an error becomes
+    /// [`Error::Gpu`] naming `context`.
+    pub(crate) fn scoped<T>(&self, context: impl FnOnce() -> String, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        match v.or(o) {
+            Some(e) => Err(Error::Gpu { context: context(), message: e.to_string() }),
+            None => Ok(out),
+        }
+    }
+
+    /// Blocks until the GPU has finished all submitted work.
+    pub(crate) fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Gpu { context: "waiting for the GPU".into(), message: e.to_string() })
+    }
+}
+
+fn choose(mut adapters: Vec<wgpu::Adapter>, wanted: Option<&str>) -> Result<wgpu::Adapter> {
+    let listing = |adapters: &[wgpu::Adapter]| {
+        adapters
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let r = report(i, a);
+                format!("  {i}: {} ({}, {})", r.name, r.backend, r.device_type)
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    match wanted.map(str::trim).filter(|w| !w.is_empty()) {
+        Some(w) => {
+            if let Ok(i) = w.parse::<usize>() {
+                if i < adapters.len() {
+                    return Ok(adapters.swap_remove(i));
+                }
+            } else {
+                let lw = w.to_lowercase();
+                if let Some(i) = adapters.iter().position(|a| a.get_info().name.to_lowercase().contains(&lw)) {
+                    return Ok(adapters.swap_remove(i));
+                }
+            }
+            Err(Error::AdapterNotFound { wanted: w.to_string(), available: listing(&adapters) })
+        }
+        None => {
+            // Stable sort: among equals, the order wgpu enumerated them in.
+            adapters.sort_by_key(|a| preference(a.get_info().device_type));
+            Ok(adapters.remove(0))
+        }
+    }
+}

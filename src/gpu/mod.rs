@@ -1,0 +1,12 @@
+//! Everything that names a wgpu type lives here: adapter and backend choice, limits, the
+//! shader registry and pipeline cache, buffers, and compiled plans of dispatches.
+
+mod buffer;
+mod context;
+mod plan;
+mod shaders;
+
+pub use buffer::{Buffer, DType};
+pub use context::{list_adapters, AdapterReport, BackendChoice, Gpu, GpuInfo, GpuOptions};
+pub use plan::{grid_2d, Op, Plan, WG};
+pub use shaders::{shader_by_name, Constants, Shader};

@@ -1,0 +1,180 @@
+//! Dispatches described without wgpu types ([`Op`]), compiled once into a [`Plan`] of
+//! (pipeline, bind group, workgroup grid) steps, and replayed with one submit.
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+
+use super::shaders::{Constants, Shader};
+use super::{Buffer, Gpu};
+
+/// Threads per workgroup of the element-wise kernels (their `override WG`).
+pub const WG: u32 = 64;
+
+/// One compute dispatch. Binding 0 is the uniform `params`; bindings 1.. are `buffers`, in
+/// order, exactly the storage bindings that the entry point uses.
+#[derive(Clone, Debug)]
+pub struct Op {
+    /// What profiles and errors call it, e.g. `conv_layer1.0/conv3d.forward`.
+    pub label: String,
+    pub shader: Shader,
+    pub entry: &'static str,
+    pub constants: Constants,
+    pub params: Vec<u8>,
+    pub buffers: Vec<Buffer>,
+    /// Workgroups to launch, counted linearly; the plan lays them out on a 2D grid when there
+    /// are more than the adapter allows per dimension, and shaders index them as
+    /// `wid.y * nwg.x + wid.x`, returning when past the end.
+    pub groups: u64,
+}
+
+impl Op {
+    /// One invocation per item over `n` items, with `WG` threads per workgroup.
+    pub fn threads<P: bytemuck::Pod>(
+        label: impl Into<String>,
+        shader: Shader,
+        entry: &'static str,
+        params: &P,
+        buffers: &[&Buffer],
+        n: usize,
+    ) -> Op {
+        Op {
+            label: label.into(),
+            shader,
+            entry,
+            constants: vec![("WG", WG)],
+            params: bytemuck::bytes_of(params).to_vec(),
+            buffers: buffers.iter().map(|&b| b.clone()).collect(),
+            groups: (n as u64).div_ceil(WG as u64),
+        }
+    }
+
+    /// `groups` workgroups of the entry point's own fixed size (e.g. one per channel for
+    /// a reduction).
+    pub fn groups<P: bytemuck::Pod>(
+        label: impl Into<String>,
+        shader: Shader,
+        entry: &'static str,
+        params: &P,
+        buffers: &[&Buffer],
+        groups: usize,
+    ) -> Op {
+        Op {
+            label: label.into(),
+            shader,
+            entry,
+            constants: vec![],
+            params: bytemuck::bytes_of(params).to_vec(),
+            buffers: buffers.iter().map(|&b| b.clone()).collect(),
+            groups: groups as u64,
+        }
+    }
+
+    /// Prefixes the label with a layer name: `fc1` + `dense.forward` → `fc1/dense.forward`.
+    pub fn named(mut self, layer: &str) -> Op {
+        if !layer.is_empty() {
+            self.label = format!("{layer}/{}", self.label);
+        }
+        self
+    }
+}
+
+struct Step {
+    label: String,
+    pipeline: std::sync::Arc<wgpu::ComputePipeline>,
+    bind_group: wgpu::BindGroup,
+    grid: (u32, u32),
+    // Kept alive for as long as the bind group refers to it.
+    _params: wgpu::Buffer,
+}
+
+/// A compiled sequence of dispatches; replay it with [`Gpu::run`].
+pub struct Plan {
+    steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn len(&self) -> usize {
+        self.steps.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|s| s.label.as_str())
+    }
+}
+
+/// Lays `groups` workgroups out as (x, y) with x ≤ `per_dim`.
+pub fn grid_2d(groups: u64, per_dim: u32) -> Option<(u32, u32)> {
+    if groups == 0 {
+        return Some((0, 0));
+    }
+    let x = groups.min(per_dim as u64);
+    let y = groups.div_ceil(x);
+    (y <= per_dim as u64).then_some((x as u32, y as u32))
+}
+
+impl Gpu {
+    /// Builds pipelines, uniform buffers and bind groups for `ops`, once.
+    pub fn compile(&self, ops: &[Op]) -> Result<Plan> {
+        let per_dim = self.limits.max_compute_workgroups_per_dimension;
+        let mut steps = Vec::with_capacity(ops.len());
+        for op in ops {
+            let pipeline = self.pipeline(op.shader, op.entry, &op.constants)?;
+            let grid = grid_2d(op.groups, per_dim)
+                .ok_or_else(|| Error::GridTooLarge { label: op.label.clone(), groups: op.groups, per_dim })?;
+            let mut params = op.params.clone();
+            params.resize(params.len().div_ceil(16).max(1) * 16, 0);
+            let (uniform, bind_group) = self.scoped(
+                || format!("binding the buffers of {} ({:?})", op.label, op.buffers),
+                || {
+                    let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                        label: Some(&op.label),
+                        contents: &params,
+                        usage: wgpu::BufferUsages::UNIFORM,
+                    });
+                    let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+                    for (i, b) in op.buffers.iter().enumerate() {
+                        entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.raw.as_entire_binding() });
+                    }
+                    let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                        label: Some(&op.label),
+                        layout: &pipeline.get_bind_group_layout(0),
+                        entries: &entries,
+                    });
+                    (uniform, bind_group)
+                },
+            )?;
+            steps.push(Step { label: op.label.clone(), pipeline, bind_group, grid, _params: uniform });
+        }
+        Ok(Plan { steps })
+    }
+
+    /// Records every step of `plan` into one compute pass, submits once and waits.
+    pub fn run(&self, plan: &Plan) -> Result<()> {
+        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("plan") });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("plan"), timestamp_writes: None });
+            for s in &plan.steps {
+                if s.grid.0 == 0 {
+                    continue;
+                }
+                pass.set_pipeline(&s.pipeline);
+                pass.set_bind_group(0, &s.bind_group, &[]);
+                pass.dispatch_workgroups(s.grid.0, s.grid.1, 1);
+            }
+        }
+        let first = plan.steps.first().map_or("", |s| s.label.as_str());
+        self.scoped(|| format!("submitting a plan of {} dispatches (first: {first})", plan.steps.len()), || {
+            self.queue.submit([enc.finish()])
+        })?;
+        self.wait()
+    }
+
+    /// Compiles and runs `ops` once (tests and `check`).
+    pub fn run_ops(&self, ops: &[Op]) -> Result<()> {
+        let plan = self.compile(ops)?;
+        self.run(&plan)
+    }
+}
