@@ -45,10 +45,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn,cnn3d=info"))
+    let cli = Cli::parse();
+    // `--backend auto` probes GL only for listings; without a display its EGL setup fails
+    // loudly and harmlessly, so that one module is quiet unless GL was asked for.
+    let filter = if cli.backend == BackendChoice::Auto { "warn,wgpu_hal::gles=off,cnn3d=info" } else { "warn,cnn3d=info" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
         .format_timestamp(None)
         .init();
-    let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
