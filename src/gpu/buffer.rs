@@ -123,11 +123,11 @@ impl Gpu {
     }
 
     pub fn read_f32(&self, b: &Buffer) -> Result<Vec<f32>> {
-        Ok(bytemuck::cast_slice(&self.read_bytes(b)?).to_vec())
+        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(b)?))
     }
 
     pub fn read_u32(&self, b: &Buffer) -> Result<Vec<u32>> {
-        Ok(bytemuck::cast_slice(&self.read_bytes(b)?).to_vec())
+        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(b)?))
     }
 
     fn read_bytes(&self, b: &Buffer) -> Result<Vec<u8>> {

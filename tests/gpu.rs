@@ -1,0 +1,76 @@
+//! The GPU context: errors become library errors, limits are enforced, big grids are split.
+
+mod common;
+use common::gpu;
+
+use cnn3d::gpu::{grid_2d, DType, Op, Shader};
+use cnn3d::layers::activation::{self, Activation};
+use cnn3d::Error;
+
+#[test]
+fn a_tensor_above_the_binding_limit_is_refused_with_its_name() {
+    let g = gpu();
+    let limit = g.info().max_storage_buffer_binding_size;
+    let too_many = (limit / 4 + 1) as usize;
+    match g.zeros("conv1.activations", too_many, DType::F32) {
+        Err(Error::TooLarge { tensor, bytes, limit: l, .. }) => {
+            assert_eq!(tensor, "conv1.activations");
+            assert_eq!(bytes, too_many as u64 * 4);
+            assert!(l <= limit);
+        }
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_validation_error_is_an_error_not_a_panic() {
+    let g = gpu();
+    let x = g.zeros("x", 10, DType::F32).unwrap();
+    let y = g.zeros("y", 10, DType::F32).unwrap();
+    // The backward entry point uses four storage bindings; giving it two is a wgpu validation
+    // error, which must come back as Error::Gpu naming the dispatch.
+    let mut op = activation::forward(Activation::Relu, &x, &y).unwrap();
+    op.entry = "backward";
+    op.label = "broken.backward".into();
+    match g.compile(&[op]) {
+        Err(Error::Gpu { context, message }) => {
+            assert!(context.contains("broken.backward"), "context: {context}");
+            assert!(!message.is_empty());
+        }
+        Err(e) => panic!("expected Error::Gpu, got {e}"),
+        Ok(_) => panic!("a bind group with missing bindings was accepted"),
+    }
+    // The device is still usable afterwards.
+    g.run_ops(&[activation::forward(Activation::Relu, &x, &y).unwrap()]).unwrap();
+}
+
+#[test]
+fn an_unknown_entry_point_is_an_error() {
+    let g = gpu();
+    let x = g.zeros("x", 4, DType::F32).unwrap();
+    let op = Op::threads("nope", Shader::Activation, "no_such_entry", &[0u32; 4], &[&x], 4);
+    assert!(matches!(g.compile(&[op]), Err(Error::Gpu { .. })));
+}
+
+#[test]
+fn grids_split_into_two_dimensions() {
+    assert_eq!(grid_2d(0, 65_535), Some((0, 0)));
+    assert_eq!(grid_2d(10, 65_535), Some((10, 1)));
+    assert_eq!(grid_2d(65_535, 65_535), Some((65_535, 1)));
+    assert_eq!(grid_2d(65_536, 65_535), Some((65_535, 2)));
+    assert_eq!(grid_2d(65_535 * 65_535, 65_535), Some((65_535, 65_535)));
+    assert_eq!(grid_2d(65_535 * 65_535 + 1, 65_535), None);
+}
+
+#[test]
+fn uploads_read_back_exactly() {
+    let g = gpu();
+    let data: Vec<f32> = (0..1001).map(|i| i as f32 * 0.5 - 3.0).collect();
+    let b = g.upload_f32("data", &data).unwrap();
+    assert_eq!(g.read_f32(&b).unwrap(), data);
+    let u: Vec<u32> = (0..77).map(|i| i * 3).collect();
+    let b = g.upload_u32("u", &u).unwrap();
+    assert_eq!(g.read_u32(&b).unwrap(), u);
+    let empty = g.zeros("empty", 0, DType::F32).unwrap();
+    assert!(g.read_f32(&empty).unwrap().is_empty());
+}
