@@ -222,7 +222,6 @@ pub struct Gpu {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     pub(crate) limits: wgpu::Limits,
-    pub(crate) features: wgpu::Features,
     pub(crate) info: GpuInfo,
     pub(crate) pipelines: super::shaders::PipelineCache,
 }
@@ -280,7 +279,7 @@ impl Gpu {
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             min_storage_buffer_offset_alignment: limits.min_storage_buffer_offset_alignment,
         };
-        Ok(Gpu { device, queue, limits, features, info, pipelines: Default::default() })
+        Ok(Gpu { device, queue, limits, info, pipelines: Default::default() })
     }
 
     pub fn info(&self) -> &GpuInfo {
