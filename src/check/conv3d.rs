@@ -1,8 +1,102 @@
-//! placeholder: to be written.
-use crate::error::Result;
-use crate::gpu::Gpu;
-use super::KernelReport;
+//! conv3d forward, backward_input, backward_weight, backward_bias against the reference.
 
-pub fn run(_gpu: &Gpu) -> Result<Vec<KernelReport>> {
-    Ok(vec![])
+use crate::error::Result;
+use crate::gpu::{DType, Gpu};
+use crate::layers::conv3d::Conv3d;
+use crate::reference::conv3d as reference;
+use crate::rng::Rng;
+
+use super::{compare, f64s, shape_str, KernelReport, Tol};
+
+fn cases() -> Vec<Conv3d> {
+    vec![
+        // Odd sizes; kernel, stride, padding and dilation all different per axis.
+        Conv3d::new(2, 3, 4, [5, 7, 9], [3, 2, 3])
+            .with_stride([1, 2, 2])
+            .with_padding([1, 0, 2])
+            .with_dilation([1, 2, 1]),
+        // The article's first layer (3 → 32 channels, kernel 3), scaled down; no bias.
+        Conv3d::new(3, 3, 5, [8, 9, 10], [3, 3, 3]).with_bias(false),
+        // Stride larger than the kernel (inputs read by no output get a zero gradient), padding
+        // as large as the kernel (outputs that read only padding).
+        Conv3d::new(2, 2, 3, [7, 8, 10], [2, 2, 2])
+            .with_stride([3, 3, 3])
+            .with_padding([0, 2, 1])
+            .with_dilation([1, 1, 2]),
+        // Kernel as large as the input: a single output position.
+        Conv3d::new(1, 2, 3, [3, 2, 4], [3, 2, 4]),
+        // 162³ = 4,251,528 elements > 65,535 workgroups × 64: forward and backward_input need
+        // a 2D grid, and the reductions run over 4.25M terms in one workgroup. A 1×1×1 kernel
+        // with one channel keeps the reference cheap.
+        Conv3d::new(1, 1, 1, [162, 162, 162], [1, 1, 1]),
+    ]
+}
+
+/// Tolerance for outputs that are f32 sums of `terms` products of values in [-1, 1] (the
+/// reference sums in f64, so the difference is the GPU's rounding). Each addition rounds by up to
+/// half an ulp of the running sum (size ~√k/3 after k terms, unit roundoff u = 2⁻²⁴ ≈ 6e-8);
+/// with random signs these errors grow like a random walk, and the reductions split their terms
+/// over 256 lanes and a tree, which keeps them smaller still. atol = 4e-6·√terms: 3.6e-5 for the
+/// ~80-term forward sums, 8e-3 for the 4.25M-term reductions of the large case (whose results
+/// are ~700, so 1e-5 of their scale). Measured errors on lavapipe sit ~10× below this.
+fn tol(terms: usize) -> Tol {
+    Tol::new(4e-6 * (terms as f64).sqrt().max(5.0), 1e-5)
+}
+
+pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
+    let mut out = vec![];
+    let mut rng = Rng::new(0xC0_3D);
+    for g in cases() {
+        let y_shape = g.y_shape()?;
+        let x_shape = g.x_shape();
+        let w_shape = g.weight_shape();
+        let x = rng.vec_f32(x_shape.iter().product(), -1.0, 1.0);
+        let w = rng.vec_f32(w_shape.iter().product(), -1.0, 1.0);
+        let b = rng.vec_f32(g.bias_len(), -1.0, 1.0);
+        let dy = rng.vec_f32(y_shape.iter().product(), -1.0, 1.0);
+
+        let xb = gpu.upload_f32("x", &x)?;
+        let wb = gpu.upload_f32("weight", &w)?;
+        let bb = gpu.upload_f32("bias", &b)?;
+        let dyb = gpu.upload_f32("dy", &dy)?;
+        let yb = gpu.zeros("y", dy.len(), DType::F32)?;
+        let dxb = gpu.zeros("dx", x.len(), DType::F32)?;
+        let dwb = gpu.zeros("dweight", w.len(), DType::F32)?;
+        let dbb = gpu.zeros("dbias", b.len(), DType::F32)?;
+
+        let mut ops = vec![
+            g.forward(&xb, &wb, g.has_bias.then_some(&bb), &yb)?,
+            g.backward_input(&dyb, &wb, &dxb)?,
+            g.backward_weight(&xb, &dyb, &dwb)?,
+        ];
+        if g.has_bias {
+            ops.push(g.backward_bias(&dyb, &dbb)?);
+        }
+        gpu.run_ops(&ops)?;
+
+        let (xr, wr, br, dyr) = (f64s(&x), f64s(&w), f64s(&b), f64s(&dy));
+        let kvol: usize = g.kernel.iter().product();
+        let positions = y_shape[0] * y_shape[2] * y_shape[3] * y_shape[4];
+        let shape = format!(
+            "x {} w {} s {:?} p {:?} d {:?}{}",
+            shape_str(&x_shape),
+            shape_str(&w_shape),
+            g.stride,
+            g.padding,
+            g.dilation,
+            if g.has_bias { " +bias" } else { "" }
+        );
+
+        let yr = reference::forward(&g, &xr, &wr, g.has_bias.then_some(&br[..]));
+        out.push(compare("conv3d.forward", &shape, &gpu.read_f32(&yb)?, &yr, tol(g.c_in * kvol + 1)));
+        let dxr = reference::backward_input(&g, &wr, &dyr);
+        out.push(compare("conv3d.backward_input", &shape, &gpu.read_f32(&dxb)?, &dxr, tol(g.c_out * kvol)));
+        let dwr = reference::backward_weight(&g, &xr, &dyr);
+        out.push(compare("conv3d.backward_weight", &shape, &gpu.read_f32(&dwb)?, &dwr, tol(positions)));
+        if g.has_bias {
+            let dbr = reference::backward_bias(&g, &dyr);
+            out.push(compare("conv3d.backward_bias", &shape, &gpu.read_f32(&dbb)?, &dbr, tol(positions)));
+        }
+    }
+    Ok(out)
 }
