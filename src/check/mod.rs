@@ -113,6 +113,12 @@ impl KernelReport {
 
 /// Compares GPU output `got` with the reference `want`, element by element.
 pub fn compare(name: &str, shape: &str, got: &[f32], want: &[f64], tol: Tol) -> KernelReport {
+    let got: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+    compare_f64(name, shape, &got, want, tol)
+}
+
+/// [`compare`] for values already in f64 (e.g. the reference against PyTorch).
+pub fn compare_f64(name: &str, shape: &str, got: &[f64], want: &[f64], tol: Tol) -> KernelReport {
     let mut r = KernelReport {
         name: name.to_string(),
         shapes: vec![shape.to_string()],
@@ -128,12 +134,11 @@ pub fn compare(name: &str, shape: &str, got: &[f32], want: &[f64], tol: Tol) -> 
     if got.len() != want.len() {
         r.max_abs_err = f64::INFINITY;
         r.max_rel_err = f64::INFINITY;
-        r.shapes[0] += &format!(" (GPU gave {} elements, reference {})", got.len(), want.len());
+        r.shapes[0] += &format!(" (got {} elements, reference {})", got.len(), want.len());
         return r;
     }
     let floor = if tol.rtol > 0.0 { tol.atol / tol.rtol } else { 1.0 };
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let g = g as f64;
         // NaN anywhere is an infinite error, unless both sides agree on it.
         let err = if g.is_nan() && w.is_nan() || g == w { 0.0 } else { (g - w).abs() };
         let err = if err.is_nan() { f64::INFINITY } else { err };

@@ -20,9 +20,28 @@ pub type Dims3 = [usize; 3];
 /// `floor((input + 2·padding − dilation·(kernel − 1) − 1) / stride) + 1`, as PyTorch.
 /// `None` when the (dilated) kernel does not fit in the padded input.
 pub fn window_out(input: usize, kernel: usize, stride: usize, padding: usize, dilation: usize) -> Option<usize> {
-    let span = dilation * (kernel - 1) + 1;
-    let padded = input + 2 * padding;
-    (kernel > 0 && stride > 0 && dilation > 0 && padded >= span).then(|| (padded - span) / stride + 1)
+    if kernel == 0 || stride == 0 || dilation == 0 {
+        return None;
+    }
+    let span = dilation.checked_mul(kernel - 1)?.checked_add(1)?;
+    let padded = padding.checked_mul(2)?.checked_add(input)?;
+    (padded >= span).then(|| (padded - span) / stride + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::window_out;
+
+    #[test]
+    fn window_out_matches_pytorch_and_rejects_what_cannot_work() {
+        assert_eq!(window_out(16, 3, 1, 0, 1), Some(14));
+        assert_eq!(window_out(14, 2, 2, 0, 1), Some(7));
+        assert_eq!(window_out(7, 3, 2, 1, 2), Some(3)); // span 5, padded 9
+        assert_eq!(window_out(2, 3, 1, 0, 1), None);
+        assert_eq!(window_out(5, 0, 1, 0, 1), None);
+        assert_eq!(window_out(5, 1, 0, 0, 1), None);
+        assert_eq!(window_out(usize::MAX, 2, 1, usize::MAX, 1), None);
+    }
 }
 
 /// Checks that a buffer holds exactly `want` elements.

@@ -1,4 +1,5 @@
 //! Shared by the GPU tests: one device per test binary, and assertions with useful failures.
+#![allow(dead_code)] // each test binary uses a different part of this module
 
 use std::sync::OnceLock;
 
