@@ -74,3 +74,22 @@ fn uploads_read_back_exactly() {
     let empty = g.zeros("empty", 0, DType::F32).unwrap();
     assert!(g.read_f32(&empty).unwrap().is_empty());
 }
+
+#[test]
+fn flat_buffers_bind_each_tensor_on_its_own() {
+    let g = gpu();
+    let (whole, views) = g.flat("params", &[("a", 5), ("b", 70), ("c", 1)], DType::F32).unwrap();
+    assert_eq!(views.iter().map(|v| v.len()).collect::<Vec<_>>(), vec![5, 70, 1]);
+    let b: Vec<f32> = (0..70).map(|i| i as f32 - 35.0).collect();
+    g.write_f32(&views[1], &b).unwrap();
+    let out = g.zeros("out", 70, DType::F32).unwrap();
+    g.run_ops(&[activation::forward(Activation::Relu, &views[1], &out).unwrap()]).unwrap();
+    let want: Vec<f32> = b.iter().map(|v| v.max(0.0)).collect();
+    assert_eq!(g.read_f32(&out).unwrap(), want);
+    assert_eq!(g.read_f32(&views[1]).unwrap(), b);
+    // The other tensors are untouched, and the whole buffer covers all three.
+    assert_eq!(g.read_f32(&views[0]).unwrap(), vec![0.0; 5]);
+    assert!(whole.len() >= 76);
+    let all = g.read_f32(&whole).unwrap();
+    assert_eq!(all.iter().filter(|&&v| v != 0.0).count(), 69);
+}

@@ -12,10 +12,13 @@ pub enum DType {
     U32,
 }
 
-/// A storage buffer on the device. Cloning is cheap (shared handle).
+/// A storage buffer on the device, or a view of `len` elements at `offset` into one (see
+/// [`Gpu::flat`]). Cloning is cheap (shared handle).
 #[derive(Clone)]
 pub struct Buffer {
     pub(crate) raw: Arc<wgpu::Buffer>,
+    /// In elements; a multiple of the adapter's storage offset alignment.
+    offset: usize,
     len: usize,
     dtype: DType,
     label: Arc<str>,
@@ -23,7 +26,7 @@ pub struct Buffer {
 
 impl std::fmt::Debug for Buffer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Buffer({:?}, {:?} x {})", self.label, self.dtype, self.len)
+        write!(f, "Buffer({:?}, {:?} x {} at {})", self.label, self.dtype, self.len, self.offset)
     }
 }
 
@@ -43,6 +46,18 @@ impl Buffer {
     }
     pub(crate) fn bytes(&self) -> u64 {
         self.len as u64 * 4
+    }
+    pub(crate) fn byte_offset(&self) -> u64 {
+        self.offset as u64 * 4
+    }
+    /// The binding of exactly this buffer's (or view's) elements; at least 4 bytes, since an
+    /// empty binding is invalid.
+    pub(crate) fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.raw,
+            offset: self.byte_offset(),
+            size: std::num::NonZeroU64::new(self.bytes().max(4)),
+        })
     }
 }
 
@@ -86,7 +101,33 @@ impl Gpu {
                 })
             },
         )?;
-        Ok(Buffer { raw: Arc::new(raw), len, dtype, label: label.into() })
+        Ok(Buffer { raw: Arc::new(raw), offset: 0, len, dtype, label: label.into() })
+    }
+
+    /// One zero-filled buffer holding several tensors, and a view of each: every tensor starts
+    /// at a multiple of the adapter's `min_storage_buffer_offset_alignment`, so each view binds
+    /// on its own while one dispatch (e.g. the optimizer) can still cover them all.
+    pub fn flat(&self, label: &str, lens: &[(&str, usize)], dtype: DType) -> Result<(Buffer, Vec<Buffer>)> {
+        let align = (self.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+        let mut offsets = Vec::with_capacity(lens.len());
+        let mut total = 0usize;
+        for &(_, len) in lens {
+            offsets.push(total);
+            total += len.max(1).div_ceil(align) * align;
+        }
+        let whole = self.zeros(label, total, dtype)?;
+        let views = lens
+            .iter()
+            .zip(offsets)
+            .map(|(&(name, len), offset)| Buffer {
+                raw: whole.raw.clone(),
+                offset,
+                len,
+                dtype,
+                label: format!("{label}:{name}").into(),
+            })
+            .collect();
+        Ok((whole, views))
     }
 
     pub fn upload_f32(&self, label: &str, data: &[f32]) -> Result<Buffer> {
@@ -117,7 +158,7 @@ impl Gpu {
             });
         }
         if !bytes.is_empty() {
-            self.queue.write_buffer(&b.raw, 0, bytes);
+            self.queue.write_buffer(&b.raw, b.byte_offset(), bytes);
         }
         Ok(())
     }
@@ -143,7 +184,7 @@ impl Gpu {
             mapped_at_creation: false,
         });
         let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(&b.raw, 0, &staging, 0, size);
+        enc.copy_buffer_to_buffer(&b.raw, b.byte_offset(), &staging, 0, size);
         self.scoped(|| format!("reading back {}", b.label), || self.queue.submit([enc.finish()]))?;
         let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();

@@ -136,7 +136,7 @@ impl Gpu {
                     });
                     let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
                     for (i, b) in op.buffers.iter().enumerate() {
-                        entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.raw.as_entire_binding() });
+                        entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.binding() });
                     }
                     let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                         label: Some(&op.label),
