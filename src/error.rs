@@ -36,6 +36,10 @@ pub enum Error {
     #[error("{layer}: {message}")]
     Shape { layer: String, message: String },
 
+    /// A config file that does not parse or does not describe a valid model.
+    #[error("{file}: {message}")]
+    Config { file: String, message: String },
+
     #[error("unknown kernel {0:?}")]
     UnknownKernel(String),
 }

@@ -6,9 +6,11 @@
 //! - [`check`]: runs every kernel against the reference on the chosen GPU.
 
 pub mod check;
+pub mod config;
 pub mod error;
 pub mod gpu;
 pub mod layers;
+pub mod model;
 pub mod reference;
 pub mod rng;
 
