@@ -16,6 +16,9 @@
 // backward: binding 1 logits (read), 2 labels (read), 3 dlogits (write)
 //           one invocation per element (2D grid, linear id = wid.y * nwg.x + wid.x):
 //           dlogits[s, j] = (softmax(logits[s])_j − [j == label_s]) / n
+// accumulate: binding 1 loss (read), 2 correct (read), 3 loss_sum (read_write),
+//           4 correct_sum (read_write); one invocation: loss_sum += loss · n and
+//           correct_sum += correct — the epoch's metric sums stay on the GPU between read-backs.
 
 struct Params {
     n: u32,
@@ -34,6 +37,11 @@ override WG: u32 = 64u;
 @group(0) @binding(4) var<storage, read_write> correct: array<u32>;
 
 @group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
+
+@group(0) @binding(1) var<storage, read> loss_in: array<f32>;
+@group(0) @binding(2) var<storage, read> correct_in: array<u32>;
+@group(0) @binding(3) var<storage, read_write> loss_sum: array<f32>;
+@group(0) @binding(4) var<storage, read_write> correct_sum: array<u32>;
 
 fn row_max(row: u32) -> f32 {
     var m = logits[row];
@@ -108,4 +116,10 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>,
     let prob = exp(logits[i] - m) / row_sum_exp(row, m);
     let onehot = select(0.0, 1.0, labels[s] == j);
     dlogits[i] = (prob - onehot) / f32(p.n);
+}
+
+@compute @workgroup_size(1)
+fn accumulate() {
+    loss_sum[0] += loss_in[0] * f32(p.n);
+    correct_sum[0] += correct_in[0];
 }

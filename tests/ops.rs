@@ -50,5 +50,5 @@ fn dropout() {
 
 #[test]
 fn softmax_xent() {
-    assert_layer("softmax_xent", &["softmax_xent.forward", "softmax_xent.backward"]);
+    assert_layer("softmax_xent", &["softmax_xent.forward", "softmax_xent.backward", "softmax_xent.accumulate"]);
 }

@@ -76,6 +76,21 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         // (Vulkan allows 3 + 2·|x| ulp; |x| ≤ 8 here): below 1e-6 absolute, divided by n.
         let dzr = reference::backward(&l, &zr, &labels);
         out.push(compare("softmax_xent.backward", &shape, &gpu.read_f32(&dzb)?, &dzr, Tol::new(1e-6 / n as f64, 1e-5)));
+
+        // accumulate, replayed twice onto non-zero sums: sum + 2·loss·n and count + 2·correct.
+        let gpu_loss = gpu.read_f32(&lossb)?[0] as f64;
+        let gpu_correct = gpu.read_u32(&correctb)?[0];
+        let sum0 = rng.uniform(0.0, 50.0) as f32;
+        let count0 = rng.below(1000) as u32;
+        let sumb = gpu.upload_f32("loss_sum", &[sum0])?;
+        let countb = gpu.upload_u32("correct_sum", &[count0])?;
+        let plan = gpu.compile(&[l.accumulate(&lossb, &correctb, &sumb, &countb)?])?;
+        gpu.run(&plan)?;
+        gpu.run(&plan)?;
+        let want = sum0 as f64 + 2.0 * gpu_loss * n as f64;
+        // Three f32 roundings (the product and two additions) of values up to |want|.
+        out.push(compare("softmax_xent.accumulate", &format!("{shape} loss_sum"), &gpu.read_f32(&sumb)?, &[want], Tol::new(0.0, 4.0 * EPS_F32)));
+        out.push(compare_u32("softmax_xent.accumulate", &format!("{shape} correct_sum"), &gpu.read_u32(&countb)?, &[count0 + 2 * gpu_correct]));
     }
     Ok(out)
 }

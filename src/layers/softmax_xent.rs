@@ -83,6 +83,25 @@ impl SoftmaxXent {
         Ok(Op::groups("softmax_xent.forward", Shader::SoftmaxXent, "forward", &p, &[logits, labels, loss, correct], 1))
     }
 
+    /// loss_sum += loss · batch and correct_sum += correct: the running metric sums of an
+    /// epoch, kept on the GPU so that only they are read back, and rarely.
+    pub fn accumulate(&self, loss: &Buffer, correct: &Buffer, loss_sum: &Buffer, correct_sum: &Buffer) -> Result<Op> {
+        for (what, b) in [("loss", loss), ("correct", correct), ("loss_sum", loss_sum), ("correct_sum", correct_sum)] {
+            expect_len(LAYER, what, b, 1)?;
+        }
+        expect_dtype("correct", correct, DType::U32)?;
+        expect_dtype("correct_sum", correct_sum, DType::U32)?;
+        let p = self.params();
+        Ok(Op::groups(
+            "softmax_xent.accumulate",
+            Shader::SoftmaxXent,
+            "accumulate",
+            &p,
+            &[loss, correct, loss_sum, correct_sum],
+            1,
+        ))
+    }
+
     /// dlogits = (softmax(logits) − onehot(labels)) / batch: the gradient of the mean loss.
     pub fn backward(&self, logits: &Buffer, labels: &Buffer, dlogits: &Buffer) -> Result<Op> {
         self.expect_inputs(logits, labels)?;
