@@ -11,6 +11,7 @@ pub mod error;
 pub mod gpu;
 pub mod layers;
 pub mod model;
+pub mod network;
 pub mod reference;
 pub mod rng;
 

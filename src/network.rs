@@ -1,0 +1,398 @@
+//! A [`Model`] on the GPU for one batch size: parameter, gradient and activation buffers, and
+//! the dispatches of the training step (forward, loss, backward) and of evaluation.
+//!
+//! Buffers: parameters and gradients are each ONE flat buffer with an aligned view per tensor
+//! (so the optimizer is one dispatch); activations are one buffer per layer output, and the
+//! gradient with respect to it beside it. Flatten is a view: it shares its input's buffers.
+
+use crate::config::LayerSpec;
+use crate::error::{Error, Result};
+use crate::gpu::{Buffer, DType, Gpu, Op};
+use crate::layers::activation::{self, Activation};
+use crate::layers::avg_pool3d::{self, AvgPool3d};
+use crate::layers::batch_norm::BatchNorm;
+use crate::layers::conv3d::Conv3d;
+use crate::layers::dense::Dense;
+use crate::layers::dropout::Dropout;
+use crate::layers::max_pool3d::{self, MaxPool3d};
+use crate::layers::softmax_xent::SoftmaxXent;
+use crate::model::{Layer, Model};
+
+/// Buffers shared by every batch size of one run: the trained state.
+pub struct State {
+    pub params: Buffer,
+    /// One view per [`Model::params`] tensor, in that order.
+    pub param_views: Vec<Buffer>,
+    pub grads: Buffer,
+    pub grad_views: Vec<Buffer>,
+    /// One per [`Model::buffers`] tensor (running statistics).
+    pub buffers: Vec<Buffer>,
+    /// The dropout step counter (u32), rewritten by the host before each training step.
+    pub step: Buffer,
+    /// Epoch metric sums: Σ loss·batch (f32) and Σ correct (u32).
+    pub loss_sum: Buffer,
+    pub correct_sum: Buffer,
+}
+
+impl State {
+    pub fn new(gpu: &Gpu, model: &Model) -> Result<State> {
+        let names: Vec<(&str, usize)> = model.params().map(|t| (t.name.as_str(), t.len())).collect();
+        let (params, param_views) = gpu.flat("params", &names, DType::F32)?;
+        let (grads, grad_views) = gpu.flat("grads", &names, DType::F32)?;
+        let buffers = model
+            .buffers()
+            .zip(model.init_buffers())
+            .map(|(t, v)| gpu.upload_f32(&t.name, &v))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(State {
+            params,
+            param_views,
+            grads,
+            grad_views,
+            buffers,
+            step: gpu.zeros("dropout step", 1, DType::U32)?,
+            loss_sum: gpu.zeros("loss_sum", 1, DType::F32)?,
+            correct_sum: gpu.zeros("correct_sum", 1, DType::U32)?,
+        })
+    }
+}
+
+impl State {
+    /// Writes every parameter tensor (in [`Model::params`] order).
+    pub fn write_params(&self, gpu: &Gpu, values: &[Vec<f32>]) -> Result<()> {
+        write_all(gpu, &self.param_views, values, "parameter")
+    }
+
+    /// Writes every buffer tensor (in [`Model::buffers`] order).
+    pub fn write_buffers(&self, gpu: &Gpu, values: &[Vec<f32>]) -> Result<()> {
+        write_all(gpu, &self.buffers, values, "buffer")
+    }
+
+    pub fn read_params(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
+        self.param_views.iter().map(|v| gpu.read_f32(v)).collect()
+    }
+
+    pub fn read_grads(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
+        self.grad_views.iter().map(|v| gpu.read_f32(v)).collect()
+    }
+
+    pub fn read_buffers(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
+        self.buffers.iter().map(|v| gpu.read_f32(v)).collect()
+    }
+}
+
+fn write_all(gpu: &Gpu, views: &[Buffer], values: &[Vec<f32>], what: &str) -> Result<()> {
+    if views.len() != values.len() {
+        return Err(Error::shape("model", format!("expected {} {what} tensors, got {}", views.len(), values.len())));
+    }
+    for (v, data) in views.iter().zip(values) {
+        if v.len() != data.len() {
+            return Err(Error::shape(v.label(), format!("expected {} values, got {}", v.len(), data.len())));
+        }
+        gpu.write_f32(v, data)?;
+    }
+    Ok(())
+}
+
+/// What one layer computes with, for one batch size.
+pub(crate) enum Kernel {
+    Conv(Conv3d),
+    MaxPool(MaxPool3d, [usize; 5]),
+    AvgPool(AvgPool3d, [usize; 5]),
+    Act(Activation),
+    Norm(BatchNorm),
+    Drop(Dropout),
+    Flatten,
+    Dense(Dense),
+}
+
+impl Kernel {
+    /// The geometry of `layer` for `n` samples; errors name the layer.
+    pub(crate) fn for_layer(layer: &Layer, n: usize, seed: u64) -> Result<Kernel> {
+        let x_shape = &layer.input;
+        let at = |e: Error| Error::shape(layer.describe(), e.to_string());
+        Ok(match &layer.spec {
+            LayerSpec::Conv3d { out_channels, kernel, stride, padding, dilation, bias, .. } => {
+                let c = Conv3d::new(n, x_shape[0], *out_channels, [x_shape[1], x_shape[2], x_shape[3]], kernel.dims())
+                    .with_stride(stride.dims())
+                    .with_padding(padding.dims())
+                    .with_dilation(dilation.dims())
+                    .with_bias(*bias);
+                c.output().map_err(at)?;
+                Kernel::Conv(c)
+            }
+            LayerSpec::MaxPool3d { kernel, stride, padding, dilation, .. } => Kernel::MaxPool(
+                MaxPool3d::new(kernel.dims(), stride.unwrap_or(*kernel).dims(), padding.dims(), dilation.dims()).map_err(at)?,
+                batched5(n, x_shape),
+            ),
+            LayerSpec::AvgPool3d { kernel, stride, padding, .. } => Kernel::AvgPool(
+                AvgPool3d::new(kernel.dims(), stride.unwrap_or(*kernel).dims(), padding.dims()).map_err(at)?,
+                batched5(n, x_shape),
+            ),
+            LayerSpec::Relu { .. } => Kernel::Act(Activation::Relu),
+            LayerSpec::LeakyRelu { slope, .. } => Kernel::Act(Activation::LeakyRelu(*slope)),
+            LayerSpec::Sigmoid { .. } => Kernel::Act(Activation::Sigmoid),
+            LayerSpec::Tanh { .. } => Kernel::Act(Activation::Tanh),
+            LayerSpec::BatchNorm { eps, momentum, .. } => {
+                let mut shape = vec![n];
+                shape.extend_from_slice(x_shape);
+                Kernel::Norm(BatchNorm::new(&shape).and_then(|b| b.with_eps(*eps)).and_then(|b| b.with_momentum(*momentum)).map_err(at)?)
+            }
+            LayerSpec::Dropout { p, .. } => Kernel::Drop(Dropout::new(*p, dropout_seed(seed, layer.index)).map_err(at)?),
+            LayerSpec::Flatten { .. } => Kernel::Flatten,
+            LayerSpec::Dense { out_features, bias, .. } => Kernel::Dense(Dense::new(n, x_shape[0], *out_features, *bias).map_err(at)?),
+        })
+    }
+}
+
+/// Each dropout layer's mask seed, from the run's seed and the layer's position.
+pub(crate) fn dropout_seed(seed: u64, layer_index: usize) -> u32 {
+    crate::rng::Rng::new(seed ^ (layer_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64() as u32
+}
+
+struct Node {
+    name: String,
+    kernel: Kernel,
+    /// Indices into State::param_views / grad_views, and State::buffers.
+    params: Vec<usize>,
+    buffers: Vec<usize>,
+    /// Output, and the gradient with respect to it.
+    y: Buffer,
+    dy: Buffer,
+    /// Max pooling's argmax, batch norm's saved mean and invstd.
+    aux: Vec<Buffer>,
+    /// Whether any earlier layer has parameters, i.e. whether dx is needed at all.
+    needs_dx: bool,
+}
+
+/// The model for a fixed batch size, over a shared [`State`].
+pub struct Network {
+    pub batch: usize,
+    /// Input activations (N, C, D, H, W), written by the batch gather.
+    pub input: Buffer,
+    /// Labels (N) as u32, written by the batch gather.
+    pub labels: Buffer,
+    pub loss: Buffer,
+    pub correct: Buffer,
+    nodes: Vec<Node>,
+    xent: SoftmaxXent,
+}
+
+fn numel(s: &[usize]) -> usize {
+    s.iter().product()
+}
+
+/// `[N, C, D, H, W]` of a per-sample (C, D, H, W) shape.
+fn batched5(n: usize, s: &[usize]) -> [usize; 5] {
+    [n, s[0], s[1], s[2], s[3]]
+}
+
+impl Network {
+    /// Allocates activations for `batch` samples and resolves every layer's geometry.
+    pub fn new(gpu: &Gpu, model: &Model, batch: usize, seed: u64) -> Result<Network> {
+        if batch == 0 {
+            return Err(Error::shape("network", "batch size must be positive"));
+        }
+        let input = gpu.zeros("input", batch * numel(&model.input), DType::F32)?;
+        let labels = gpu.zeros("labels", batch, DType::U32)?;
+        let mut nodes: Vec<Node> = vec![];
+        let (mut p_index, mut b_index) = (0, 0);
+        let mut seen_params = false;
+        for layer in &model.layers {
+            let kernel = Kernel::for_layer(layer, batch, seed)?;
+            let params: Vec<usize> = (p_index..p_index + layer.params.len()).collect();
+            let buffers: Vec<usize> = (b_index..b_index + layer.buffers.len()).collect();
+            p_index += params.len();
+            b_index += buffers.len();
+            let out_len = n * numel(&layer.output);
+            let (y, dy) = match (&kernel, nodes.last()) {
+                // A view: the same buffers as its input.
+                (Kernel::Flatten, Some(prev)) => (prev.y.clone(), prev.dy.clone()),
+                (Kernel::Flatten, None) => (input.clone(), gpu.zeros(&format!("{}.dx", layer.name), out_len, DType::F32)?),
+                _ => (
+                    gpu.zeros(&format!("{}.y", layer.name), out_len, DType::F32)?,
+                    gpu.zeros(&format!("{}.dy", layer.name), out_len, DType::F32)?,
+                ),
+            };
+            let aux = match &kernel {
+                Kernel::MaxPool(..) => vec![gpu.zeros(&format!("{}.indices", layer.name), out_len, DType::U32)?],
+                Kernel::Norm(_) => vec![
+                    gpu.zeros(&format!("{}.mean", layer.name), layer.input[0], DType::F32)?,
+                    gpu.zeros(&format!("{}.invstd", layer.name), layer.input[0], DType::F32)?,
+                ],
+                _ => vec![],
+            };
+            nodes.push(Node { name: layer.name.clone(), kernel, params, buffers, y, dy, aux, needs_dx: seen_params });
+            seen_params |= !layer.params.is_empty();
+        }
+        Ok(Network {
+            batch,
+            input,
+            labels,
+            loss: gpu.zeros("loss", 1, DType::F32)?,
+            correct: gpu.zeros("correct", 1, DType::U32)?,
+            xent: SoftmaxXent::new(batch, model.classes)?,
+            nodes,
+        })
+    }
+
+    /// The logits buffer (N, classes).
+    pub fn logits(&self) -> &Buffer {
+        &self.nodes.last().expect("a model has layers").y
+    }
+
+    /// Forward in training mode (batch statistics, dropout on), loss, metric sums, backward.
+    pub fn train_ops(&self, state: &State) -> Result<Vec<Op>> {
+        let mut ops = self.forward_ops(state, true)?;
+        let logits = self.logits();
+        ops.push(self.xent.forward(logits, &self.labels, &self.loss, &self.correct)?);
+        ops.push(self.xent.accumulate(&self.loss, &self.correct, &state.loss_sum, &state.correct_sum)?);
+        ops.push(self.xent.backward(logits, &self.labels, &self.nodes.last().unwrap().dy)?);
+        ops.extend(self.backward_ops(state)?);
+        Ok(ops)
+    }
+
+    /// Forward in eval mode (running statistics, no dropout), loss and metric sums.
+    pub fn eval_ops(&self, state: &State) -> Result<Vec<Op>> {
+        let mut ops = self.forward_ops(state, false)?;
+        let logits = self.eval_logits();
+        ops.push(self.xent.forward(logits, &self.labels, &self.loss, &self.correct)?);
+        ops.push(self.xent.accumulate(&self.loss, &self.correct, &state.loss_sum, &state.correct_sum)?);
+        Ok(ops)
+    }
+
+    /// Forward in eval mode only (for predictions): the logits are [`Network::eval_logits`].
+    pub fn predict_ops(&self, state: &State) -> Result<Vec<Op>> {
+        self.forward_ops(state, false)
+    }
+
+    /// The buffer holding the logits after the eval-mode forward (dropout is skipped there, so
+    /// a trailing dropout leaves them in its input).
+    pub fn eval_logits(&self) -> &Buffer {
+        self.eval_outputs().last().copied().unwrap_or(&self.input)
+    }
+
+    /// The output buffer of each layer in eval mode: dropout passes its input through.
+    fn eval_outputs(&self) -> Vec<&Buffer> {
+        let mut outs: Vec<&Buffer> = vec![];
+        for node in &self.nodes {
+            let prev = outs.last().copied().unwrap_or(&self.input);
+            outs.push(match node.kernel {
+                Kernel::Drop(_) => prev,
+                Kernel::Flatten => prev,
+                _ => &node.y,
+            });
+        }
+        outs
+    }
+
+    fn forward_ops(&self, state: &State, train: bool) -> Result<Vec<Op>> {
+        let mut ops = vec![];
+        let eval_outs = self.eval_outputs();
+        for (i, node) in self.nodes.iter().enumerate() {
+            let x = match (train, i) {
+                (_, 0) => &self.input,
+                (true, _) => &self.nodes[i - 1].y,
+                (false, _) => eval_outs[i - 1],
+            };
+            let p = |k: usize| &state.param_views[node.params[k]];
+            let named = |op: Op| op.named(&node.name);
+            match &node.kernel {
+                Kernel::Conv(c) => {
+                    let bias = c.has_bias.then(|| p(1));
+                    ops.push(named(c.forward(x, p(0), bias, &node.y)?));
+                }
+                Kernel::MaxPool(pool, shape) => ops.push(named(max_pool3d::forward(pool, *shape, x, &node.y, &node.aux[0])?)),
+                Kernel::AvgPool(pool, shape) => ops.push(named(avg_pool3d::forward(pool, *shape, x, &node.y)?)),
+                Kernel::Act(a) => ops.push(named(activation::forward(*a, x, &node.y)?)),
+                Kernel::Norm(bn) => {
+                    let (rm, rv) = (&state.buffers[node.buffers[0]], &state.buffers[node.buffers[1]]);
+                    if train {
+                        for op in bn.forward_train(x, p(0), p(1), rm, rv, &node.y, &node.aux[0], &node.aux[1])? {
+                            ops.push(named(op));
+                        }
+                    } else {
+                        ops.push(named(bn.forward_eval(x, p(0), p(1), rm, rv, &node.y)?));
+                    }
+                }
+                Kernel::Drop(d) => {
+                    if train {
+                        ops.push(named(d.forward(&state.step, x, &node.y)?));
+                    }
+                }
+                Kernel::Flatten => {}
+                Kernel::Dense(d) => {
+                    let bias = d.bias.then(|| p(1));
+                    ops.push(named(d.forward(x, p(0), bias, &node.y)?));
+                }
+            }
+        }
+        Ok(ops)
+    }
+
+    fn backward_ops(&self, state: &State) -> Result<Vec<Op>> {
+        let mut ops = vec![];
+        for (i, node) in self.nodes.iter().enumerate().rev() {
+            let x = if i == 0 { &self.input } else { &self.nodes[i - 1].y };
+            let dx = if i == 0 { None } else { Some(&self.nodes[i - 1].dy) }.filter(|_| node.needs_dx);
+            let p = |k: usize| &state.param_views[node.params[k]];
+            let g = |k: usize| &state.grad_views[node.params[k]];
+            let named = |op: Op| op.named(&node.name);
+            match &node.kernel {
+                Kernel::Conv(c) => {
+                    if let Some(dx) = dx {
+                        ops.push(named(c.backward_input(&node.dy, p(0), dx)?));
+                    }
+                    ops.push(named(c.backward_weight(x, &node.dy, g(0))?));
+                    if c.has_bias {
+                        ops.push(named(c.backward_bias(&node.dy, g(1))?));
+                    }
+                }
+                Kernel::MaxPool(pool, shape) => {
+                    if let Some(dx) = dx {
+                        ops.push(named(max_pool3d::backward(pool, *shape, &node.aux[0], &node.dy, dx)?));
+                    }
+                }
+                Kernel::AvgPool(pool, shape) => {
+                    if let Some(dx) = dx {
+                        ops.push(named(avg_pool3d::backward(pool, *shape, &node.dy, dx)?));
+                    }
+                }
+                Kernel::Act(a) => {
+                    if let Some(dx) = dx {
+                        ops.push(named(activation::backward(*a, x, &node.y, &node.dy, dx)?));
+                    }
+                }
+                Kernel::Norm(bn) => {
+                    // dx is needed by backward_input's formula only as an output; batch norm
+                    // always computes its parameter gradients.
+                    let (mean, invstd) = (&node.aux[0], &node.aux[1]);
+                    match dx {
+                        Some(dx) => {
+                            for op in bn.backward(x, mean, invstd, p(0), &node.dy, dx, g(0), g(1))? {
+                                ops.push(named(op));
+                            }
+                        }
+                        None => ops.push(named(bn.backward_params(x, mean, invstd, &node.dy, g(0), g(1))?)),
+                    }
+                }
+                Kernel::Drop(d) => {
+                    if let Some(dx) = dx {
+                        ops.push(named(d.backward(&state.step, &node.dy, dx)?));
+                    }
+                }
+                Kernel::Flatten => {}
+                Kernel::Dense(d) => {
+                    if let Some(dx) = dx {
+                        ops.push(named(d.backward_input(&node.dy, p(0), dx)?));
+                    }
+                    ops.push(named(d.backward_weight(&node.dy, x, g(0))?));
+                    if d.bias {
+                        ops.push(named(d.backward_bias(&node.dy, g(1))?));
+                    }
+                }
+            }
+        }
+        Ok(ops)
+    }
+}
