@@ -1,8 +1,99 @@
-//! placeholder: to be written.
-use crate::error::Result;
-use crate::gpu::Gpu;
-use super::KernelReport;
+//! max_pool3d forward (y and indices) and backward against the reference.
 
-pub fn run(_gpu: &Gpu) -> Result<Vec<KernelReport>> {
-    Ok(vec![])
+use crate::error::Result;
+use crate::gpu::{DType, Gpu};
+use crate::layers::max_pool3d::{self as layer, MaxPool3d};
+use crate::reference::max_pool3d as reference;
+use crate::rng::Rng;
+
+use super::{compare, compare_u32, f64s, shape_str, KernelReport, Tol};
+
+/// What fills x.
+#[derive(Clone, Copy)]
+enum Values {
+    /// Uniform in [−1, 1): ties practically never happen.
+    Uniform,
+    /// Integers 0..=3: ties in most windows, so the first-tap rule is what decides.
+    Ties,
+    /// Uniform, with about one in eight NaN and one in eight −∞.
+    NanAndNegInf,
+}
+
+struct Case {
+    x_shape: [usize; 5],
+    pool: MaxPool3d,
+    values: Values,
+}
+
+fn cases() -> Result<Vec<Case>> {
+    let case = |x_shape, k, s, p, d, values| -> Result<Case> {
+        Ok(Case { x_shape, pool: MaxPool3d::new(k, s, p, d)?, values })
+    };
+    Ok(vec![
+        // Odd sizes, every option different per axis.
+        case([2, 3, 5, 7, 9], [2, 3, 2], [1, 2, 2], [1, 1, 0], [1, 1, 2], Values::Uniform)?,
+        // The article's MaxPool3d(2): 14³ → 7³.
+        Case { x_shape: [2, 4, 14, 14, 14], pool: MaxPool3d::cubic(2)?, values: Values::Uniform },
+        // Overlapping windows: each input element lies in up to 27 of them.
+        case([1, 2, 6, 7, 5], [3; 3], [1; 3], [1, 0, 1], [1; 3], Values::Uniform)?,
+        // Ties everywhere, in overlapping windows.
+        case([2, 3, 7, 6, 5], [3, 2, 3], [1, 1, 2], [1, 1, 1], [1; 3], Values::Ties)?,
+        case([1, 2, 5, 6, 7], [2; 3], [1; 3], [1, 0, 1], [1, 2, 1], Values::NanAndNegInf)?,
+        // 161·161·163 inputs and 161·161·162 outputs: both passes need more than 65,535
+        // workgroups of 64, so the 2D grid is exercised.
+        case([1, 1, 161, 161, 163], [1, 1, 2], [1; 3], [0; 3], [1; 3], Values::Uniform)?,
+    ])
+}
+
+fn fill(rng: &mut Rng, n: usize, values: Values) -> Vec<f32> {
+    match values {
+        Values::Uniform => rng.vec_f32(n, -1.0, 1.0),
+        Values::Ties => (0..n).map(|_| rng.below(4) as f32).collect(),
+        Values::NanAndNegInf => (0..n)
+            .map(|_| match rng.below(8) {
+                0 => f32::NAN,
+                1 => f32::NEG_INFINITY,
+                _ => rng.uniform(-1.0, 1.0) as f32,
+            })
+            .collect(),
+    }
+}
+
+pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
+    let mut out = vec![];
+    let mut rng = Rng::new(0x3A9);
+    for Case { x_shape, pool, values } in cases()? {
+        let y_shape = pool.output_shape(x_shape)?;
+        let (x_len, y_len) = (x_shape.iter().product(), y_shape.iter().product());
+        let x = fill(&mut rng, x_len, values);
+        let g = rng.vec_f32(y_len, -1.0, 1.0);
+        let xb = gpu.upload_f32("x", &x)?;
+        let yb = gpu.zeros("y", y_len, DType::F32)?;
+        let ib = gpu.zeros("indices", y_len, DType::U32)?;
+        let dyb = gpu.upload_f32("dy", &g)?;
+        let dxb = gpu.zeros("dx", x_len, DType::F32)?;
+        gpu.run_ops(&[
+            layer::forward(&pool, x_shape, &xb, &yb, &ib)?,
+            layer::backward(&pool, x_shape, &ib, &dyb, &dxb)?,
+        ])?;
+        let (yr, ir) = reference::forward(&pool, x_shape, &f64s(&x));
+        // The reference's own indices: when the GPU's match them (checked exactly) the backward
+        // is judged alone, and wrong GPU indices cannot send the reference out of bounds.
+        let dxr = reference::backward(&pool, x_shape, &ir, &f64s(&g));
+        let shape = format!(
+            "{} k{:?} s{:?} p{:?} d{:?}",
+            shape_str(&x_shape),
+            pool.kernel,
+            pool.stride,
+            pool.padding,
+            pool.dilation
+        );
+        // The max selects an input value: exact, NaN and −∞ included.
+        out.push(compare("max_pool3d.forward", &shape, &gpu.read_f32(&yb)?, &yr, Tol::new(0.0, 0.0)));
+        out.push(compare_u32("max_pool3d.forward", &shape, &gpu.read_u32(&ib)?, &ir));
+        // dx sums at most 27 dy terms of |dy| < 1 in f32 (kernel 3, stride 1): the error is
+        // below 26 · 2⁻²⁴ · 27 ≈ 4.2e-5.
+        out.push(compare("max_pool3d.backward", &shape, &gpu.read_f32(&dxb)?, &dxr, Tol::new(5e-5, 1e-5)));
+    }
+    Ok(out)
 }

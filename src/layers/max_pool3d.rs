@@ -1,1 +1,226 @@
-//! placeholder
+//! 3D max pooling (PyTorch `MaxPool3d`, `ceil_mode = False`, `return_indices = True`):
+//! forward writes y and the argmax, backward routes dy to the argmax.
+//! Shapes: x `[N, C, D, H, W]`, y and indices `[N, C, OD, OH, OW]`; an index points into the
+//! `D·H·W` volume of its own (n, c), as PyTorch's. Shader: `shaders/max_pool3d.wgsl`.
+
+use bytemuck::{Pod, Zeroable};
+
+use crate::error::{Error, Result};
+use crate::gpu::{Buffer, DType, Op, Shader};
+
+use super::{expect_len, expect_positive, u32_of, window_out, Dims3};
+
+const LAYER: &str = "max_pool3d";
+const AXES: [&str; 3] = ["D", "H", "W"];
+
+/// Window geometry per axis (D, H, W).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaxPool3d {
+    pub kernel: Dims3,
+    pub stride: Dims3,
+    /// Implicit −∞ on both sides.
+    pub padding: Dims3,
+    pub dilation: Dims3,
+}
+
+impl MaxPool3d {
+    /// Checks what PyTorch checks: positive kernel, stride and dilation, and
+    /// `padding ≤ kernel / 2` on every axis.
+    pub fn new(kernel: Dims3, stride: Dims3, padding: Dims3, dilation: Dims3) -> Result<MaxPool3d> {
+        let pool = MaxPool3d { kernel, stride, padding, dilation };
+        pool.validate()?;
+        Ok(pool)
+    }
+
+    /// The checks of [`MaxPool3d::new`], repeated by every use since the fields are public.
+    pub fn validate(&self) -> Result<()> {
+        expect_positive(LAYER, "kernel", &self.kernel)?;
+        expect_positive(LAYER, "stride", &self.stride)?;
+        expect_positive(LAYER, "dilation", &self.dilation)?;
+        for ((axis, &p), &k) in AXES.iter().zip(&self.padding).zip(&self.kernel) {
+            if p > k / 2 {
+                return Err(Error::shape(
+                    LAYER,
+                    format!("padding along {axis} is {p}, but it must be at most half the kernel ({k} / 2 = {})", k / 2),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// PyTorch's `MaxPool3d(k)`: a cubic kernel, stride = kernel, no padding or dilation.
+    pub fn cubic(k: usize) -> Result<MaxPool3d> {
+        MaxPool3d::new([k; 3], [k; 3], [0; 3], [1; 3])
+    }
+
+    /// Output (OD, OH, OW) for input (D, H, W). Refuses inputs the window does not fit and,
+    /// with dilation, windows whose taps all fall in the padding: PyTorch outputs −∞ there
+    /// with an index outside the window, and its backward then writes out of bounds.
+    pub fn output_dims(&self, input: Dims3) -> Result<Dims3> {
+        self.validate()?;
+        expect_positive(LAYER, "input size (D, H, W)", &input)?;
+        let mut out = [0; 3];
+        for a in 0..3 {
+            let (i, k, s, p, d) = (input[a], self.kernel[a], self.stride[a], self.padding[a], self.dilation[a]);
+            out[a] = window_out(i, k, s, p, d).ok_or_else(|| {
+                Error::shape(
+                    LAYER,
+                    format!(
+                        "along {}, the kernel {k} with dilation {d} spans {} but the padded input is only {}",
+                        AXES[a],
+                        d * (k - 1) + 1,
+                        i + 2 * p
+                    ),
+                )
+            })?;
+            // Only windows that start in the front padding can miss the input (padding ≤
+            // kernel / 2 keeps a tap at or after 0): that tap lies below the dilation, which
+            // may exceed the input size.
+            for o in 0..out[a].min(p.div_ceil(s)) {
+                let before = p - o * s;
+                let first = before.div_ceil(d) * d - before;
+                if first >= i {
+                    return Err(Error::shape(
+                        LAYER,
+                        format!(
+                            "along {}, output window {o} covers only padding (input {i}, kernel {k}, \
+                             dilation {d}, padding {p}); use less padding or dilation",
+                            AXES[a]
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Output shape `[N, C, OD, OH, OW]` for input shape `[N, C, D, H, W]`.
+    pub fn output_shape(&self, x_shape: [usize; 5]) -> Result<[usize; 5]> {
+        expect_positive(LAYER, "batch and channels", &x_shape[..2])?;
+        let [n, c, d, h, w] = x_shape;
+        let [od, oh, ow] = self.output_dims([d, h, w])?;
+        Ok([n, c, od, oh, ow])
+    }
+
+    fn params(&self, x_shape: [usize; 5], count: usize) -> Result<Params> {
+        let out = self.output_shape(x_shape)?;
+        let u = |what: &str, v: usize| u32_of(LAYER, what, v);
+        Ok(Params {
+            count: u("element count", count)?,
+            in_d: u("D", x_shape[2])?,
+            in_h: u("H", x_shape[3])?,
+            in_w: u("W", x_shape[4])?,
+            out_d: u("OD", out[2])?,
+            out_h: u("OH", out[3])?,
+            out_w: u("OW", out[4])?,
+            k_d: u("kernel", self.kernel[0])?,
+            k_h: u("kernel", self.kernel[1])?,
+            k_w: u("kernel", self.kernel[2])?,
+            s_d: u("stride", self.stride[0])?,
+            s_h: u("stride", self.stride[1])?,
+            s_w: u("stride", self.stride[2])?,
+            p_d: u("padding", self.padding[0])?,
+            p_h: u("padding", self.padding[1])?,
+            p_w: u("padding", self.padding[2])?,
+            dil_d: u("dilation", self.dilation[0])?,
+            dil_h: u("dilation", self.dilation[1])?,
+            dil_w: u("dilation", self.dilation[2])?,
+            _pad: 0,
+        })
+    }
+}
+
+/// Mirrors `struct Params` in `shaders/max_pool3d.wgsl`.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct Params {
+    count: u32,
+    in_d: u32,
+    in_h: u32,
+    in_w: u32,
+    out_d: u32,
+    out_h: u32,
+    out_w: u32,
+    k_d: u32,
+    k_h: u32,
+    k_w: u32,
+    s_d: u32,
+    s_h: u32,
+    s_w: u32,
+    p_d: u32,
+    p_h: u32,
+    p_w: u32,
+    dil_d: u32,
+    dil_h: u32,
+    dil_w: u32,
+    _pad: u32,
+}
+
+fn numel(shape: [usize; 5]) -> usize {
+    shape.iter().product()
+}
+
+fn expect_indices(b: &Buffer) -> Result<()> {
+    if b.dtype() != DType::U32 {
+        return Err(Error::shape(LAYER, format!("indices must be a u32 buffer, got {:?}", b.dtype())));
+    }
+    Ok(())
+}
+
+/// y = max over each window of x, indices = where (one invocation per output element).
+pub fn forward(pool: &MaxPool3d, x_shape: [usize; 5], x: &Buffer, y: &Buffer, indices: &Buffer) -> Result<Op> {
+    let y_len = numel(pool.output_shape(x_shape)?);
+    expect_len(LAYER, "x", x, numel(x_shape))?;
+    expect_len(LAYER, "y", y, y_len)?;
+    expect_len(LAYER, "indices", indices, y_len)?;
+    expect_indices(indices)?;
+    let p = pool.params(x_shape, y_len)?;
+    Ok(Op::threads(format!("{LAYER}.forward"), Shader::MaxPool3d, "forward", &p, &[x, y, indices], y_len))
+}
+
+/// dx = Σ dy over the windows whose argmax is this element (one invocation per input element,
+/// gathering, so overlapping windows need no atomics).
+pub fn backward(pool: &MaxPool3d, x_shape: [usize; 5], indices: &Buffer, dy: &Buffer, dx: &Buffer) -> Result<Op> {
+    let y_len = numel(pool.output_shape(x_shape)?);
+    let x_len = numel(x_shape);
+    expect_len(LAYER, "indices", indices, y_len)?;
+    expect_indices(indices)?;
+    expect_len(LAYER, "dy", dy, y_len)?;
+    expect_len(LAYER, "dx", dx, x_len)?;
+    let p = pool.params(x_shape, x_len)?;
+    Ok(Op::threads(format!("{LAYER}.backward"), Shader::MaxPool3d, "backward", &p, &[indices, dy, dx], x_len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(r: Result<impl std::fmt::Debug>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn output_shapes_follow_pytorch() {
+        let p = MaxPool3d::new([2, 3, 2], [1, 2, 2], [1, 1, 0], [1, 1, 2]).unwrap();
+        assert_eq!(p.output_shape([2, 3, 5, 7, 9]).unwrap(), [2, 3, 6, 4, 4]);
+        assert_eq!(MaxPool3d::cubic(2).unwrap().output_dims([14, 14, 15]).unwrap(), [7, 7, 7]);
+    }
+
+    #[test]
+    fn bad_geometry_is_a_shape_error() {
+        assert!(message(MaxPool3d::new([2, 3, 2], [1, 1, 1], [1, 2, 0], [1; 3])).contains("padding along H"));
+        assert!(message(MaxPool3d::new([2, 0, 2], [1; 3], [0; 3], [1; 3])).contains("kernel"));
+        assert!(message(MaxPool3d::new([2; 3], [1, 1, 0], [0; 3], [1; 3])).contains("stride"));
+        assert!(message(MaxPool3d::new([2; 3], [1; 3], [0; 3], [0, 1, 1])).contains("dilation"));
+        let p = MaxPool3d::cubic(3).unwrap();
+        assert!(message(p.output_dims([3, 2, 3])).contains("along H"));
+        assert!(message(p.output_dims([3, 0, 3])).contains("positive"));
+        assert!(message(p.output_shape([0, 1, 3, 3, 3])).contains("batch"));
+        // Kernel 2, dilation 2, padding 1 on a size-1 axis: taps at −1 and 1, both outside.
+        let p = MaxPool3d::new([1, 1, 2], [1; 3], [0, 0, 1], [1, 1, 2]).unwrap();
+        assert!(message(p.output_dims([4, 4, 1])).contains("covers only padding"));
+        assert_eq!(p.output_dims([4, 4, 2]).unwrap(), [4, 4, 2]);
+        let direct = MaxPool3d { kernel: [0, 1, 1], stride: [1; 3], padding: [0; 3], dilation: [1; 3] };
+        assert!(message(direct.output_dims([4, 4, 4])).contains("kernel"));
+    }
+}
