@@ -204,7 +204,7 @@ impl Network {
             let buffers: Vec<usize> = (b_index..b_index + layer.buffers.len()).collect();
             p_index += params.len();
             b_index += buffers.len();
-            let out_len = n * numel(&layer.output);
+            let out_len = batch * numel(&layer.output);
             let (y, dy) = match (&kernel, nodes.last()) {
                 // A view: the same buffers as its input.
                 (Kernel::Flatten, Some(prev)) => (prev.y.clone(), prev.dy.clone()),
