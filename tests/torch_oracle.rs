@@ -8,7 +8,8 @@ use common::gpu;
 use cnn3d::check::{compare, compare_f64, compare_u32, KernelReport, Tol};
 use cnn3d::gpu::{Buffer, DType, Op};
 use cnn3d::layers::activation::Activation;
-use cnn3d::layers::{batch_norm::BatchNorm, conv3d::Conv3d, dense::Dense, softmax_xent::SoftmaxXent};
+use cnn3d::layers::{avg_pool3d::AvgPool3d, batch_norm::BatchNorm, conv3d::Conv3d, dense::Dense};
+use cnn3d::layers::{max_pool3d::MaxPool3d, softmax_xent::SoftmaxXent};
 use cnn3d::{layers, reference};
 use serde_json::Value;
 
@@ -240,6 +241,60 @@ fn softmax_xent_matches_pytorch() {
         let r = compare_u32("gpu softmax_xent.forward correct", "", &gpu().read_u32(&corb).unwrap(), &[c["correct"].as_u64().unwrap() as u32]);
         j.0.push(r);
         j.gpu("softmax_xent.backward", &read(&dlb), &f(&c, "dlogits"));
+    }
+    j.finish();
+}
+
+fn x_shape(c: &Value) -> [usize; 5] {
+    let n = |k: &str| c[k].as_u64().unwrap() as usize;
+    let i = d3(c, "input");
+    [n("n"), n("c"), i[0], i[1], i[2]]
+}
+
+#[test]
+fn max_pool3d_matches_pytorch() {
+    let mut j = Judge::default();
+    for c in cases("max_pool3d") {
+        let pool = MaxPool3d::new(d3(&c, "kernel"), d3(&c, "stride"), d3(&c, "padding"), d3(&c, "dilation")).unwrap();
+        let shape = x_shape(&c);
+        assert_eq!(pool.output_shape(shape).unwrap().to_vec(), u(&c, "y_shape"));
+        let (x, dy) = (input(&c, "x"), input(&c, "dy"));
+        let want_idx: Vec<u32> = u(&c, "indices").iter().map(|&v| v as u32).collect();
+        let (y, idx) = reference::max_pool3d::forward(&pool, shape, &x);
+        j.reference("max_pool3d.forward", &y, &f(&c, "y"));
+        j.0.push(compare_u32("reference max_pool3d.forward indices", "", &idx, &want_idx));
+        j.reference("max_pool3d.backward", &reference::max_pool3d::backward(&pool, shape, &want_idx, &dy), &f(&c, "dx"));
+
+        let (xb, dyb, yb, dxb) = (up(&x), up(&dy), zeros(want_idx.len()), zeros(x.len()));
+        let ib = gpu().zeros("indices", want_idx.len(), DType::U32).unwrap();
+        run(vec![
+            layers::max_pool3d::forward(&pool, shape, &xb, &yb, &ib).unwrap(),
+            layers::max_pool3d::backward(&pool, shape, &ib, &dyb, &dxb).unwrap(),
+        ]);
+        j.gpu("max_pool3d.forward", &read(&yb), &f(&c, "y"));
+        j.0.push(compare_u32("gpu max_pool3d.forward indices", "", &gpu().read_u32(&ib).unwrap(), &want_idx));
+        j.gpu("max_pool3d.backward", &read(&dxb), &f(&c, "dx"));
+    }
+    j.finish();
+}
+
+#[test]
+fn avg_pool3d_matches_pytorch() {
+    let mut j = Judge::default();
+    for c in cases("avg_pool3d") {
+        let pool = AvgPool3d::new(d3(&c, "kernel"), d3(&c, "stride"), d3(&c, "padding")).unwrap();
+        let shape = x_shape(&c);
+        assert_eq!(pool.output_shape(shape).unwrap().to_vec(), u(&c, "y_shape"));
+        let (x, dy) = (input(&c, "x"), input(&c, "dy"));
+        j.reference("avg_pool3d.forward", &reference::avg_pool3d::forward(&pool, shape, &x), &f(&c, "y"));
+        j.reference("avg_pool3d.backward", &reference::avg_pool3d::backward(&pool, shape, &dy), &f(&c, "dx"));
+        let (xb, dyb, yb, dxb) = (up(&x), up(&dy), zeros(dy.len()), zeros(x.len()));
+        run(vec![
+            layers::avg_pool3d::forward(&pool, shape, &xb, &yb).unwrap(),
+            layers::avg_pool3d::backward(&pool, shape, &dyb, &dxb).unwrap(),
+        ]);
+        j.gpu("avg_pool3d.forward", &read(&yb), &f(&c, "y"));
+        j.gpu("avg_pool3d.backward", &read(&dxb), &f(&c, "dx"));
     }
     j.finish();
 }
