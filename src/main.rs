@@ -130,17 +130,17 @@ fn check_cmd(opts: &GpuOptions, json: bool, layers: &[String]) -> anyhow::Result
     } else {
         let i = gpu.info();
         println!("adapter: {} ({}, {}, {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info);
-        println!("{:<32} {:>6} {:>12} {:>12} {:>9}  {:<6} shapes", "kernel", "cases", "max abs err", "max rel err", "tol(abs)", "result");
+        println!("{:<28} {:>5} {:>11} {:>11} {:>8}  {:<6} shapes", "kernel", "cases", "max abs err", "max rel err", "err/tol", "result");
         for r in &reports {
             let first = r.shapes.first().cloned().unwrap_or_default();
             let more = if r.shapes.len() > 1 { format!(" (+{} more)", r.shapes.len() - 1) } else { String::new() };
             println!(
-                "{:<32} {:>6} {:>12.3e} {:>12.3e} {:>9.1e}  {:<6} {first}{more}",
+                "{:<28} {:>5} {:>11.3e} {:>11.3e} {:>8.3}  {:<6} {first}{more}",
                 r.name,
                 r.shapes.len(),
                 r.max_abs_err,
                 r.max_rel_err,
-                r.atol,
+                r.err_over_tol,
                 if r.pass { "pass" } else { "FAIL" }
             );
         }

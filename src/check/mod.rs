@@ -60,6 +60,8 @@ pub struct KernelReport {
     pub max_rel_err: f64,
     pub atol: f64,
     pub rtol: f64,
+    /// The largest `|got − ref| / (atol + rtol·|ref|)`: below 1 passes; how close to failing.
+    pub err_over_tol: f64,
     pub pass: bool,
     /// The worst element, and up to [`MAX_MISMATCHES`] failing ones in index order.
     pub worst: Option<Mismatch>,
@@ -78,6 +80,7 @@ impl KernelReport {
         }
         self.max_abs_err = self.max_abs_err.max(other.max_abs_err);
         self.max_rel_err = self.max_rel_err.max(other.max_rel_err);
+        self.err_over_tol = self.err_over_tol.max(other.err_over_tol);
         self.pass &= other.pass;
         self.atol = self.atol.max(other.atol);
         self.rtol = self.rtol.max(other.rtol);
@@ -91,12 +94,13 @@ impl KernelReport {
     /// A multi-line account for a failing test: the worst error and the first mismatches.
     pub fn describe(&self) -> String {
         let mut s = format!(
-            "{} on {}: {} (max abs err {:e}, max rel err {:e}, atol {:e}, rtol {:e}, {} elements)",
+            "{} on {}: {} (max abs err {:e}, max rel err {:e}, err/tol {:.3}, atol {:e}, rtol {:e}, {} elements)",
             self.name,
             self.shapes.join("; "),
             if self.pass { "pass" } else { "FAIL" },
             self.max_abs_err,
             self.max_rel_err,
+            self.err_over_tol,
             self.atol,
             self.rtol,
             self.elements
@@ -127,6 +131,7 @@ pub fn compare_f64(name: &str, shape: &str, got: &[f64], want: &[f64], tol: Tol)
         max_rel_err: 0.0,
         atol: tol.atol,
         rtol: tol.rtol,
+        err_over_tol: 0.0,
         pass: got.len() == want.len(),
         worst: None,
         mismatches: vec![],
@@ -134,6 +139,7 @@ pub fn compare_f64(name: &str, shape: &str, got: &[f64], want: &[f64], tol: Tol)
     if got.len() != want.len() {
         r.max_abs_err = f64::INFINITY;
         r.max_rel_err = f64::INFINITY;
+        r.err_over_tol = f64::INFINITY;
         r.shapes[0] += &format!(" (got {} elements, reference {})", got.len(), want.len());
         return r;
     }
@@ -148,6 +154,9 @@ pub fn compare_f64(name: &str, shape: &str, got: &[f64], want: &[f64], tol: Tol)
             r.worst = Some(Mismatch { index: i, got: g, want: w });
         }
         r.max_rel_err = r.max_rel_err.max(rel);
+        let bound = tol.atol + tol.rtol * w.abs();
+        let ratio = if err == 0.0 { 0.0 } else if bound > 0.0 { err / bound } else { f64::INFINITY };
+        r.err_over_tol = r.err_over_tol.max(ratio);
         // An exact match passes even where the bound is NaN (a NaN or infinite reference).
         if !(err == 0.0 || err <= tol.atol + tol.rtol * w.abs()) {
             r.pass = false;
