@@ -153,6 +153,13 @@ impl Gpu {
 
     /// Records every step of `plan` into one compute pass, submits once and waits.
     pub fn run(&self, plan: &Plan) -> Result<()> {
+        self.submit(plan)?;
+        self.wait()
+    }
+
+    /// Records every step of `plan` into one compute pass and submits it without waiting:
+    /// the next step's writes and submit queue up behind it. Reading a buffer back waits.
+    pub fn submit(&self, plan: &Plan) -> Result<()> {
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("plan") });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("plan"), timestamp_writes: None });
@@ -169,7 +176,7 @@ impl Gpu {
         self.scoped(|| format!("submitting a plan of {} dispatches (first: {first})", plan.steps.len()), || {
             self.queue.submit([enc.finish()])
         })?;
-        self.wait()
+        Ok(())
     }
 
     /// Compiles and runs `ops` once (tests and `check`).
