@@ -1,6 +1,8 @@
 //! The library's error type. User input never panics: it becomes one of these, with a message
 //! that names what was wrong and what was expected.
 
+use std::path::PathBuf;
+
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -42,6 +44,38 @@ pub enum Error {
 
     #[error("unknown kernel {0:?}")]
     UnknownKernel(String),
+
+    /// A file system operation on a run artifact or input file failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io { path: PathBuf, action: &'static str, source: std::io::Error },
+
+    /// The bytes of a checkpoint are not a well-formed safetensors file (garbage, truncated).
+    #[error("{}: not a valid safetensors file: {reason}", path.display())]
+    NotSafetensors { path: PathBuf, reason: String },
+
+    /// A tensor the model needs is not in the checkpoint.
+    #[error("{}: tensor {tensor:?} is missing (expected {expected}); the file holds {found}", path.display())]
+    TensorMissing { path: PathBuf, tensor: String, expected: String, found: String },
+
+    /// The checkpoint holds a tensor the model has no place for.
+    #[error("{}: unexpected tensor {tensor:?} ({found}): the model has no tensor of that name", path.display())]
+    TensorUnexpected { path: PathBuf, tensor: String, found: String },
+
+    /// A tensor with the right name but the wrong shape or dtype.
+    #[error("{}: tensor {tensor:?}: expected {expected}, found {found}", path.display())]
+    TensorMismatch { path: PathBuf, tensor: String, expected: String, found: String },
+
+    /// Tensors handed to the checkpoint writer that cannot be written as given.
+    #[error("{}: cannot write tensor {tensor:?}: {message}", path.display())]
+    CheckpointWrite { path: PathBuf, tensor: String, message: String },
+
+    /// A line of a metrics file that does not parse.
+    #[error("{}:{line}: {message}", path.display())]
+    Parse { path: PathBuf, line: usize, message: String },
+
+    /// Drawing the training curves failed.
+    #[error("{}: drawing the curves failed: {message}", path.display())]
+    Plot { path: PathBuf, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -49,5 +83,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn shape(layer: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Shape { layer: layer.into(), message: message.into() }
+    }
+
+    pub fn io(path: impl Into<PathBuf>, action: &'static str, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), action, source }
     }
 }

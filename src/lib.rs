@@ -4,14 +4,22 @@
 //! - [`layers`]: per layer, its shapes and the dispatches of its forward and backward passes.
 //! - [`reference`]: the plain CPU reference every kernel is checked against.
 //! - [`check`]: runs every kernel against the reference on the chosen GPU.
+//! - Run artifacts: [`checkpoint`] (safetensors), [`metrics`] (`metrics.csv`, `summary.json`),
+//!   [`plot`] (`curves.png`, `curves.svg`), [`progress`] (the per-epoch display); all written
+//!   atomically through [`atomic`].
 
+pub mod atomic;
 pub mod check;
+pub mod checkpoint;
 pub mod config;
 pub mod error;
 pub mod gpu;
 pub mod layers;
+pub mod metrics;
 pub mod model;
 pub mod network;
+pub mod plot;
+pub mod progress;
 pub mod reference;
 pub mod rng;
 
