@@ -42,6 +42,10 @@ pub enum Error {
     #[error("{file}: {message}")]
     Config { file: String, message: String },
 
+    /// A non-finite loss: the run stops rather than train on garbage.
+    #[error("the training loss became {loss} at epoch {epoch}, step {step}; try a lower learning rate (--lr)")]
+    Diverged { epoch: usize, step: usize, loss: f64 },
+
     #[error("unknown kernel {0:?}")]
     UnknownKernel(String),
 
