@@ -8,6 +8,7 @@ pub mod conv3d;
 pub mod dense;
 pub mod dropout;
 pub mod max_pool3d;
+pub mod optim;
 pub mod softmax_xent;
 
 /// Central-difference gradient of `L(x) = Σ f(x)·g` with respect to `x`: what every backward
