@@ -34,6 +34,11 @@ pub enum Error {
     #[error("{label}: {groups} workgroups exceed the adapter's grid ({per_dim} per dimension, 2 dimensions)")]
     GridTooLarge { label: String, groups: u64, per_dim: u32 },
 
+    /// An option value that cannot work (an optimizer's learning rate ≤ 0, betas outside
+    /// [0, 1), ...); `field` is its path in the config, e.g. `optimizer.betas[1]`.
+    #[error("{field}: {message}")]
+    InvalidOption { field: String, message: String },
+
     /// A layer configuration or shape that cannot work (zero sizes, kernel larger than input, ...).
     #[error("{layer}: {message}")]
     Shape { layer: String, message: String },

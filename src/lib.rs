@@ -3,6 +3,8 @@
 //! - [`gpu`]: the only module that names wgpu types (adapters, buffers, pipelines, plans).
 //! - [`layers`]: per layer, its shapes and the dispatches of its forward and backward passes.
 //! - [`reference`]: the plain CPU reference every kernel is checked against.
+//! - [`optim`]: SGD, Adam and AdamW (torch.optim's rules) as one update dispatch, and
+//!   learning-rate schedules.
 //! - [`check`]: runs every kernel against the reference on the chosen GPU.
 //! - Run artifacts: [`checkpoint`] (safetensors), [`metrics`] (`metrics.csv`, `summary.json`),
 //!   [`plot`] (`curves.png`, `curves.svg`), [`progress`] (the per-epoch display); all written
@@ -18,6 +20,7 @@ pub mod layers;
 pub mod metrics;
 pub mod model;
 pub mod network;
+pub mod optim;
 pub mod plot;
 pub mod progress;
 pub mod reference;

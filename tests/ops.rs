@@ -52,3 +52,8 @@ fn dropout() {
 fn softmax_xent() {
     assert_layer("softmax_xent", &["softmax_xent.forward", "softmax_xent.backward", "softmax_xent.accumulate"]);
 }
+
+#[test]
+fn optim() {
+    assert_layer("optim", &["sgd.update", "adam.update", "adamw.update"]);
+}

@@ -9,6 +9,7 @@ pub mod conv3d;
 pub mod dense;
 pub mod dropout;
 pub mod max_pool3d;
+pub mod optim;
 pub mod softmax_xent;
 
 use serde::Serialize;
@@ -26,6 +27,7 @@ pub const LAYERS: &[&str] = &[
     "batch_norm",
     "dropout",
     "softmax_xent",
+    "optim",
 ];
 
 /// Absolute and relative tolerance: an element passes when `|got − ref| ≤ atol + rtol·|ref|`.
@@ -197,6 +199,7 @@ pub fn run_layer(gpu: &Gpu, layer: &str) -> Result<Vec<KernelReport>> {
         "dense" => dense::run(gpu),
         "dropout" => dropout::run(gpu),
         "max_pool3d" => max_pool3d::run(gpu),
+        "optim" => optim::run(gpu),
         "softmax_xent" => softmax_xent::run(gpu),
         _ => Err(Error::UnknownKernel(layer.to_string())),
     }

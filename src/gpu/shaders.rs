@@ -18,6 +18,7 @@ pub enum Shader {
     Dense,
     Dropout,
     MaxPool3d,
+    Optim,
     SoftmaxXent,
 }
 
@@ -30,6 +31,7 @@ impl Shader {
         Shader::Dense,
         Shader::Dropout,
         Shader::MaxPool3d,
+        Shader::Optim,
         Shader::SoftmaxXent,
     ];
 
@@ -42,6 +44,7 @@ impl Shader {
             Shader::Dense => "dense",
             Shader::Dropout => "dropout",
             Shader::MaxPool3d => "max_pool3d",
+            Shader::Optim => "optim",
             Shader::SoftmaxXent => "softmax_xent",
         }
     }
@@ -55,6 +58,7 @@ impl Shader {
             Shader::Dense => include_str!("../../shaders/dense.wgsl"),
             Shader::Dropout => include_str!("../../shaders/dropout.wgsl"),
             Shader::MaxPool3d => include_str!("../../shaders/max_pool3d.wgsl"),
+            Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::SoftmaxXent => include_str!("../../shaders/softmax_xent.wgsl"),
         }
     }

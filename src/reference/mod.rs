@@ -9,6 +9,7 @@ pub mod dense;
 pub mod dropout;
 pub mod max_pool3d;
 pub mod model;
+pub mod optim;
 pub mod softmax_xent;
 
 /// Central-difference gradient of `L(x) = Σ f(x)·g` with respect to `x`: what every backward
