@@ -38,6 +38,10 @@ pub enum Error {
 
     #[error("unknown kernel {0:?}")]
     UnknownKernel(String),
+
+    /// A data file or data option that cannot be used (names the file, dataset, expectation).
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

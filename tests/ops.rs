@@ -52,3 +52,8 @@ fn dropout() {
 fn softmax_xent() {
     assert_layer("softmax_xent", &["softmax_xent.forward", "softmax_xent.backward"]);
 }
+
+#[test]
+fn gather() {
+    assert_layer("gather", &["gather.forward", "gather.forward_article", "gather.forward_raw", "gather.labels"]);
+}

@@ -8,6 +8,7 @@ pub mod batch_norm;
 pub mod conv3d;
 pub mod dense;
 pub mod dropout;
+pub mod gather;
 pub mod max_pool3d;
 pub mod softmax_xent;
 
@@ -26,6 +27,7 @@ pub const LAYERS: &[&str] = &[
     "batch_norm",
     "dropout",
     "softmax_xent",
+    "gather",
 ];
 
 /// Absolute and relative tolerance: an element passes when `|got − ref| ≤ atol + rtol·|ref|`.
@@ -181,6 +183,7 @@ pub fn run_layer(gpu: &Gpu, layer: &str) -> Result<Vec<KernelReport>> {
         "conv3d" => conv3d::run(gpu),
         "dense" => dense::run(gpu),
         "dropout" => dropout::run(gpu),
+        "gather" => gather::run(gpu),
         "max_pool3d" => max_pool3d::run(gpu),
         "softmax_xent" => softmax_xent::run(gpu),
         _ => Err(Error::UnknownKernel(layer.to_string())),

@@ -17,6 +17,7 @@ pub enum Shader {
     Conv3d,
     Dense,
     Dropout,
+    Gather,
     MaxPool3d,
     SoftmaxXent,
 }
@@ -29,6 +30,7 @@ impl Shader {
         Shader::Conv3d,
         Shader::Dense,
         Shader::Dropout,
+        Shader::Gather,
         Shader::MaxPool3d,
         Shader::SoftmaxXent,
     ];
@@ -41,6 +43,7 @@ impl Shader {
             Shader::Conv3d => "conv3d",
             Shader::Dense => "dense",
             Shader::Dropout => "dropout",
+            Shader::Gather => "gather",
             Shader::MaxPool3d => "max_pool3d",
             Shader::SoftmaxXent => "softmax_xent",
         }
@@ -54,6 +57,7 @@ impl Shader {
             Shader::Conv3d => include_str!("../../shaders/conv3d.wgsl"),
             Shader::Dense => include_str!("../../shaders/dense.wgsl"),
             Shader::Dropout => include_str!("../../shaders/dropout.wgsl"),
+            Shader::Gather => include_str!("../../shaders/gather.wgsl"),
             Shader::MaxPool3d => include_str!("../../shaders/max_pool3d.wgsl"),
             Shader::SoftmaxXent => include_str!("../../shaders/softmax_xent.wgsl"),
         }
