@@ -137,9 +137,9 @@ fn cloud(strokes: &[Stroke], rng: &mut Rng) -> Vec<[f64; 3]> {
     let length: f64 = segments.iter().map(|s| s.2).sum();
 
     // The pose: size, rotation (in-plane roll, tilts out of the plane) and position.
-    let scale = rng.uniform(0.6, 0.95) / (GRID_H / 2.0);
-    let rot = rotation(rng.uniform(-0.35, 0.35), rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.6));
-    let shift = [rng.uniform(-0.15, 0.15), rng.uniform(-0.15, 0.15), rng.uniform(-0.15, 0.15)];
+    let scale = rng.uniform(0.55, 0.9) / (GRID_H / 2.0);
+    let rot = rotation(rng.uniform(-0.4, 0.4), rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.6));
+    let shift = [rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2), rng.uniform(-0.2, 0.2)];
 
     let n = (length * rng.uniform(70.0, 110.0)) as usize;
     let mut points = Vec::with_capacity(n + 100);
@@ -165,7 +165,7 @@ fn cloud(strokes: &[Stroke], rng: &mut Rng) -> Vec<[f64; 3]> {
     }
     // Stray points: they also stretch the bounding box, so the digit's size and place in the
     // grid vary as they do in scanned data.
-    for _ in 0..rng.uniform(10.0, 60.0) as usize {
+    for _ in 0..rng.uniform(20.0, 120.0) as usize {
         points.push([rng.uniform(-1.0, 1.0), rng.uniform(-1.0, 1.0), rng.uniform(-1.0, 1.0)]);
     }
     points
