@@ -60,6 +60,7 @@ impl fmt::Display for Colormap {
 
 /// ColorBrewer's 9 "Oranges" colours as matplotlib's `_cm._Oranges_data` spells them (one of
 /// these literals is 1 ulp off 3/255, so they are copied, not computed).
+#[allow(clippy::excessive_precision)]
 const ORANGES: [[f64; 3]; 9] = [
     [1.0, 0.96078431372549022, 0.92156862745098034],
     [0.99607843137254903, 0.90196078431372551, 0.80784313725490198],
@@ -171,11 +172,12 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::excessive_precision)]
     fn lut_ends_are_the_first_and_last_colours() {
         let lut = oranges_lut();
         assert_eq!(lut[0], [1.0, 0.96078431372549022, 0.92156862745098034, 1.0]);
         assert_eq!(lut[255], [0.49803921568627452, 0.15294117647058825, 0.01568627450980392, 1.0]);
-        // Every 255/8-th entry lies on a colour: the table passes through all nine.
+        // From the lightest colour to the darkest, never back.
         assert!(lut.windows(2).all(|w| w[1][0] <= w[0][0] && w[1][1] <= w[0][1]), "Oranges darkens monotonically");
     }
 

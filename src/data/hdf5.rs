@@ -149,7 +149,7 @@ fn read_pair(f: &h5::File, file: &str, x_key: &str, y_key: &str, opts: &LoadOpti
             message: "expected (N, V) vectors, (N, D, H, W), (N, D, H, W, C) or (N, C, D, H, W) volumes".into(),
         });
     }
-    if shape.iter().any(|&d| d == 0) {
+    if shape.contains(&0) {
         return Err(DataError::Empty { file: file.into(), dataset: x_key.into(), shape });
     }
     let (layout, channels, dims) = resolve_layout(file, x_key, &shape, opts)?;
