@@ -6,7 +6,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 
 use cnn3d::data::{self, colormap, Colormap, DataOptions, Input, Keys, Layout, LoadOptions, SynthOptions};
 use cnn3d::gpu::DType;
@@ -28,8 +29,22 @@ fn scratch(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("cnn3d-test-{}-{name}", std::process::id()))
 }
 
+/// Held while this process writes an HDF5 file and while it starts a child. libhdf5 opens files
+/// without close-on-exec, so a child started meanwhile would inherit the writer's file lock and
+/// keep it for its whole life, and reading the file back would fail with "unable to lock file".
+static WRITING: Mutex<()> = Mutex::new(());
+
 fn cnn3d(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cnn3d")).args(args).output().expect("run cnn3d");
+    let child = {
+        let _guard = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+        Command::new(env!("CARGO_BIN_EXE_cnn3d"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run cnn3d")
+    };
+    let out = child.wait_with_output().expect("run cnn3d");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -350,8 +365,11 @@ fn synth_round_trips_through_hdf5() {
     let opts = SynthOptions { train: 30, test: 10, seed: 4 };
     let ds = data::synth::generate(&opts).unwrap();
     let path = scratch("roundtrip.h5");
-    data::hdf5::write(&path, &ds).unwrap();
-    let back = data::hdf5::read(&path, &LoadOptions::default()).unwrap();
+    let back = {
+        let _guard = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+        data::hdf5::write(&path, &ds).unwrap();
+        data::hdf5::read(&path, &LoadOptions::default()).unwrap()
+    };
     std::fs::remove_file(&path).ok();
     assert_eq!((back.channels, back.dims), (1, [16, 16, 16]));
     assert_eq!(back.train, ds.train);

@@ -39,7 +39,18 @@ pub fn open(path: &Path) -> Result<h5::File, DataError> {
     if !has_signature(path, meta.len()).map_err(|e| DataError::Io { file: file.clone(), message: e.to_string() })? {
         return Err(DataError::NotHdf5 { file });
     }
-    h5::File::open(path).map_err(|e| DataError::Damaged { file, what: "the file".into(), message: e.to_string() })
+    h5::File::open(path).map_err(|e| damaged(&file, "the file".into(), e))
+}
+
+/// A read that libhdf5 refused, with the likely reason.
+fn damaged(file: &str, what: String, e: h5::Error) -> DataError {
+    let message = e.to_string();
+    let why = if message.contains("unable to lock file") {
+        "another program has it open for writing (HDF5_USE_FILE_LOCKING=FALSE skips HDF5's lock)"
+    } else {
+        "the file is truncated or damaged"
+    };
+    DataError::Damaged { file: file.into(), what, why, message }
 }
 
 /// HDF5 looks for the superblock at byte 0, 512, 1024, 2048, … (after an optional user block).
@@ -68,7 +79,7 @@ pub fn list(path: &Path) -> Result<Vec<DatasetInfo>, DataError> {
 }
 
 fn walk(file: &str, group: &h5::Group, prefix: &str, out: &mut Vec<DatasetInfo>) -> Result<(), DataError> {
-    let damaged = |e: h5::Error| DataError::Damaged { file: file.into(), what: format!("group {:?}", if prefix.is_empty() { "/" } else { prefix }), message: e.to_string() };
+    let damaged = |e| damaged(file, format!("group {:?}", if prefix.is_empty() { "/" } else { prefix }), e);
     let mut names = group.member_names().map_err(damaged)?;
     names.sort();
     for name in names {
@@ -190,7 +201,7 @@ fn data_dtype(file: &str, key: &str, ds: &h5::Dataset) -> Result<DataType, DataE
 }
 
 fn read_values(file: &str, key: &str, ds: &h5::Dataset, dtype: DataType) -> Result<Vec<f32>, DataError> {
-    let damaged = |e: h5::Error| DataError::Damaged { file: file.into(), what: format!("dataset {key:?}"), message: e.to_string() };
+    let damaged = |e| damaged(file, format!("dataset {key:?}"), e);
     Ok(match dtype {
         DataType::U8 => ds.read_raw::<u8>().map_err(damaged)?.into_iter().map(f32::from).collect(),
         DataType::F16 => ds.read_raw::<half::f16>().map_err(damaged)?.into_iter().map(f32::from).collect(),
@@ -277,7 +288,7 @@ fn read_labels(file: &str, key: &str, ds: &h5::Dataset, classes: usize, n: usize
     if shape[0] != n {
         return Err(DataError::LengthMismatch { file: file.into(), x: x_key.into(), y: key.into(), nx: n, ny: shape[0] });
     }
-    let damaged = |e: h5::Error| DataError::Damaged { file: file.into(), what: format!("dataset {key:?}"), message: e.to_string() };
+    let damaged = |e| damaged(file, format!("dataset {key:?}"), e);
     let values: Vec<i128> = match desc {
         Ok(TypeDescriptor::Unsigned(_)) => ds.read_raw::<u64>().map_err(damaged)?.into_iter().map(i128::from).collect(),
         _ => ds.read_raw::<i64>().map_err(damaged)?.into_iter().map(i128::from).collect(),

@@ -46,8 +46,8 @@ pub enum DataError {
     #[error("{file} is not an HDF5 file (no HDF5 signature in its first bytes); expected an HDF5 file such as 3D MNIST's full_dataset_vectors.h5")]
     NotHdf5 { file: String },
 
-    #[error("{file}: cannot read {what}: the file is truncated or damaged (HDF5 says: {message})")]
-    Damaged { file: String, what: String, message: String },
+    #[error("{file}: cannot read {what}: {why} (HDF5 says: {message})")]
+    Damaged { file: String, what: String, why: &'static str, message: String },
 
     #[error("{file}: no dataset {dataset:?}; the file has {present}. Name the datasets with --x-train-key, --y-train-key, --x-test-key, --y-test-key")]
     MissingDataset { file: String, dataset: String, present: String },
