@@ -105,21 +105,23 @@ struct DataArgs {
     /// The volume's shape for flat vectors whose length is not a cube.
     #[arg(long, value_name = "D,H,W", value_parser = parse_dims)]
     shape: Option<[usize; 3]>,
+    /// The dataset of training volumes (a path such as train/volumes works too).
     #[arg(long, default_value = "X_train", value_name = "NAME")]
     x_train_key: String,
+    /// The dataset of training labels.
     #[arg(long, default_value = "y_train", value_name = "NAME")]
     y_train_key: String,
-    /// [default: X_test if the file has it]
+    /// The dataset of test volumes [default: X_test if the file has it].
     #[arg(long, value_name = "NAME")]
     x_test_key: Option<String>,
-    /// [default: y_test if the file has it]
+    /// The dataset of test labels [default: y_test if the file has it].
     #[arg(long, value_name = "NAME")]
     y_test_key: Option<String>,
     /// Fraction of the training data held out for testing, for files without test data
     /// [default: 0.2 for such files].
     #[arg(long, value_name = "FRACTION")]
     test_split: Option<f64>,
-    /// Fraction of the training data held out for validation.
+    /// Fraction of the training data (after any test split) held out for validation.
     #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
     val_split: f64,
     /// oranges: the article's per-sample min-max scaling and matplotlib's "Oranges" RGB
