@@ -85,6 +85,9 @@ pub enum Error {
     /// Drawing the training curves failed.
     #[error("{}: drawing the curves failed: {message}", path.display())]
     Plot { path: PathBuf, message: String },
+    /// A data file or data option that cannot be used (names the file, dataset, expectation).
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -9,11 +9,13 @@
 //! - Run artifacts: [`checkpoint`] (safetensors), [`metrics`] (`metrics.csv`, `summary.json`),
 //!   [`plot`] (`curves.png`, `curves.svg`), [`progress`] (the per-epoch display); all written
 //!   atomically through [`atomic`].
+//! - [`data`]: HDF5 datasets, the bundled digits, splits and the article's colormap.
 
 pub mod atomic;
 pub mod check;
 pub mod checkpoint;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod layers;

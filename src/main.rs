@@ -1,11 +1,13 @@
 //! The cnn3d command line: parse, call the library, print.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use cnn3d::check;
+use cnn3d::data::{self, Colormap, DataOptions, Input, Keys, Layout, LoadOptions, SynthOptions};
 use cnn3d::gpu::{list_adapters, BackendChoice, Gpu, GpuOptions};
 
 #[derive(Parser)]
@@ -24,6 +26,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per run, so the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// List every adapter wgpu sees, per backend, with the limits that matter to cnn3d.
@@ -38,10 +42,127 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Only these layers (conv3d, max_pool3d, avg_pool3d, activation, dense, batch_norm,
-        /// dropout, softmax_xent); repeat or separate with commas.
+        /// dropout, softmax_xent, gather); repeat or separate with commas.
         #[arg(long, value_delimiter = ',', value_name = "LAYER")]
         layer: Vec<String>,
     },
+    /// Write the bundled dataset to HDF5, or inspect an HDF5 file (or the bundled dataset).
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DataCommand {
+    /// Write the bundled 3D digits in the 3D MNIST layout (X_train (N, 4096) float32, y_train,
+    /// X_test, y_test), so that the HDF5 path and the bundled path are one path.
+    Synth {
+        /// The HDF5 file to write.
+        #[arg(long, value_name = "FILE.h5")]
+        out: PathBuf,
+        /// Training samples (balanced over the 10 digits).
+        #[arg(long, default_value_t = SynthOptions::default().train)]
+        train: usize,
+        /// Test samples (0: no test datasets).
+        #[arg(long, default_value_t = SynthOptions::default().test)]
+        test: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Load a file (or the bundled dataset) as training would and print its datasets, shapes,
+    /// dtypes, value ranges and label histograms. A file training could not read is an error
+    /// (exit code 2) saying why.
+    Inspect {
+        /// The HDF5 file (the same as --data); without one, the bundled dataset.
+        #[arg(value_name = "FILE.h5", conflicts_with = "data")]
+        file: Option<PathBuf>,
+        /// Print one JSON document instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The model's class count: labels must lie in 0..CLASSES.
+        #[arg(long, default_value_t = 10)]
+        classes: usize,
+        /// Seeds the bundled dataset and the carved splits.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+/// Where the data comes from and how it becomes the model's input: the flags of `train`,
+/// `eval` and `data inspect`.
+#[derive(clap::Args, Clone, Debug)]
+struct DataArgs {
+    /// An HDF5 file, e.g. Kaggle's 3D MNIST full_dataset_vectors.h5 (default: the bundled digits).
+    #[arg(long, value_name = "FILE.h5")]
+    data: Option<PathBuf>,
+    /// How a sample's values are laid out: auto, flat (N, V), ndhw, ndhwc (channels-last) or
+    /// ncdhw (channels-first).
+    #[arg(long, default_value = "auto")]
+    layout: Layout,
+    /// The volume's shape for flat vectors whose length is not a cube.
+    #[arg(long, value_name = "D,H,W", value_parser = parse_dims)]
+    shape: Option<[usize; 3]>,
+    /// The dataset of training volumes (a path such as train/volumes works too).
+    #[arg(long, default_value = "X_train", value_name = "NAME")]
+    x_train_key: String,
+    /// The dataset of training labels.
+    #[arg(long, default_value = "y_train", value_name = "NAME")]
+    y_train_key: String,
+    /// The dataset of test volumes [default: X_test if the file has it].
+    #[arg(long, value_name = "NAME")]
+    x_test_key: Option<String>,
+    /// The dataset of test labels [default: y_test if the file has it].
+    #[arg(long, value_name = "NAME")]
+    y_test_key: Option<String>,
+    /// Fraction of the training data held out for testing, for files without test data
+    /// [default: 0.2 for such files].
+    #[arg(long, value_name = "FRACTION")]
+    test_split: Option<f64>,
+    /// Fraction of the training data (after any test split) held out for validation.
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+    val_split: f64,
+    /// oranges: the article's per-sample min-max scaling and matplotlib's "Oranges" RGB
+    /// (3 input channels); none: the raw values (one input channel per data channel).
+    #[arg(long, default_value = "oranges")]
+    colormap: Colormap,
+    /// Reproduce the article's plain reshape(N, 3, 16, 16, 16) of channels-last RGB, which
+    /// scrambles channels and voxels, instead of the correct transpose (for parity with its code
+    /// and weights).
+    #[arg(long)]
+    article_reshape: bool,
+}
+
+fn parse_dims(s: &str) -> Result<[usize; 3], cnn3d::data::DataError> {
+    data::parse_dims(s)
+}
+
+impl DataArgs {
+    /// The library's options; `classes` comes from the model, `seed` from the run.
+    fn options(&self, classes: usize, seed: u64) -> DataOptions {
+        DataOptions {
+            data: self.data.clone(),
+            load: LoadOptions {
+                layout: self.layout,
+                shape: self.shape,
+                keys: Keys {
+                    x_train: self.x_train_key.clone(),
+                    y_train: self.y_train_key.clone(),
+                    x_test: self.x_test_key.clone(),
+                    y_test: self.y_test_key.clone(),
+                },
+                classes,
+            },
+            synth: SynthOptions { seed, ..Default::default() },
+            test_split: self.test_split,
+            val_split: self.val_split,
+            seed,
+            colormap: self.colormap,
+            article_reshape: self.article_reshape,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -56,9 +177,16 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            // Bad user input (flags naming things that do not exist) exits with 2.
-            let user_error = e.downcast_ref::<cnn3d::Error>().is_some_and(|e| {
-                matches!(e, cnn3d::Error::AdapterNotFound { .. } | cnn3d::Error::UnknownBackend(_) | cnn3d::Error::UnknownKernel(_))
+            // Bad user input (flags naming things that do not exist, unusable data files) exits with 2.
+            let data_error = e.downcast_ref::<cnn3d::data::DataError>().is_some();
+            let user_error = data_error || e.downcast_ref::<cnn3d::Error>().is_some_and(|e| {
+                matches!(
+                    e,
+                    cnn3d::Error::AdapterNotFound { .. }
+                        | cnn3d::Error::UnknownBackend(_)
+                        | cnn3d::Error::UnknownKernel(_)
+                        | cnn3d::Error::Data(_)
+                )
             });
             ExitCode::from(if user_error { 2 } else { 1 })
         }
@@ -70,7 +198,80 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Adapters { json } => adapters(cli.backend, json),
         Command::Check { json, layer } => check_cmd(&opts, json, &layer),
+        Command::Data { command: DataCommand::Synth { out, train, test, seed } } => synth_cmd(&out, train, test, seed),
+        Command::Data { command: DataCommand::Inspect { file, json, classes, seed, mut data } } => {
+            data.data = file.or(data.data);
+            inspect_cmd(&data, classes, seed, json)
+        }
     }
+}
+
+fn synth_cmd(out: &Path, train: usize, test: usize, seed: u64) -> anyhow::Result<ExitCode> {
+    let ds = data::synth::generate(&SynthOptions { train, test, seed })?;
+    data::hdf5::write(out, &ds)?;
+    println!(
+        "wrote {}: {} training and {} test samples of {:?} voxels, 10 digits, seed {seed}",
+        out.display(),
+        ds.train.len(),
+        ds.test.len(),
+        ds.dims
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect_cmd(args: &DataArgs, classes: usize, seed: u64, json: bool) -> anyhow::Result<ExitCode> {
+    let opts = args.options(classes, seed);
+    let datasets = match &opts.data {
+        Some(path) => data::hdf5::list(path)?,
+        None => vec![],
+    };
+    let ds = data::load(&opts)?;
+    let input = Input::new(&ds, opts.colormap, opts.article_reshape)?;
+    let summary = ds.summary();
+    if json {
+        let doc = serde_json::json!({
+            "source": ds.source,
+            "datasets": datasets,
+            "summary": summary,
+            "input": {
+                "colormap": input.colormap,
+                "article_reshape": input.article_reshape,
+                "channels": input.channels(),
+                "dims": input.dims,
+            },
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("source: {}", ds.source);
+    if !datasets.is_empty() {
+        println!("datasets:");
+        let width = datasets.iter().map(|d| d.name.len()).max().unwrap_or(0);
+        for d in &datasets {
+            println!("  {:<width$}  {:<18} {}", d.name, format!("{:?}", d.shape), d.dtype);
+        }
+    }
+    println!("loaded: {} channel(s) of {:?} voxels, {} classes", ds.channels, ds.dims, ds.classes);
+    for s in &summary.splits {
+        println!(
+            "  {:<5} {:<22} values {:.6} .. {:.6}  mean {:.6}  nonzero {:.1}%",
+            s.name,
+            format!("{:?}", s.shape),
+            s.min,
+            s.max,
+            s.mean,
+            100.0 * s.nonzero
+        );
+        let hist: Vec<String> = s.label_histogram.iter().enumerate().map(|(c, n)| format!("{c}:{n}")).collect();
+        println!("        labels {}", hist.join(" "));
+    }
+    let how = match (input.colormap, input.article_reshape) {
+        (Colormap::None, _) => "raw values",
+        (Colormap::Oranges, false) => "per-sample min-max, Oranges RGB, channels first",
+        (Colormap::Oranges, true) => "per-sample min-max, Oranges RGB, the article's plain reshape",
+    };
+    println!("input: {} channel(s) of {:?} ({how})", input.channels(), input.dims);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn adapters(backend: BackendChoice, json: bool) -> anyhow::Result<ExitCode> {

@@ -57,3 +57,8 @@ fn softmax_xent() {
 fn optim() {
     assert_layer("optim", &["sgd.update", "adam.update", "adamw.update"]);
 }
+
+#[test]
+fn gather() {
+    assert_layer("gather", &["gather.forward", "gather.forward_article", "gather.forward_raw", "gather.labels"]);
+}

@@ -8,6 +8,7 @@ pub mod batch_norm;
 pub mod conv3d;
 pub mod dense;
 pub mod dropout;
+pub mod gather;
 pub mod max_pool3d;
 pub mod optim;
 pub mod softmax_xent;
@@ -28,6 +29,7 @@ pub const LAYERS: &[&str] = &[
     "dropout",
     "softmax_xent",
     "optim",
+    "gather",
 ];
 
 /// Absolute and relative tolerance: an element passes when `|got − ref| ≤ atol + rtol·|ref|`.
@@ -198,6 +200,7 @@ pub fn run_layer(gpu: &Gpu, layer: &str) -> Result<Vec<KernelReport>> {
         "conv3d" => conv3d::run(gpu),
         "dense" => dense::run(gpu),
         "dropout" => dropout::run(gpu),
+        "gather" => gather::run(gpu),
         "max_pool3d" => max_pool3d::run(gpu),
         "optim" => optim::run(gpu),
         "softmax_xent" => softmax_xent::run(gpu),

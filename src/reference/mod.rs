@@ -7,6 +7,7 @@ pub mod batch_norm;
 pub mod conv3d;
 pub mod dense;
 pub mod dropout;
+pub mod gather;
 pub mod max_pool3d;
 pub mod model;
 pub mod optim;

@@ -1,0 +1,106 @@
+// Gather: the samples of one batch from the device copy of a dataset, through a colormap or raw,
+// and their labels.
+//
+// Layouts: data (N, C, S) f32, S = D·H·W voxels, NCDHW per sample. For a colormap C = 1 and the
+//   values are already min-max scaled to [0, 1] per sample (on the host, in f32, as matplotlib).
+//   labels (N) u32; indices (B) u32, the samples of this batch; lut (256, 3) f32 RGB.
+//   x (B, C_out, S) f32: the batch's input activations; y (B) u32: its labels.
+// Invocation: one per element of x; workgroups on a 2D grid, linear id = wid.y * nwg.x + wid.x.
+//   Invocations i < B also write y[i] = labels[indices[i]].
+//   An index >= N gives zeros and label 0 instead of reading out of bounds.
+//
+// forward (C_out = 3): entry e = min(floor(t · 256), 255), 0 for t <= 0 — matplotlib's binning.
+//   p.article = 0: x[b, c, s] = lut[e(data[n, s]), c]        channels-last RGB moved to channels first
+//   p.article = 1: x[b, o]    = lut[e(data[n, o / 3]), o % 3] the article's plain reshape of it
+// forward_raw (C_out = C): x[b, c, s] = data[n, c, s]
+//
+// forward:     binding 1 data, 2 labels, 3 indices (read), 4 x, 5 y (write), 6 lut (read)
+// forward_raw: binding 1 data, 2 labels, 3 indices (read), 4 x, 5 y (write)
+
+struct Params {
+    batch: u32,
+    samples: u32,
+    // Values per sample in data (C·S) and in x (C_out·S).
+    in_len: u32,
+    out_len: u32,
+    article: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
+}
+
+override WG: u32 = 64u;
+
+@group(0) @binding(0) var<uniform> p: Params;
+
+@group(0) @binding(1) var<storage, read> data: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<u32>;
+@group(0) @binding(3) var<storage, read> indices: array<u32>;
+@group(0) @binding(4) var<storage, read_write> x: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<u32>;
+@group(0) @binding(6) var<storage, read> lut: array<f32>;
+
+fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+fn gather_label(i: u32) {
+    if (i < p.batch) {
+        let n = indices[i];
+        var label = 0u;
+        if (n < p.samples) {
+            label = labels[n];
+        }
+        y[i] = label;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn forward(@builtin(workgroup_id) wid: vec3<u32>,
+           @builtin(num_workgroups) nwg: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let i = index(wid, nwg, lid);
+    gather_label(i);
+    if (i >= p.batch * p.out_len) {
+        return;
+    }
+    let b = i / p.out_len;
+    let o = i % p.out_len;
+    let n = indices[b];
+    if (n >= p.samples) {
+        x[i] = 0.0;
+        return;
+    }
+    var voxel: u32;
+    var c: u32;
+    if (p.article == 1u) {
+        voxel = o / 3u;
+        c = o % 3u;
+    } else {
+        voxel = o % p.in_len;
+        c = o / p.in_len;
+    }
+    let v = data[n * p.in_len + voxel] * 256.0;
+    // v > 0 is false for NaN too; u32() of a huge value saturates, min keeps it in the table.
+    let e = select(0u, min(u32(v), 255u), v > 0.0);
+    x[i] = lut[e * 3u + c];
+}
+
+@compute @workgroup_size(WG)
+fn forward_raw(@builtin(workgroup_id) wid: vec3<u32>,
+               @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = index(wid, nwg, lid);
+    gather_label(i);
+    if (i >= p.batch * p.out_len) {
+        return;
+    }
+    let b = i / p.out_len;
+    let o = i % p.out_len;
+    let n = indices[b];
+    var v = 0.0;
+    if (n < p.samples) {
+        v = data[n * p.in_len + o];
+    }
+    x[i] = v;
+}
