@@ -26,6 +26,7 @@ pub mod optim;
 pub mod plot;
 pub mod progress;
 pub mod reference;
+pub mod train;
 pub mod rng;
 
 pub use error::{Error, Result};

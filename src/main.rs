@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use cnn3d::check;
+use cnn3d::{check, train};
 use cnn3d::data::{self, Colormap, DataOptions, Input, Keys, Layout, LoadOptions, SynthOptions};
 use cnn3d::gpu::{list_adapters, BackendChoice, Gpu, GpuOptions};
 
@@ -46,11 +46,59 @@ enum Command {
         #[arg(long, value_delimiter = ',', value_name = "LAYER")]
         layer: Vec<String>,
     },
+    /// Train a model (default: the article's 3D CNN on the bundled 3D digits).
+    Train(Box<TrainArgs>),
     /// Write the bundled dataset to HDF5, or inspect an HDF5 file (or the bundled dataset).
     Data {
         #[command(subcommand)]
         command: DataCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// The model and training config (TOML) [default: the article's, assets/seed.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Epochs (overrides the config's train.epochs).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Samples per step (overrides train.batch_size).
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// sgd, adam or adamw (overrides the config's optimizer; other options take that
+    /// optimizer's defaults, the learning rate and schedule are kept).
+    #[arg(long)]
+    optimizer: Option<String>,
+    /// Learning rate (overrides the config's).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Seed of initialisation, shuffling, dropout and the bundled data (overrides train.seed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Start from these weights (a model.safetensors of the same model).
+    #[arg(long, value_name = "FILE.safetensors")]
+    init: Option<PathBuf>,
+    /// Keep the samples in file order.
+    #[arg(long)]
+    no_shuffle: bool,
+    /// Use only the first N training samples.
+    #[arg(long, value_name = "N")]
+    limit_train: Option<usize>,
+    /// Use only the first N test samples.
+    #[arg(long, value_name = "N")]
+    limit_test: Option<usize>,
+    /// The run's folder [default: runs/<date-time>].
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
+    /// Print the summary as one JSON line on stdout at the end.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    data: DataArgs,
 }
 
 #[derive(Subcommand)]
@@ -186,6 +234,13 @@ fn main() -> ExitCode {
                         | cnn3d::Error::UnknownBackend(_)
                         | cnn3d::Error::UnknownKernel(_)
                         | cnn3d::Error::Data(_)
+                        | cnn3d::Error::Config { .. }
+                        | cnn3d::Error::InvalidOption { .. }
+                        | cnn3d::Error::NotSafetensors { .. }
+                        | cnn3d::Error::TensorMissing { .. }
+                        | cnn3d::Error::TensorUnexpected { .. }
+                        | cnn3d::Error::TensorMismatch { .. }
+                        | cnn3d::Error::Shape { .. }
                 )
             });
             ExitCode::from(if user_error { 2 } else { 1 })
@@ -198,12 +253,82 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Adapters { json } => adapters(cli.backend, json),
         Command::Check { json, layer } => check_cmd(&opts, json, &layer),
+        Command::Train(args) => train_cmd(&opts, &args),
         Command::Data { command: DataCommand::Synth { out, train, test, seed } } => synth_cmd(&out, train, test, seed),
         Command::Data { command: DataCommand::Inspect { file, json, classes, seed, mut data } } => {
             data.data = file.or(data.data);
             inspect_cmd(&data, classes, seed, json)
         }
     }
+}
+
+fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => train::Config::load(path)?,
+        None => train::Config::seed(),
+    };
+    if let Some(e) = args.epochs {
+        config.train.epochs = e;
+    }
+    if let Some(b) = args.batch_size {
+        config.train.batch_size = b;
+    }
+    if let Some(s) = args.seed {
+        config.train.seed = s;
+    }
+    if args.no_shuffle {
+        config.train.shuffle = false;
+    }
+    if let Some(kind) = &args.optimizer {
+        config.optimizer = config.optimizer.with_kind(kind)?;
+    }
+    if let Some(lr) = args.lr {
+        config.optimizer.rule.set_lr(lr);
+    }
+    config.validate("the command line")?;
+    let out = args.out.clone().unwrap_or_else(default_run_dir);
+    let run = train::RunOptions {
+        data: args.data.options(config.model.classes, config.train.seed),
+        config,
+        init: args.init.clone(),
+        limit_train: args.limit_train,
+        limit_test: args.limit_test,
+        out: out.clone(),
+        quiet: args.quiet,
+    };
+    let gpu = Gpu::new(opts)?;
+    let summary = train::train(&gpu, &run)?;
+    if !args.quiet {
+        eprintln!(
+            "test accuracy {:.2}%, test loss {:.4}, {:.0} training samples/s, {:.1} s; wrote {}",
+            summary.test_acc * 100.0,
+            summary.test_loss,
+            summary.samples_per_s,
+            summary.seconds,
+            out.display()
+        );
+    }
+    if args.json {
+        println!("{}", summary.to_json_line());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `runs/<UTC date-time>`, from the system clock (no time-zone database needed).
+fn default_run_dir() -> PathBuf {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    PathBuf::from(format!("runs/{y:04}-{m:02}-{d:02}_{:02}-{:02}-{:02}", rem / 3600, rem % 3600 / 60, rem % 60))
 }
 
 fn synth_cmd(out: &Path, train: usize, test: usize, seed: u64) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,416 @@
+//! Training: epochs of GPU steps (gather → forward → loss → backward → update, one submit
+//! each), evaluation after every epoch, metrics, curves and checkpoints.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, Tensor, TensorSpec};
+use crate::config::ModelConfig;
+use crate::data::{self, DataOptions, Dataset, DeviceSplit, Input};
+use crate::error::{Error, Result};
+use crate::gpu::{Buffer, DType, Gpu, Plan};
+use crate::metrics::{EpochMetrics, MetricsLog, Summary};
+use crate::model::Model;
+use crate::network::{Network, State};
+use crate::optim::{OptimizerConfig, Optimizer};
+use crate::progress::Progress;
+use crate::rng::Rng;
+
+fn epochs_default() -> usize {
+    45
+}
+fn batch_default() -> usize {
+    100
+}
+fn yes() -> bool {
+    true
+}
+
+/// The `[train]` table; the defaults are the article's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    #[serde(default = "epochs_default")]
+    pub epochs: usize,
+    #[serde(default = "batch_default")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "yes")]
+    pub shuffle: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig { epochs: epochs_default(), batch_size: batch_default(), seed: 0, shuffle: true }
+    }
+}
+
+/// A whole run's config file: `[model]`, `[train]`, `[optimizer]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+}
+
+/// The article's model and set-up (`assets/seed.toml`).
+pub const SEED_CONFIG: &str = include_str!("../assets/seed.toml");
+
+impl Config {
+    pub fn parse(text: &str, origin: &str) -> Result<Config> {
+        let cfg: Config =
+            toml::from_str(text).map_err(|e| Error::Config { file: origin.to_string(), message: e.to_string() })?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "reading the config", e))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    pub fn seed() -> Config {
+        Config::parse(SEED_CONFIG, "assets/seed.toml").expect("the bundled seed config is valid")
+    }
+
+    /// Checks what the types cannot (call again after command-line overrides).
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let bad = |m: String| Error::Config { file: origin.to_string(), message: m };
+        if self.train.epochs == 0 {
+            return Err(bad("train.epochs must be at least 1".into()));
+        }
+        if self.train.batch_size < 2 {
+            return Err(bad(format!(
+                "train.batch_size must be at least 2 (batch norm needs more than one value per channel), got {}",
+                self.train.batch_size
+            )));
+        }
+        self.optimizer.validate().map_err(|e| bad(format!("optimizer: {e}")))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not serialise the config: {e}\n"))
+    }
+}
+
+/// Everything a run needs besides the GPU.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub config: Config,
+    pub data: DataOptions,
+    /// Start from these weights (a model.safetensors).
+    pub init: Option<PathBuf>,
+    pub limit_train: Option<usize>,
+    pub limit_test: Option<usize>,
+    pub out: PathBuf,
+    pub quiet: bool,
+}
+
+/// The model with its state on the GPU, and plans per batch size.
+pub struct Session<'g> {
+    pub gpu: &'g Gpu,
+    pub model: Model,
+    pub state: State,
+    pub input: Input,
+    lut: Option<Buffer>,
+    seed: u64,
+    nets: BTreeMap<usize, Network>,
+}
+
+impl<'g> Session<'g> {
+    pub fn new(gpu: &'g Gpu, model_cfg: &ModelConfig, ds: &Dataset, opts: &DataOptions, seed: u64) -> Result<Session<'g>> {
+        let input = Input::new(ds, opts.colormap, opts.article_reshape)?;
+        if ds.dims != model_cfg.input {
+            return Err(Error::shape(
+                "model input",
+                format!("the model expects volumes of {:?} (D, H, W) but {} holds {:?}", model_cfg.input, ds.source, ds.dims),
+            ));
+        }
+        if ds.classes > model_cfg.classes {
+            return Err(Error::shape(
+                "model",
+                format!("the data has {} classes but the model outputs {}", ds.classes, model_cfg.classes),
+            ));
+        }
+        let model = Model::from_config(model_cfg, input.channels())?;
+        let state = State::new(gpu, &model)?;
+        let lut = input.lut(gpu)?;
+        Ok(Session { gpu, model, state, input, lut, seed, nets: BTreeMap::new() })
+    }
+
+    /// The network for `batch` samples, built on first use.
+    fn net(&mut self, batch: usize) -> Result<&Network> {
+        if !self.nets.contains_key(&batch) {
+            let net = Network::new(self.gpu, &self.model, batch, self.seed)?;
+            self.nets.insert(batch, net);
+        }
+        Ok(&self.nets[&batch])
+    }
+
+    /// gather + train step + update, for `batch` samples of `split` chosen by `indices`.
+    fn train_plan(&mut self, batch: usize, split: &DeviceSplit, indices: &Buffer, optim: &Optimizer) -> Result<Plan> {
+        self.net(batch)?;
+        let net = &self.nets[&batch];
+        let mut ops = vec![self.input.gather(batch, split, indices, self.lut.as_ref(), &net.input, &net.labels)?];
+        ops.extend(net.train_ops(&self.state)?);
+        ops.push(optim.update(&self.state.params, &self.state.grads)?);
+        self.gpu.compile(&ops)
+    }
+
+    /// gather + eval forward + metric sums.
+    fn eval_plan(&mut self, batch: usize, split: &DeviceSplit, indices: &Buffer) -> Result<Plan> {
+        self.net(batch)?;
+        let net = &self.nets[&batch];
+        let mut ops = vec![self.input.gather(batch, split, indices, self.lut.as_ref(), &net.input, &net.labels)?];
+        ops.extend(net.eval_ops(&self.state)?);
+        self.gpu.compile(&ops)
+    }
+
+    fn zero_sums(&self) -> Result<()> {
+        self.gpu.write_f32(&self.state.loss_sum, &[0.0])?;
+        self.gpu.write_u32(&self.state.correct_sum, &[0])
+    }
+
+    /// (Σ loss·batch, Σ correct) so far; waits for the GPU.
+    fn sums(&self) -> Result<(f64, u64)> {
+        let loss = self.gpu.read_f32(&self.state.loss_sum)?[0] as f64;
+        let correct = self.gpu.read_u32(&self.state.correct_sum)?[0] as u64;
+        Ok((loss, correct))
+    }
+
+    /// Mean loss and accuracy of the eval-mode model over a whole split.
+    pub fn evaluate(&mut self, split: &DeviceSplit, batch: usize) -> Result<(f64, f64)> {
+        if split.len == 0 {
+            return Ok((f64::NAN, f64::NAN));
+        }
+        self.zero_sums()?;
+        let order: Vec<u32> = (0..split.len as u32).collect();
+        let mut plans: BTreeMap<usize, (Plan, Buffer)> = BTreeMap::new();
+        for chunk in order.chunks(batch) {
+            if !plans.contains_key(&chunk.len()) {
+                let idx = self.gpu.zeros("eval indices", chunk.len(), DType::U32)?;
+                let plan = self.eval_plan(chunk.len(), split, &idx)?;
+                plans.insert(chunk.len(), (plan, idx));
+            }
+            let (plan, idx) = &plans[&chunk.len()];
+            self.gpu.write_u32(idx, chunk)?;
+            self.gpu.submit(plan)?;
+        }
+        let (loss, correct) = self.sums()?;
+        Ok((loss / split.len as f64, correct as f64 / split.len as f64))
+    }
+
+    /// Every tensor of the state_dict, PyTorch's names: parameters, running statistics and
+    /// each batch norm's `num_batches_tracked`.
+    pub fn state_dict(&self, batches_tracked: i64) -> Result<Vec<Tensor>> {
+        let mut out = vec![];
+        let params = self.state.read_params(self.gpu)?;
+        let buffers = self.state.read_buffers(self.gpu)?;
+        let (mut p, mut b) = (params.into_iter(), buffers.into_iter());
+        for layer in &self.model.layers {
+            for t in &layer.params {
+                out.push(Tensor::f32(&t.name, &t.shape, p.next().unwrap()));
+            }
+            for t in &layer.buffers {
+                out.push(Tensor::f32(&t.name, &t.shape, b.next().unwrap()));
+            }
+            if !layer.buffers.is_empty() {
+                out.push(Tensor::i64(&format!("{}.num_batches_tracked", layer.name), &[], vec![batches_tracked]));
+            }
+        }
+        Ok(out)
+    }
+
+    /// What a model.safetensors of this model holds.
+    pub fn state_dict_specs(&self) -> Vec<TensorSpec> {
+        let mut out = vec![];
+        for layer in &self.model.layers {
+            for t in layer.params.iter().chain(&layer.buffers) {
+                out.push(TensorSpec::f32(&t.name, &t.shape));
+            }
+            if !layer.buffers.is_empty() {
+                out.push(TensorSpec::i64(&format!("{}.num_batches_tracked", layer.name), &[]));
+            }
+        }
+        out
+    }
+
+    /// Loads a model.safetensors (names, shapes and dtypes checked); returns its
+    /// num_batches_tracked (0 without batch norm).
+    pub fn load_weights(&self, path: &Path) -> Result<i64> {
+        let ck = checkpoint::load_expected(path, &self.state_dict_specs())?;
+        let mut params = vec![];
+        let mut buffers = vec![];
+        let mut tracked = 0;
+        for layer in &self.model.layers {
+            for t in &layer.params {
+                params.push(ck.get(&t.name).and_then(|t| t.as_f32()).unwrap_or_default().to_vec());
+            }
+            for t in &layer.buffers {
+                buffers.push(ck.get(&t.name).and_then(|t| t.as_f32()).unwrap_or_default().to_vec());
+            }
+            if let Some(n) = ck.get(&format!("{}.num_batches_tracked", layer.name)).and_then(|t| t.as_i64()) {
+                tracked = n.first().copied().unwrap_or(0);
+            }
+        }
+        self.state.write_params(self.gpu, &params)?;
+        self.state.write_buffers(self.gpu, &buffers)?;
+        Ok(tracked)
+    }
+}
+
+/// Loads the data as the run asks, with `--limit-train` / `--limit-test` applied.
+pub fn load_data(opts: &DataOptions, limit_train: Option<usize>, limit_test: Option<usize>) -> Result<Dataset> {
+    let mut ds = data::load(opts)?;
+    if let Some(n) = limit_train {
+        let n = n.min(ds.train.len());
+        ds.train = ds.train.select(&(0..n).collect::<Vec<_>>());
+    }
+    if let Some(n) = limit_test {
+        let n = n.min(ds.test.len());
+        ds.test = ds.test.select(&(0..n).collect::<Vec<_>>());
+    }
+    if ds.train.len() < 2 {
+        return Err(Error::shape("data", format!("{} has {} training samples; at least 2 are needed", ds.source, ds.train.len())));
+    }
+    Ok(ds)
+}
+
+/// The epoch's sample order: shuffled with a generator seeded by (seed, epoch), so a resumed
+/// run sees the same order as an uninterrupted one.
+fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<u32> {
+    let mut order: Vec<u32> = (0..n as u32).collect();
+    if shuffle {
+        let mut rng = Rng::new(seed ^ 0x5EED_0000_0000 ^ epoch as u64);
+        for i in (1..n).rev() {
+            order.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+    }
+    order
+}
+
+/// Trains as `opts` says and writes the run's folder; returns the summary.
+pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
+    let cfg = &opts.config;
+    cfg.validate("the command line")?;
+    let started = Instant::now();
+    let ds = load_data(&opts.data, opts.limit_train, opts.limit_test)?;
+    let seed = cfg.train.seed;
+    let mut s = Session::new(gpu, &cfg.model, &ds, &opts.data, seed)?;
+    let mut batches_tracked = 0i64;
+    match &opts.init {
+        Some(path) => batches_tracked = s.load_weights(path)?,
+        None => s.state.write_params(gpu, &s.model.init_params(&mut Rng::new(seed)))?,
+    }
+    let optim = Optimizer::new(gpu, &cfg.optimizer.rule, s.state.params.len())?;
+    let train_dev = s.input.upload(gpu, &ds.train, "train")?;
+    let test_dev = s.input.upload(gpu, &ds.test, "test")?;
+
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, "creating the run folder", e))?;
+    crate::atomic::write_atomic(&opts.out.join("config.toml"), cfg.to_toml().as_bytes())?;
+    let mut log = MetricsLog::create(opts.out.join("metrics.csv"));
+
+    let b = cfg.train.batch_size;
+    let n = ds.train.len();
+    // Batch norm cannot train on a batch of one: a last batch of a single sample is skipped
+    // (it is a different sample each epoch when shuffling).
+    let tail = match n % b {
+        1 => 0,
+        t => t,
+    };
+    let steps = n / b + usize::from(tail > 0);
+    let idx_full = gpu.zeros("train indices", b.min(n), DType::U32)?;
+    let plan_full = if n >= b { Some(s.train_plan(b, &train_dev, &idx_full, &optim)?) } else { None };
+    let idx_tail = gpu.zeros("train indices (last batch)", tail.max(1), DType::U32)?;
+    let plan_tail = if tail > 0 { Some(s.train_plan(tail, &train_dev, &idx_tail, &optim)?) } else { None };
+
+    let progress = Progress::new(opts.quiet, cfg.train.epochs);
+    let info = gpu.info();
+    progress.println(&format!(
+        "training {} parameters on {} ({}), {} train / {} test samples from {}, batch {b}, {} epochs",
+        s.model.param_count(),
+        info.name,
+        info.backend,
+        n,
+        ds.test.len(),
+        ds.source,
+        cfg.train.epochs
+    ));
+    let mut t: u64 = 0;
+    for epoch in 0..cfg.train.epochs {
+        let epoch_start = Instant::now();
+        let lr = cfg.optimizer.lr_at(epoch as u64);
+        let order = epoch_order(n, seed, epoch, cfg.train.shuffle);
+        s.zero_sums()?;
+        let mut bar = progress.epoch(epoch + 1, steps, b);
+        let mut seen = 0usize;
+        // Read the running sums back a few times per epoch only: each read waits for the GPU.
+        let report_every = (steps / 20).max(1);
+        for step in 0..steps {
+            let (chunk, idx, plan) = if step < n / b {
+                (&order[step * b..(step + 1) * b], &idx_full, plan_full.as_ref().unwrap())
+            } else {
+                (&order[n - n % b..n - n % b + tail], &idx_tail, plan_tail.as_ref().unwrap())
+            };
+            t += 1;
+            gpu.write_u32(idx, chunk)?;
+            gpu.write_u32(&s.state.step, &[t as u32])?;
+            optim.write_hyper(gpu, lr, t)?;
+            gpu.submit(plan)?;
+            seen += chunk.len();
+            batches_tracked += 1;
+            if (step + 1) % report_every == 0 || step + 1 == steps {
+                let (loss, correct) = s.sums()?;
+                if !loss.is_finite() {
+                    return Err(Error::Diverged { epoch: epoch + 1, step: step + 1, loss });
+                }
+                bar.update(step + 1, loss / seen as f64, correct as f64 / seen as f64);
+            }
+        }
+        let (loss, correct) = s.sums()?;
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let (test_loss, test_acc) = s.evaluate(&test_dev, b)?;
+        let row = EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: loss / seen as f64,
+            train_acc: correct as f64 / seen as f64,
+            test_loss,
+            test_acc,
+            seconds: epoch_start.elapsed().as_secs_f64(),
+            samples_per_s: seen as f64 / train_seconds,
+        };
+        log.push(row)?;
+        bar.finish(&row);
+        save_checkpoint(&s, &optim, &opts.out, batches_tracked, epoch + 1, t)?;
+        crate::plot::write_curves(log.rows(), &format!("cnn3d on {}", ds.source), &opts.out.join("curves.png"), &opts.out.join("curves.svg"))?;
+    }
+    let mut summary = Summary::from_epochs(log.rows(), info.name.clone(), info.backend.clone())
+        .ok_or_else(|| Error::shape("train", "no epoch finished"))?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    summary.write(&opts.out.join("summary.json"))?;
+    Ok(summary)
+}
+
+/// model.safetensors (PyTorch's state_dict) and optimizer.safetensors (the flat state, with
+/// the epoch and step for --resume), each written atomically.
+fn save_checkpoint(s: &Session, optim: &Optimizer, out: &Path, batches_tracked: i64, epoch: usize, t: u64) -> Result<()> {
+    let mut meta = BTreeMap::new();
+    meta.insert("epoch".to_string(), epoch.to_string());
+    meta.insert("step".to_string(), t.to_string());
+    meta.insert("format".to_string(), "pt".to_string());
+    checkpoint::save(&out.join("model.safetensors"), &s.state_dict(batches_tracked)?, &meta)?;
+    let mut tensors = vec![];
+    for (name, buf) in optim.state() {
+        let v = s.gpu.read_f32(buf)?;
+        tensors.push(Tensor::f32(*name, &[v.len()], v));
+    }
+    meta.insert("optimizer".to_string(), optim.rule().kind().to_string());
+    checkpoint::save(&out.join("optimizer.safetensors"), &tensors, &meta)
+}
