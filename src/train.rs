@@ -414,3 +414,47 @@ fn save_checkpoint(s: &Session, optim: &Optimizer, out: &Path, batches_tracked: 
     meta.insert("optimizer".to_string(), optim.rule().kind().to_string());
     checkpoint::save(&out.join("optimizer.safetensors"), &tensors, &meta)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_seed_config_is_the_articles_set_up_and_round_trips() {
+        let cfg = Config::seed();
+        assert_eq!(cfg.train, TrainConfig { epochs: 45, batch_size: 100, seed: 0, shuffle: true });
+        assert_eq!(cfg.optimizer.rule.kind(), "sgd");
+        assert_eq!(cfg.optimizer.lr(), 0.001);
+        let again = Config::parse(&cfg.to_toml(), "resolved").unwrap();
+        assert_eq!(again, cfg);
+    }
+
+    #[test]
+    fn bad_training_options_name_the_field() {
+        let with = |extra: &str| {
+            let text = format!("{SEED_CONFIG}\n{extra}");
+            Config::parse(&text, "run.toml").unwrap_err().to_string()
+        };
+        let e = with("[train]\nepochs = 0\n");
+        assert!(e.contains("run.toml") && e.contains("train.epochs"), "{e}");
+        let e = with("[train]\nbatch_size = 1\n");
+        assert!(e.contains("train.batch_size"), "{e}");
+        let e = with("[optimizer]\nkind = \"rmsprop\"\n");
+        assert!(e.contains("run.toml") && e.contains("rmsprop"), "{e}");
+        let e = with("[optimizer]\nkind = \"sgd\"\nlr = -1.0\n");
+        assert!(e.contains("lr"), "{e}");
+        let e = with("[train]\nepoch = 3\n");
+        assert!(e.contains("epoch"), "{e}");
+    }
+
+    #[test]
+    fn shuffling_is_a_seeded_permutation_per_epoch() {
+        let a = epoch_order(50, 1, 0, true);
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..50).collect::<Vec<u32>>());
+        assert_eq!(a, epoch_order(50, 1, 0, true));
+        assert_ne!(a, epoch_order(50, 1, 1, true));
+        assert_eq!(epoch_order(5, 1, 3, false), vec![0, 1, 2, 3, 4]);
+    }
+}
