@@ -66,3 +66,14 @@ fn check_json_reports_each_kernel() {
         assert!(k["max_abs_err"].is_number() && k["pass"].is_boolean(), "{k}");
     }
 }
+
+/// Metal does not exist on Linux: the message must say that no adapter was found and how to
+/// get one, and the command must fail.
+#[cfg(target_os = "linux")]
+#[test]
+fn no_adapter_says_how_to_get_one() {
+    let (code, _, err) = cnn3d(&["--backend", "metal", "check", "--layer", "activation"]);
+    assert_eq!(code, 1, "stderr: {err}");
+    assert!(err.contains("no GPU adapter found on backend(s) metal"), "stderr: {err}");
+    assert!(err.contains("apt-get install mesa-vulkan-drivers"), "stderr: {err}");
+}
