@@ -198,11 +198,42 @@ fn to_bytes(path: &Path, tensors: &[Tensor], metadata: &BTreeMap<String, String>
         .collect::<Result<Vec<_>>>()?;
     let info: Option<HashMap<String, String>> =
         (!metadata.is_empty()).then(|| metadata.clone().into_iter().collect());
-    safetensors::serialize(views, info).map_err(|e| Error::CheckpointWrite {
+    let bytes = safetensors::serialize(views, info).map_err(|e| Error::CheckpointWrite {
         path: path.to_path_buf(),
         tensor: String::new(),
         message: e.to_string(),
-    })
+    })?;
+    Ok(canonical_header(bytes))
+}
+
+/// safetensors writes its metadata from a HashMap, in an order that changes from process to
+/// process; rewriting the JSON header with sorted keys makes the same state the same bytes
+/// (same seed → identical files). The data offsets are relative to the data, so they hold.
+fn canonical_header(bytes: Vec<u8>) -> Vec<u8> {
+    fn sorted(v: serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(map) => {
+                let mut entries: Vec<(String, serde_json::Value)> = map.into_iter().collect();
+                entries.sort_by(|a, b| a.0.cmp(&b.0));
+                serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+            }
+            other => other,
+        }
+    }
+    let Some(len) = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize) else { return bytes };
+    let Some(header) = bytes.get(8..8 + len).and_then(|h| serde_json::from_slice::<serde_json::Value>(h).ok()) else {
+        return bytes;
+    };
+    let mut text = serde_json::to_vec(&sorted(header)).unwrap_or_default();
+    // Keep the data 8-byte aligned, as safetensors does, by padding the header with spaces.
+    while (8 + text.len()) % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - len);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + len..]);
+    out
 }
 
 /// Reads every tensor of a safetensors file, sorted by name. F32 and I64 only; any other

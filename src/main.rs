@@ -79,6 +79,10 @@ struct TrainArgs {
     /// Start from these weights (a model.safetensors of the same model).
     #[arg(long, value_name = "FILE.safetensors")]
     init: Option<PathBuf>,
+    /// Continue the run in DIR from its last checkpoint (its config.toml unless --config is
+    /// given; --epochs may extend it). Ends with the same weights as an uninterrupted run.
+    #[arg(long, value_name = "DIR")]
+    resume: Option<PathBuf>,
     /// Keep the samples in file order.
     #[arg(long)]
     no_shuffle: bool,
@@ -263,9 +267,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
-    let mut config = match &args.config {
-        Some(path) => train::Config::load(path)?,
-        None => train::Config::seed(),
+    let mut config = match (&args.config, &args.resume) {
+        (Some(path), _) => train::Config::load(path)?,
+        (None, Some(dir)) => train::Config::load(&dir.join("config.toml"))?,
+        (None, None) => train::Config::seed(),
     };
     if let Some(e) = args.epochs {
         config.train.epochs = e;
@@ -286,11 +291,12 @@ fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
         config.optimizer.rule.set_lr(lr);
     }
     config.validate("the command line")?;
-    let out = args.out.clone().unwrap_or_else(default_run_dir);
+    let out = args.out.clone().or_else(|| args.resume.clone()).unwrap_or_else(default_run_dir);
     let run = train::RunOptions {
         data: args.data.options(config.model.classes, config.train.seed),
         config,
         init: args.init.clone(),
+        resume: args.resume.clone(),
         limit_train: args.limit_train,
         limit_test: args.limit_test,
         out: out.clone(),

@@ -107,6 +107,9 @@ pub struct RunOptions {
     pub data: DataOptions,
     /// Start from these weights (a model.safetensors).
     pub init: Option<PathBuf>,
+    /// Continue the run in this folder from its last checkpoint (model, optimizer state,
+    /// epoch and step, metrics so far).
+    pub resume: Option<PathBuf>,
     pub limit_train: Option<usize>,
     pub limit_test: Option<usize>,
     pub out: PathBuf,
@@ -314,8 +317,22 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
     let test_dev = s.input.upload(gpu, &ds.test, "test")?;
 
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, "creating the run folder", e))?;
+    let (mut log, start_epoch, mut t) = match &opts.resume {
+        Some(dir) => {
+            let (epoch, step, tracked) = resume(&s, &optim, dir)?;
+            batches_tracked = tracked;
+            let log = MetricsLog::resume(dir.join("metrics.csv"))?;
+            if log.rows().len() != epoch {
+                return Err(Error::Config {
+                    file: dir.join("metrics.csv").display().to_string(),
+                    message: format!("holds {} epochs but the checkpoint is from epoch {epoch}", log.rows().len()),
+                });
+            }
+            (log, epoch, step)
+        }
+        None => (MetricsLog::create(opts.out.join("metrics.csv")), 0, 0u64),
+    };
     crate::atomic::write_atomic(&opts.out.join("config.toml"), cfg.to_toml().as_bytes())?;
-    let mut log = MetricsLog::create(opts.out.join("metrics.csv"));
 
     let b = cfg.train.batch_size;
     let n = ds.train.len();
@@ -343,8 +360,7 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
         ds.source,
         cfg.train.epochs
     ));
-    let mut t: u64 = 0;
-    for epoch in 0..cfg.train.epochs {
+    for epoch in start_epoch..cfg.train.epochs {
         let epoch_start = Instant::now();
         let lr = cfg.optimizer.lr_at(epoch as u64);
         let order = epoch_order(n, seed, epoch, cfg.train.shuffle);
@@ -396,6 +412,34 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
     summary.seconds = started.elapsed().as_secs_f64();
     summary.write(&opts.out.join("summary.json"))?;
     Ok(summary)
+}
+
+/// Restores a run folder's last checkpoint: weights, running statistics and optimizer state;
+/// returns (epochs done, optimizer steps done, num_batches_tracked).
+fn resume(s: &Session, optim: &Optimizer, dir: &Path) -> Result<(usize, u64, i64)> {
+    let tracked = s.load_weights(&dir.join("model.safetensors"))?;
+    let path = dir.join("optimizer.safetensors");
+    let specs: Vec<TensorSpec> = optim.state().iter().map(|(name, b)| TensorSpec::f32(*name, &[b.len()])).collect();
+    let ck = checkpoint::load_expected(&path, &specs)?;
+    for (name, b) in optim.state() {
+        if let Some(v) = ck.get(name).and_then(|t| t.as_f32()) {
+            s.gpu.write_f32(b, v)?;
+        }
+    }
+    let meta = |key: &str| -> Result<u64> {
+        ck.metadata.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| Error::Config {
+            file: path.display().to_string(),
+            message: format!("metadata {key:?} is missing or not a number"),
+        })
+    };
+    let kind = ck.metadata.get("optimizer").cloned().unwrap_or_default();
+    if kind != optim.rule().kind() {
+        return Err(Error::Config {
+            file: path.display().to_string(),
+            message: format!("holds {kind:?} state but the run's optimizer is {:?}", optim.rule().kind()),
+        });
+    }
+    Ok((meta("epoch")? as usize, meta("step")?, tracked))
 }
 
 /// model.safetensors (PyTorch's state_dict) and optimizer.safetensors (the flat state, with

@@ -1,0 +1,118 @@
+//! `cnn3d train` as a user runs it, on a tiny model so that it takes seconds on a software GPU.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn cnn3d(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cnn3d")).args(args).output().expect("run cnn3d");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn tiny() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny.toml").display().to_string()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("cnn3d-train-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    p
+}
+
+fn train(out: &Path, extra: &[&str]) -> (i32, String, String) {
+    let out = out.display().to_string();
+    let config = tiny();
+    let mut args = vec![
+        "train", "--config", &config, "--colormap", "none", "--limit-train", "48", "--limit-test", "16", "--quiet", "--out", &out,
+    ];
+    args.extend_from_slice(extra);
+    cnn3d(&args)
+}
+
+#[test]
+fn a_run_writes_every_artifact_and_a_json_summary() {
+    let dir = scratch("artifacts");
+    let (code, out, err) = train(&dir, &["--json"]);
+    assert_eq!(code, 0, "stderr: {err}");
+    for f in ["model.safetensors", "optimizer.safetensors", "metrics.csv", "curves.png", "curves.svg", "config.toml", "summary.json"] {
+        assert!(dir.join(f).is_file(), "{f} missing in {}", dir.display());
+    }
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "epoch,train_loss,train_acc,test_loss,test_acc,seconds,samples_per_s");
+    assert_eq!(lines.len(), 3, "{csv}");
+    let last = out.lines().last().expect("a summary line on stdout");
+    let summary: serde_json::Value = serde_json::from_str(last).expect("the last stdout line is JSON");
+    let acc = summary["test_acc"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&acc), "{summary}");
+    assert_eq!(summary["epochs"], 2);
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(saved["test_acc"], summary["test_acc"]);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_weights_bit_for_bit() {
+    let (a, b) = (scratch("seed-a"), scratch("seed-b"));
+    assert_eq!(train(&a, &[]).0, 0);
+    assert_eq!(train(&b, &[]).0, 0);
+    let wa = std::fs::read(a.join("model.safetensors")).unwrap();
+    let wb = std::fs::read(b.join("model.safetensors")).unwrap();
+    assert!(wa == wb, "two runs with the same seed differ");
+    let c = scratch("seed-c");
+    assert_eq!(train(&c, &["--seed", "7"]).0, 0);
+    assert!(std::fs::read(c.join("model.safetensors")).unwrap() != wa, "another seed gave the same weights");
+}
+
+#[test]
+fn a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
+    let (whole, parts) = (scratch("whole"), scratch("parts"));
+    assert_eq!(train(&whole, &["--epochs", "3"]).0, 0);
+    let (code, _, err) = train(&parts, &["--epochs", "1"]);
+    assert_eq!(code, 0, "{err}");
+    let p = parts.display().to_string();
+    let (code, _, err) = cnn3d(&["train", "--resume", &p, "--epochs", "3", "--colormap", "none", "--limit-train", "48", "--limit-test", "16", "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    let a = std::fs::read(whole.join("model.safetensors")).unwrap();
+    let b = std::fs::read(parts.join("model.safetensors")).unwrap();
+    assert!(a == b, "resumed weights differ from the uninterrupted run's");
+    assert_eq!(std::fs::read_to_string(parts.join("metrics.csv")).unwrap().lines().count(), 4);
+}
+
+#[test]
+fn bad_flags_and_configs_are_usage_errors_naming_the_problem() {
+    let dir = scratch("bad");
+    for (flags, needle) in [
+        (vec!["--epochs", "0"], "train.epochs"),
+        (vec!["--batch-size", "1"], "train.batch_size"),
+        (vec!["--optimizer", "rmsprop"], "rmsprop"),
+        (vec!["--lr=-1"], "lr"),
+    ] {
+        let (code, _, err) = train(&dir, &flags);
+        assert_eq!(code, 2, "{flags:?}: {err}");
+        assert!(err.contains(needle), "{flags:?}: {err}");
+    }
+    let bad = dir.with_extension("toml");
+    std::fs::write(&bad, "[model]\ninput = [16, 16, 16]\nclasses = 10\n[[model.layers]]\nkind = \"conv4d\"\n").unwrap();
+    let b = bad.display().to_string();
+    let (code, _, err) = cnn3d(&["train", "--config", &b]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&b) && err.contains("conv4d"), "{err}");
+}
+
+#[test]
+fn init_from_another_models_checkpoint_names_the_tensor() {
+    let dir = scratch("init");
+    assert_eq!(train(&dir, &["--epochs", "1"]).0, 0);
+    let ck = dir.join("model.safetensors").display().to_string();
+    // The seed model has other tensors: the first it misses is named with its shape.
+    let (code, _, err) = cnn3d(&["train", "--init", &ck, "--limit-train", "8", "--limit-test", "4", "--quiet", "--epochs", "1"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("conv_layer1.0.weight") && err.contains("[32, 3, 3, 3, 3]"), "{err}");
+    // The same model starts from it.
+    let out = scratch("init-ok");
+    let (code, _, err) = train(&out, &["--init", &ck, "--epochs", "1"]);
+    assert_eq!(code, 0, "{err}");
+}
