@@ -19,8 +19,8 @@
 //   backward_input   one invocation per dx element, gathering over the taps whose output
 //                    position is whole (divisible by the stride) and in range, and over CO
 //                    1 dy (read), 2 w (read), 3 dx (write)
-//   backward_weight  one workgroup of 256 per dw element: a strided sum over N and the output
-//                    positions per lane, then a tree reduction
+//   backward_weight  one workgroup of 256 per dw element: each lane sums whole output rows
+//                    (n, od, oh) taken with a stride of 256, then a tree reduction
 //                    1 x (read), 2 dy (read), 3 dw (write)
 //   backward_bias    one workgroup of 256 per output channel, reducing dy over N and positions
 //                    1 dy (read), 2 db (write)
@@ -125,6 +125,10 @@ fn conv_sum(i: u32) -> f32 {
     let od = t % p.out_d; t = t / p.out_d;
     let co = t % p.c_out;
     let n = t / p.c_out;
+    // Stepping through CI moves x by one input volume and w by one kernel volume: the
+    // indices are computed once per tap and then advanced, not recomputed per term.
+    let x_ci = p.in_d * p.in_h * p.in_w;
+    let w_ci = p.k_d * p.k_h * p.k_w;
     var acc = 0.0;
     for (var kd = 0u; kd < p.k_d; kd++) {
         let id = in_pos(od, kd, p.s_d, p.p_d, p.dil_d, p.in_d);
@@ -135,8 +139,12 @@ fn conv_sum(i: u32) -> f32 {
             for (var kw = 0u; kw < p.k_w; kw++) {
                 let iw = in_pos(ow, kw, p.s_w, p.p_w, p.dil_w, p.in_w);
                 if (iw == p.in_w) { continue; }
+                var xi = x_index(n, 0u, id, ih, iw);
+                var wi = w_index(co, 0u, kd, kh, kw);
                 for (var ci = 0u; ci < p.c_in; ci++) {
-                    acc += x[x_index(n, ci, id, ih, iw)] * w[w_index(co, ci, kd, kh, kw)];
+                    acc += x[xi] * w[wi];
+                    xi += x_ci;
+                    wi += w_ci;
                 }
             }
         }
@@ -181,6 +189,8 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>,
     let id = t % p.in_d; t = t / p.in_d;
     let ci = t % p.c_in;
     let n = t / p.c_in;
+    let y_co = p.out_d * p.out_h * p.out_w;
+    let w_co = p.c_in * p.k_d * p.k_h * p.k_w;
     var acc = 0.0;
     for (var kd = 0u; kd < p.k_d; kd++) {
         let od = out_pos(id, kd, p.s_d, p.p_d, p.dil_d, p.out_d);
@@ -191,8 +201,13 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>,
             for (var kw = 0u; kw < p.k_w; kw++) {
                 let ow = out_pos(iw, kw, p.s_w, p.p_w, p.dil_w, p.out_w);
                 if (ow == p.out_w) { continue; }
+                // Stepping through CO moves dy by one output volume and w by CI kernel volumes.
+                var yi = y_index(n, 0u, od, oh, ow);
+                var wi = w_index(0u, ci, kd, kh, kw);
                 for (var co = 0u; co < p.c_out; co++) {
-                    acc += dy[y_index(n, co, od, oh, ow)] * w[w_index(co, ci, kd, kh, kw)];
+                    acc += dy[yi] * w[wi];
+                    yi += y_co;
+                    wi += w_co;
                 }
             }
         }
@@ -228,20 +243,25 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
     let kd = t % p.k_d; t = t / p.k_d;
     let ci = t % p.c_in;
     let co = t / p.c_in;
-    let plane = p.out_h * p.out_w;
-    let positions = p.out_d * plane;
+    // Lanes take whole output rows (n, od, oh): the row's input row is found once, and its
+    // output positions ow are walked with a running index instead of divisions per term.
+    let rows = p.n * p.out_d * p.out_h;
     var acc = 0.0;
-    for (var m = lid; m < p.n * positions; m += RED) {
-        let n = m / positions;
-        let s = m % positions;
-        let od = s / plane;
-        let oh = (s % plane) / p.out_w;
-        let ow = s % p.out_w;
+    for (var r = lid; r < rows; r += RED) {
+        let oh = r % p.out_h;
+        let od = (r / p.out_h) % p.out_d;
+        let n = r / (p.out_h * p.out_d);
         let id = in_pos(od, kd, p.s_d, p.p_d, p.dil_d, p.in_d);
         let ih = in_pos(oh, kh, p.s_h, p.p_h, p.dil_h, p.in_h);
-        let iw = in_pos(ow, kw, p.s_w, p.p_w, p.dil_w, p.in_w);
-        if (id < p.in_d && ih < p.in_h && iw < p.in_w) {
-            acc += x[x_index(n, ci, id, ih, iw)] * dy_2[(n * p.c_out + co) * positions + s];
+        if (id == p.in_d || ih == p.in_h) { continue; }
+        let x_row = x_index(n, ci, id, ih, 0u);
+        var yi = y_index(n, co, od, oh, 0u);
+        for (var ow = 0u; ow < p.out_w; ow++) {
+            let iw = in_pos(ow, kw, p.s_w, p.p_w, p.dil_w, p.in_w);
+            if (iw < p.in_w) {
+                acc += x[x_row + iw] * dy_2[yi];
+            }
+            yi += 1u;
         }
     }
     let sum = workgroup_sum(lid, acc);
