@@ -117,19 +117,40 @@ fn out_pos(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> u32 {
     return min((z - off) / stride, size);
 }
 
-// Σ over CI and the kernel taps of x·w for output element i (y's linear index).
-fn conv_sum(i: u32) -> f32 {
+// Output channels per forward invocation (mirrored by CO_TILE in src/layers/conv3d.rs): each
+// x value loaded and each index computed serves CO_TILE products, which is what a CPU
+// adapter's time goes into.
+const CO_TILE: u32 = 4u;
+
+// What one forward invocation computed: the sums of channels co0 .. co0 + CO_TILE − 1 at y's
+// element (n, ·, od, oh, ow).
+struct Block {
+    acc: vec4<f32>,
+    n: u32,
+    co0: u32,
+    od: u32,
+    oh: u32,
+    ow: u32,
+}
+
+// Forward for invocation i: the CO_TILE channels co0.. of one output position. Each channel's
+// sum runs over the taps and CI in the same order as a one-channel loop would.
+fn conv_block(i: u32) -> Block {
+    let blocks = (p.c_out + CO_TILE - 1u) / CO_TILE;
     var t = i;
     let ow = t % p.out_w; t = t / p.out_w;
     let oh = t % p.out_h; t = t / p.out_h;
     let od = t % p.out_d; t = t / p.out_d;
-    let co = t % p.c_out;
-    let n = t / p.c_out;
-    // Stepping through CI moves x by one input volume and w by one kernel volume: the
-    // indices are computed once per tap and then advanced, not recomputed per term.
+    let co0 = (t % blocks) * CO_TILE;
+    let n = t / blocks;
+    // Stepping through CI moves x by one input volume and w by one kernel volume; the
+    // channels of the tile are w_co apart (a channel past C_out reads the last one, unused).
     let x_ci = p.in_d * p.in_h * p.in_w;
     let w_ci = p.k_d * p.k_h * p.k_w;
-    var acc = 0.0;
+    let w_co = p.c_in * w_ci;
+    let last = p.c_out - 1u - co0;
+    let o = vec4<u32>(0u, min(1u, last), min(2u, last), min(3u, last)) * w_co;
+    var acc = vec4<f32>(0.0);
     for (var kd = 0u; kd < p.k_d; kd++) {
         let id = in_pos(od, kd, p.s_d, p.p_d, p.dil_d, p.in_d);
         if (id == p.in_d) { continue; }
@@ -140,16 +161,17 @@ fn conv_sum(i: u32) -> f32 {
                 let iw = in_pos(ow, kw, p.s_w, p.p_w, p.dil_w, p.in_w);
                 if (iw == p.in_w) { continue; }
                 var xi = x_index(n, 0u, id, ih, iw);
-                var wi = w_index(co, 0u, kd, kh, kw);
+                var wi = w_index(co0, 0u, kd, kh, kw);
                 for (var ci = 0u; ci < p.c_in; ci++) {
-                    acc += x[xi] * w[wi];
+                    let wv = vec4<f32>(w[wi + o.x], w[wi + o.y], w[wi + o.z], w[wi + o.w]);
+                    acc += x[xi] * wv;
                     xi += x_ci;
                     wi += w_ci;
                 }
             }
         }
     }
-    return acc;
+    return Block(acc, n, co0, od, oh, ow);
 }
 
 @compute @workgroup_size(WG)
@@ -160,7 +182,13 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
     if (i >= p.total) {
         return;
     }
-    y[i] = conv_sum(i);
+    let r = conv_block(i);
+    for (var j = 0u; j < CO_TILE; j++) {
+        let co = r.co0 + j;
+        if (co < p.c_out) {
+            y[y_index(r.n, co, r.od, r.oh, r.ow)] = r.acc[j];
+        }
+    }
 }
 
 @compute @workgroup_size(WG)
@@ -171,8 +199,13 @@ fn forward_bias(@builtin(workgroup_id) wid: vec3<u32>,
     if (i >= p.total) {
         return;
     }
-    let co = (i / (p.out_d * p.out_h * p.out_w)) % p.c_out;
-    y[i] = conv_sum(i) + b[co];
+    let r = conv_block(i);
+    for (var j = 0u; j < CO_TILE; j++) {
+        let co = r.co0 + j;
+        if (co < p.c_out) {
+            y[y_index(r.n, co, r.od, r.oh, r.ow)] = r.acc[j] + b[co];
+        }
+    }
 }
 
 @compute @workgroup_size(WG)

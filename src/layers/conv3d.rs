@@ -11,6 +11,9 @@ use crate::gpu::{Buffer, Op, Shader};
 
 use super::{expect_len, expect_positive, u32_of, window_out, Dims3};
 
+/// Output channels per forward invocation; must equal `CO_TILE` in shaders/conv3d.wgsl.
+pub const CO_TILE: usize = 4;
+
 const LAYER: &str = "conv3d";
 
 /// The geometry of one convolution: batch, channels, input size, and kernel, stride, padding
@@ -203,17 +206,19 @@ impl Conv3d {
     }
 
     /// y = conv(x, weight) (+ bias). `bias` must be given exactly when `has_bias`.
+    /// One invocation per output position and block of [`CO_TILE`] output channels.
     pub fn forward(&self, x: &Buffer, weight: &Buffer, bias: Option<&Buffer>, y: &Buffer) -> Result<Op> {
         let out = self.check("x", x, "y", y)?;
         expect_len(LAYER, "weight", weight, self.weight_shape().iter().product())?;
-        let p = self.params(out, y.len());
+        let threads = self.n * self.c_out.div_ceil(CO_TILE) * out.iter().product::<usize>();
+        let p = self.params(out, threads);
         let label = "conv3d.forward";
         match (bias, self.has_bias) {
             (Some(b), true) => {
                 expect_len(LAYER, "bias", b, self.c_out)?;
-                Ok(Op::threads(label, Shader::Conv3d, "forward_bias", &p, &[x, weight, y, b], y.len()))
+                Ok(Op::threads(label, Shader::Conv3d, "forward_bias", &p, &[x, weight, y, b], threads))
             }
-            (None, false) => Ok(Op::threads(label, Shader::Conv3d, "forward", &p, &[x, weight, y], y.len())),
+            (None, false) => Ok(Op::threads(label, Shader::Conv3d, "forward", &p, &[x, weight, y], threads)),
             (Some(_), false) => Err(Error::shape(LAYER, "a bias buffer was given to a convolution without bias")),
             (None, true) => Err(Error::shape(LAYER, "the convolution has a bias but no bias buffer was given")),
         }
