@@ -12,12 +12,13 @@
 // subtracting it; the Rust side checks that padded sizes and element counts fit in u32.
 //
 // Entry points (binding 0 is the uniform p; p.total is the number of invocations or groups):
-//   forward          one invocation per y element: y = Σ x·w
+//   forward          one invocation per output position and CO_TILE output channels: y = Σ x·w
 //                    1 x (read), 2 w (read), 3 y (write)
 //   forward_bias     the same plus b[co]
 //                    1 x (read), 2 w (read), 3 y (write), 4 b (read)
-//   backward_input   one invocation per dx element, gathering over the taps whose output
-//                    position is whole (divisible by the stride) and in range, and over CO
+//   backward_input   one invocation per input position and CI_TILE input channels, gathering
+//                    over the taps whose output position is whole (divisible by the stride)
+//                    and in range, and over CO
 //                    1 dy (read), 2 w (read), 3 dx (write)
 //   backward_weight  one workgroup of 256 per dw element: each lane sums whole output rows
 //                    (n, od, oh) taken with a stride of 256, then a tree reduction
@@ -121,6 +122,8 @@ fn out_pos(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> u32 {
 // x value loaded and each index computed serves CO_TILE products, which is what a CPU
 // adapter's time goes into.
 const CO_TILE: u32 = 4u;
+// Input channels per backward_input invocation (CI_TILE in src/layers/conv3d.rs).
+const CI_TILE: u32 = 4u;
 
 // What one forward invocation computed: the sums of channels co0 .. co0 + CO_TILE − 1 at y's
 // element (n, ·, od, oh, ow).
@@ -216,15 +219,22 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>,
     if (i >= p.total) {
         return;
     }
+    // CI_TILE input channels per invocation (mirrored in src/layers/conv3d.rs): each dy value
+    // loaded serves all of them; their weights are one kernel volume apart.
+    let blocks = (p.c_in + CI_TILE - 1u) / CI_TILE;
     var t = i;
     let iw = t % p.in_w; t = t / p.in_w;
     let ih = t % p.in_h; t = t / p.in_h;
     let id = t % p.in_d; t = t / p.in_d;
-    let ci = t % p.c_in;
-    let n = t / p.c_in;
+    let ci0 = (t % blocks) * CI_TILE;
+    let n = t / blocks;
     let y_co = p.out_d * p.out_h * p.out_w;
-    let w_co = p.c_in * p.k_d * p.k_h * p.k_w;
-    var acc = 0.0;
+    let w_ci = p.k_d * p.k_h * p.k_w;
+    let w_co = p.c_in * w_ci;
+    // A channel past C_in reads the last one's weights; its sum is not written.
+    let last = p.c_in - 1u - ci0;
+    let o = vec4<u32>(0u, min(1u, last), min(2u, last), min(3u, last)) * w_ci;
+    var acc = vec4<f32>(0.0);
     for (var kd = 0u; kd < p.k_d; kd++) {
         let od = out_pos(id, kd, p.s_d, p.p_d, p.dil_d, p.out_d);
         if (od == p.out_d) { continue; }
@@ -236,16 +246,22 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>,
                 if (ow == p.out_w) { continue; }
                 // Stepping through CO moves dy by one output volume and w by CI kernel volumes.
                 var yi = y_index(n, 0u, od, oh, ow);
-                var wi = w_index(0u, ci, kd, kh, kw);
+                var wi = w_index(0u, ci0, kd, kh, kw);
                 for (var co = 0u; co < p.c_out; co++) {
-                    acc += dy[yi] * w[wi];
+                    let wv = vec4<f32>(w[wi + o.x], w[wi + o.y], w[wi + o.z], w[wi + o.w]);
+                    acc += dy[yi] * wv;
                     yi += y_co;
                     wi += w_co;
                 }
             }
         }
     }
-    dx[i] = acc;
+    for (var j = 0u; j < CI_TILE; j++) {
+        let ci = ci0 + j;
+        if (ci < p.c_in) {
+            dx[x_index(n, ci, id, ih, iw)] = acc[j];
+        }
+    }
 }
 
 // Tree sum of every lane's `v`. Must be reached by all lanes of the workgroup (uniform flow).

@@ -13,6 +13,8 @@ use super::{expect_len, expect_positive, u32_of, window_out, Dims3};
 
 /// Output channels per forward invocation; must equal `CO_TILE` in shaders/conv3d.wgsl.
 pub const CO_TILE: usize = 4;
+/// Input channels per backward_input invocation; must equal `CI_TILE` in shaders/conv3d.wgsl.
+pub const CI_TILE: usize = 4;
 
 const LAYER: &str = "conv3d";
 
@@ -229,8 +231,10 @@ impl Conv3d {
     pub fn backward_input(&self, dy: &Buffer, weight: &Buffer, dx: &Buffer) -> Result<Op> {
         let out = self.check("dx", dx, "dy", dy)?;
         expect_len(LAYER, "weight", weight, self.weight_shape().iter().product())?;
-        let p = self.params(out, dx.len());
-        Ok(Op::threads("conv3d.backward_input", Shader::Conv3d, "backward_input", &p, &[dy, weight, dx], dx.len()))
+        // One invocation per input position and block of CI_TILE input channels.
+        let threads = self.n * self.c_in.div_ceil(CI_TILE) * self.input.iter().product::<usize>();
+        let p = self.params(out, threads);
+        Ok(Op::threads("conv3d.backward_input", Shader::Conv3d, "backward_input", &p, &[dy, weight, dx], threads))
     }
 
     /// dweight = Σ over N and output positions of x·dy; one workgroup per weight element.
