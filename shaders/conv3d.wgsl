@@ -20,8 +20,9 @@
 //                    over the taps whose output position is whole (divisible by the stride)
 //                    and in range, and over CO
 //                    1 dy (read), 2 w (read), 3 dx (write)
-//   backward_weight  one workgroup of 256 per dw element: each lane sums whole output rows
-//                    (n, od, oh) taken with a stride of 256, then a tree reduction
+//   backward_weight  one workgroup of 256 per (co, tap, CI_TILE input channels): each lane sums
+//                    whole output rows (n, od, oh) taken with a stride of 256, then a tree
+//                    reduction per channel
 //                    1 x (read), 2 dy (read), 3 dw (write)
 //   backward_bias    one workgroup of 256 per output channel, reducing dy over N and positions
 //                    1 dy (read), 2 db (write)
@@ -286,16 +287,25 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
     if (j >= p.total) {
         return;
     }
+    // A workgroup owns one tap (kd, kh, kw) of output channel co for CI_TILE input channels
+    // ci0..: each dy value loaded serves all of them.
+    let taps = p.k_d * p.k_h * p.k_w;
+    let blocks = (p.c_in + CI_TILE - 1u) / CI_TILE;
     var t = j;
-    let kw = t % p.k_w; t = t / p.k_w;
-    let kh = t % p.k_h; t = t / p.k_h;
-    let kd = t % p.k_d; t = t / p.k_d;
-    let ci = t % p.c_in;
-    let co = t / p.c_in;
+    let tap = t % taps; t = t / taps;
+    let ci0 = (t % blocks) * CI_TILE;
+    let co = t / blocks;
+    let kw = tap % p.k_w;
+    let kh = (tap / p.k_w) % p.k_h;
+    let kd = tap / (p.k_w * p.k_h);
+    // A channel past C_in reads the last one's x; its sum is not written.
+    let x_ci = p.in_d * p.in_h * p.in_w;
+    let last = p.c_in - 1u - ci0;
+    let o = vec4<u32>(0u, min(1u, last), min(2u, last), min(3u, last)) * x_ci;
     // Lanes take whole output rows (n, od, oh): the row's input row is found once, and its
     // output positions ow are walked with a running index instead of divisions per term.
     let rows = p.n * p.out_d * p.out_h;
-    var acc = 0.0;
+    var acc = vec4<f32>(0.0);
     for (var r = lid; r < rows; r += RED) {
         let oh = r % p.out_h;
         let od = (r / p.out_h) % p.out_d;
@@ -303,19 +313,24 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
         let id = in_pos(od, kd, p.s_d, p.p_d, p.dil_d, p.in_d);
         let ih = in_pos(oh, kh, p.s_h, p.p_h, p.dil_h, p.in_h);
         if (id == p.in_d || ih == p.in_h) { continue; }
-        let x_row = x_index(n, ci, id, ih, 0u);
+        let x_row = x_index(n, ci0, id, ih, 0u);
         var yi = y_index(n, co, od, oh, 0u);
         for (var ow = 0u; ow < p.out_w; ow++) {
             let iw = in_pos(ow, kw, p.s_w, p.p_w, p.dil_w, p.in_w);
             if (iw < p.in_w) {
-                acc += x[x_row + iw] * dy_2[yi];
+                let xi = x_row + iw;
+                acc += dy_2[yi] * vec4<f32>(x[xi + o.x], x[xi + o.y], x[xi + o.z], x[xi + o.w]);
             }
             yi += 1u;
         }
     }
-    let sum = workgroup_sum(lid, acc);
-    if (lid == 0u) {
-        dw[j] = sum;
+    for (var c = 0u; c < CI_TILE; c++) {
+        let sum = workgroup_sum(lid, acc[c]);
+        if (lid == 0u && ci0 + c < p.c_in) {
+            dw[(co * p.c_in + ci0 + c) * taps + tap] = sum;
+        }
+        // The next channel's sum reuses `partial`: every lane must have read this one first.
+        workgroupBarrier();
     }
 }
 

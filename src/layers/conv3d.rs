@@ -237,13 +237,15 @@ impl Conv3d {
         Ok(Op::threads("conv3d.backward_input", Shader::Conv3d, "backward_input", &p, &[dy, weight, dx], threads))
     }
 
-    /// dweight = Σ over N and output positions of x·dy; one workgroup per weight element.
+    /// dweight = Σ over N and output positions of x·dy.
     pub fn backward_weight(&self, x: &Buffer, dy: &Buffer, dweight: &Buffer) -> Result<Op> {
         let out = self.check("x", x, "dy", dy)?;
         let len = self.weight_shape().iter().product();
         expect_len(LAYER, "dweight", dweight, len)?;
-        let p = self.params(out, len);
-        Ok(Op::groups("conv3d.backward_weight", Shader::Conv3d, "backward_weight", &p, &[x, dy, dweight], len))
+        // One workgroup per output channel, kernel tap and block of CI_TILE input channels.
+        let groups = self.c_out * self.c_in.div_ceil(CI_TILE) * self.kernel.iter().product::<usize>();
+        let p = self.params(out, groups);
+        Ok(Op::groups("conv3d.backward_weight", Shader::Conv3d, "backward_weight", &p, &[x, dy, dweight], groups))
     }
 
     /// dbias = Σ over N and output positions of dy; one workgroup per output channel.
