@@ -116,3 +116,18 @@ fn init_from_another_models_checkpoint_names_the_tensor() {
     let (code, _, err) = train(&out, &["--init", &ck, "--epochs", "1"]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn trains_on_an_h5py_written_3d_mnist_file() {
+    let dir = scratch("h5");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnist3d.h5").display().to_string();
+    let out = dir.display().to_string();
+    let config = tiny();
+    let (code, stdout, err) =
+        cnn3d(&["train", "--config", &config, "--data", &data, "--epochs", "1", "--quiet", "--json", "--out", &out]);
+    assert_eq!(code, 0, "stderr: {err}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["epochs"], 1);
+    let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+}
