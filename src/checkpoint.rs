@@ -198,11 +198,35 @@ fn to_bytes(path: &Path, tensors: &[Tensor], metadata: &BTreeMap<String, String>
         .collect::<Result<Vec<_>>>()?;
     let info: Option<HashMap<String, String>> =
         (!metadata.is_empty()).then(|| metadata.clone().into_iter().collect());
-    safetensors::serialize(views, info).map_err(|e| Error::CheckpointWrite {
+    let mut bytes = safetensors::serialize(views, info).map_err(|e| Error::CheckpointWrite {
         path: path.to_path_buf(),
         tensor: String::new(),
         message: e.to_string(),
-    })
+    })?;
+    sort_metadata(&mut bytes, metadata);
+    Ok(bytes)
+}
+
+/// safetensors writes `__metadata__` from a HashMap, in a different key order in every
+/// process; the same entries sorted have the same length, so they are put back in name order
+/// in place and the same run writes the same bytes.
+fn sort_metadata(bytes: &mut [u8], metadata: &BTreeMap<String, String>) {
+    const PREFIX: &[u8] = b"{\"__metadata__\":";
+    let start = 8 + PREFIX.len();
+    if metadata.is_empty() || bytes.len() < start || &bytes[8..start] != PREFIX {
+        return;
+    }
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let Some(header) = bytes.get(start..8 + header_len).and_then(|h| std::str::from_utf8(h).ok()) else { return };
+    let mut values = serde_json::Deserializer::from_str(header).into_iter::<serde_json::Value>();
+    if values.next().is_none_or(|v| v.is_err()) {
+        return;
+    }
+    let end = values.byte_offset();
+    let Ok(sorted) = serde_json::to_string(metadata) else { return };
+    if sorted.len() == end {
+        bytes[start..start + end].copy_from_slice(sorted.as_bytes());
+    }
 }
 
 /// Reads every tensor of a safetensors file, sorted by name. F32 and I64 only; any other
