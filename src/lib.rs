@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod eval;
 pub mod gpu;
 pub mod layers;
 pub mod metrics;

@@ -1,12 +1,13 @@
 //! The cnn3d command line: parse, call the library, print.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use cnn3d::{check, train};
+use cnn3d::{check, eval, train};
 use cnn3d::data::{self, Colormap, DataOptions, Input, Keys, Layout, LoadOptions, SynthOptions};
 use cnn3d::gpu::{list_adapters, BackendChoice, Gpu, GpuOptions};
 
@@ -48,6 +49,12 @@ enum Command {
     },
     /// Train a model (default: the article's 3D CNN on the bundled 3D digits).
     Train(Box<TrainArgs>),
+    /// Evaluate a model.safetensors on a split: loss, accuracy, per-class accuracy and the
+    /// confusion matrix (rows: true label, columns: predicted).
+    Eval(Box<EvalArgs>),
+    /// One CSV row per sample of a split: index, label, predicted class, then the class
+    /// probabilities (or the logits with --logits).
+    Predict(Box<PredictArgs>),
     /// Write the bundled dataset to HDF5, or inspect an HDF5 file (or the bundled dataset).
     Data {
         #[command(subcommand)]
@@ -103,6 +110,54 @@ struct TrainArgs {
     json: bool,
     #[command(flatten)]
     data: DataArgs,
+}
+
+/// What `eval` and `predict` share: the model, its weights and the samples to run.
+#[derive(clap::Args)]
+struct ModelArgs {
+    /// The weights: a model.safetensors (names and shapes are checked against the model).
+    #[arg(long, value_name = "FILE.safetensors")]
+    checkpoint: PathBuf,
+    /// The model's config [default: config.toml beside the checkpoint if there is one (a run
+    /// folder), else the article's model, assets/seed.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Which split to run over: test, train or val.
+    #[arg(long, default_value = "test")]
+    split: eval::SplitName,
+    /// Samples per GPU batch [default: the config's train.batch_size].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Seeds the bundled dataset and the carved splits [default: the config's train.seed,
+    /// as in training].
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Use only the split's first N samples (as train's --limit-test).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct PredictArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// The CSV file to write [default: stdout].
+    #[arg(long, value_name = "FILE.csv")]
+    out: Option<PathBuf>,
+    /// Write the raw logits (l0..) instead of softmax probabilities (p0..).
+    #[arg(long)]
+    logits: bool,
 }
 
 #[derive(Subcommand)]
@@ -177,9 +232,10 @@ struct DataArgs {
     #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
     val_split: f64,
     /// oranges: the article's per-sample min-max scaling and matplotlib's "Oranges" RGB
-    /// (3 input channels); none: the raw values (one input channel per data channel).
-    #[arg(long, default_value = "oranges")]
-    colormap: Colormap,
+    /// (3 input channels); none: the raw values (one input channel per data channel)
+    /// [default: oranges; for eval and predict, what the checkpoint was trained on].
+    #[arg(long)]
+    colormap: Option<Colormap>,
     /// Reproduce the article's plain reshape(N, 3, 16, 16, 16) of channels-last RGB, which
     /// scrambles channels and voxels, instead of the correct transpose (for parity with its code
     /// and weights).
@@ -211,7 +267,7 @@ impl DataArgs {
             test_split: self.test_split,
             val_split: self.val_split,
             seed,
-            colormap: self.colormap,
+            colormap: self.colormap.unwrap_or_default(),
             article_reshape: self.article_reshape,
         }
     }
@@ -258,6 +314,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Adapters { json } => adapters(cli.backend, json),
         Command::Check { json, layer } => check_cmd(&opts, json, &layer),
         Command::Train(args) => train_cmd(&opts, &args),
+        Command::Eval(args) => eval_cmd(&opts, &args),
+        Command::Predict(args) => predict_cmd(&opts, &args),
         Command::Data { command: DataCommand::Synth { out, train, test, seed } } => synth_cmd(&out, train, test, seed),
         Command::Data { command: DataCommand::Inspect { file, json, classes, seed, mut data } } => {
             data.data = file.or(data.data);
@@ -316,6 +374,56 @@ fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
     }
     if args.json {
         println!("{}", summary.to_json_line());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The config, data and weights `eval` and `predict` run with; also the config's origin.
+fn eval_options(args: &ModelArgs) -> anyhow::Result<(eval::EvalOptions, String)> {
+    let (config, origin) = eval::resolve_config(&args.checkpoint, args.config.as_deref())?;
+    let seed = args.seed.unwrap_or(config.train.seed);
+    let mut data = args.data.options(config.model.classes, seed);
+    // Feed the model what it was trained on unless the flags say otherwise.
+    let (colormap, reshape) = eval::recorded_input(&args.checkpoint)?;
+    if args.data.colormap.is_none() {
+        data.colormap = colormap.unwrap_or_default();
+    }
+    data.article_reshape |= reshape && data.colormap == Colormap::Oranges;
+    let batch_size = args.batch_size.unwrap_or(config.train.batch_size);
+    let opts = eval::EvalOptions { checkpoint: args.checkpoint.clone(), config, data, split: args.split, batch_size, limit: args.limit };
+    Ok((opts, origin))
+}
+
+fn eval_cmd(opts: &GpuOptions, args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    let (eopts, origin) = eval_options(&args.model)?;
+    let gpu = Gpu::new(opts)?;
+    let out = eval::run(&gpu, &eopts)?;
+    let report = eval::Report::new(&out, &eopts.checkpoint, &origin, eopts.split);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn predict_cmd(opts: &GpuOptions, args: &PredictArgs) -> anyhow::Result<ExitCode> {
+    let (eopts, _) = eval_options(&args.model)?;
+    let gpu = Gpu::new(opts)?;
+    let out = eval::run(&gpu, &eopts)?;
+    match &args.out {
+        Some(path) => {
+            let mut bytes = vec![];
+            eval::write_csv(&out, args.logits, &mut bytes)?;
+            cnn3d::atomic::write_atomic(path, &bytes)?;
+            eprintln!("wrote {} predictions to {}", out.labels.len(), path.display());
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = std::io::BufWriter::new(stdout.lock());
+            eval::write_csv(&out, args.logits, &mut lock)?;
+            lock.flush()?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -190,8 +190,25 @@ impl<'g> Session<'g> {
 
     /// Mean loss and accuracy of the eval-mode model over a whole split.
     pub fn evaluate(&mut self, split: &DeviceSplit, batch: usize) -> Result<(f64, f64)> {
+        self.eval_split(split, batch, None)
+    }
+
+    /// The eval-mode logits of every sample of `split`, in split order, with the mean loss and
+    /// accuracy the GPU summed (the same numbers as [`Session::evaluate`]).
+    pub fn predictions(&mut self, split: &DeviceSplit, batch: usize) -> Result<Predictions> {
+        let mut logits = Vec::with_capacity(split.len * self.model.classes);
+        let (loss, accuracy) = self.eval_split(split, batch, Some(&mut logits))?;
+        Ok(Predictions { classes: self.model.classes, logits, loss, accuracy })
+    }
+
+    /// Eval batches over `split`; with `logits`, each batch's logits are read back after its
+    /// submit (a wait per batch, so training's per-epoch evaluation does without).
+    fn eval_split(&mut self, split: &DeviceSplit, batch: usize, mut logits: Option<&mut Vec<f32>>) -> Result<(f64, f64)> {
         if split.len == 0 {
             return Ok((f64::NAN, f64::NAN));
+        }
+        if batch == 0 {
+            return Err(Error::shape("evaluation", "the batch size must be at least 1"));
         }
         self.zero_sums()?;
         let order: Vec<u32> = (0..split.len as u32).collect();
@@ -205,6 +222,10 @@ impl<'g> Session<'g> {
             let (plan, idx) = &plans[&chunk.len()];
             self.gpu.write_u32(idx, chunk)?;
             self.gpu.submit(plan)?;
+            if let Some(out) = logits.as_deref_mut() {
+                let values = self.gpu.read_f32(self.nets[&chunk.len()].eval_logits())?;
+                out.extend_from_slice(&values[..chunk.len() * self.model.classes]);
+            }
         }
         let (loss, correct) = self.sums()?;
         Ok((loss / split.len as f64, correct as f64 / split.len as f64))
@@ -268,6 +289,21 @@ impl<'g> Session<'g> {
         Ok(tracked)
     }
 }
+
+/// Eval-mode logits of a split and the GPU's metric sums over it.
+#[derive(Clone, Debug)]
+pub struct Predictions {
+    pub classes: usize,
+    /// Row-major (samples, classes).
+    pub logits: Vec<f32>,
+    pub loss: f64,
+    pub accuracy: f64,
+}
+
+/// Checkpoint metadata recording how the data became the model's input, so that `eval` and
+/// `predict` on a run's model feed it what it was trained on.
+pub const META_COLORMAP: &str = "colormap";
+pub const META_ARTICLE_RESHAPE: &str = "article_reshape";
 
 /// Loads the data as the run asks, with `--limit-train` / `--limit-test` applied.
 pub fn load_data(opts: &DataOptions, limit_train: Option<usize>, limit_test: Option<usize>) -> Result<Dataset> {
@@ -449,6 +485,8 @@ fn save_checkpoint(s: &Session, optim: &Optimizer, out: &Path, batches_tracked: 
     meta.insert("epoch".to_string(), epoch.to_string());
     meta.insert("step".to_string(), t.to_string());
     meta.insert("format".to_string(), "pt".to_string());
+    meta.insert(META_COLORMAP.to_string(), s.input.colormap.to_string());
+    meta.insert(META_ARTICLE_RESHAPE.to_string(), s.input.article_reshape.to_string());
     checkpoint::save(&out.join("model.safetensors"), &s.state_dict(batches_tracked)?, &meta)?;
     let mut tensors = vec![];
     for (name, buf) in optim.state() {
