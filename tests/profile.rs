@@ -102,6 +102,33 @@ fn every_dispatch_of_a_step_is_timed_exactly_once() {
 }
 
 #[test]
+fn each_timing_method_times_every_dispatch() {
+    use cnn3d::gpu::TimingMethod;
+    let gpu = common::gpu();
+    let config = Config::parse(TINY, "tiny.toml").unwrap();
+    let mut bench = Bench::new(gpu, &config).unwrap();
+    let step = bench.train_step(4, &UpdateRule::defaults("sgd").unwrap()).unwrap();
+    let expected: Vec<String> = step.plan.dispatch_labels().map(String::from).collect();
+    let info = gpu.info();
+    let mut methods = vec![TimingMethod::WallClock];
+    if info.timestamp_query {
+        methods.push(TimingMethod::TimestampsPerPass);
+    }
+    if info.timestamp_query && info.timestamp_query_inside_passes {
+        methods.push(TimingMethod::TimestampsInsidePasses);
+    }
+    // Switching methods on one plan reuses its query set too.
+    for m in methods.iter().chain(&methods) {
+        let p = gpu.submit_profiled_as(&step.plan, *m).unwrap();
+        assert_eq!(p.method, *m);
+        let got: Vec<&str> = p.dispatches.iter().map(|d| d.label.as_str()).collect();
+        assert_eq!(got, expected, "{m:?}");
+        assert!(p.dispatches.iter().all(|d| d.ns > 0), "{m:?}: {:?}", p.dispatches);
+        assert!(p.gpu_ns() <= p.wall_ns, "{m:?}: GPU {} ns > wall {} ns", p.gpu_ns(), p.wall_ns);
+    }
+}
+
+#[test]
 fn the_kernel_table_adds_up() {
     let gpu = common::gpu();
     let config = Config::parse(TINY, "tiny.toml").unwrap();

@@ -94,7 +94,7 @@ impl Gpu {
 
     /// Encodes the active steps `range` of `plan`; with `ts`, timestamps around each dispatch
     /// and their resolve into the readback buffer.
-    pub(crate) fn encode(&self, plan: &Plan, range: Range<usize>, ts: Option<&Timestamps>) -> wgpu::CommandBuffer {
+    pub(crate) fn encode(&self, plan: &Plan, range: Range<usize>, ts: Option<(&Timestamps, TimingMethod)>) -> wgpu::CommandBuffer {
         let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("plan") });
         let steps: Vec<_> = plan.active().skip(range.start).take(range.len()).collect();
         let dispatch = |pass: &mut wgpu::ComputePass<'_>, s: &super::plan::Step| {
@@ -103,7 +103,7 @@ impl Gpu {
             pass.dispatch_workgroups(s.grid.0, s.grid.1, 1);
         };
         match ts {
-            Some(t) if self.timing_method() == TimingMethod::TimestampsPerPass => {
+            Some((t, TimingMethod::TimestampsPerPass)) => {
                 for (i, s) in steps.iter().enumerate() {
                     let writes = wgpu::ComputePassTimestampWrites {
                         query_set: &t.set,
@@ -120,17 +120,17 @@ impl Gpu {
             _ => {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("plan"), timestamp_writes: None });
                 for (i, s) in steps.iter().enumerate() {
-                    if let Some(t) = ts {
+                    if let Some((t, _)) = ts {
                         pass.write_timestamp(&t.set, 2 * i as u32);
                     }
                     dispatch(&mut pass, s);
-                    if let Some(t) = ts {
+                    if let Some((t, _)) = ts {
                         pass.write_timestamp(&t.set, 2 * i as u32 + 1);
                     }
                 }
             }
         }
-        if let Some(t) = ts {
+        if let Some((t, _)) = ts {
             enc.resolve_query_set(&t.set, 0..t.count, &t.resolve, 0);
             enc.copy_buffer_to_buffer(&t.resolve, 0, &t.readback, 0, t.count as u64 * 8);
         }
@@ -185,8 +185,24 @@ impl Gpu {
     /// Replays `plan` once like [`Gpu::run`] and returns the time of every dispatch, in order.
     /// Work submitted earlier is waited for first, so it does not count.
     pub fn submit_profiled(&self, plan: &Plan) -> Result<StepProfile> {
+        self.submit_profiled_as(plan, self.timing_method())
+    }
+
+    /// [`Gpu::submit_profiled`] with a chosen method (e.g. to compare them, or to test the
+    /// fallbacks on an adapter that has every feature); an error if the adapter lacks it.
+    pub fn submit_profiled_as(&self, plan: &Plan, method: TimingMethod) -> Result<StepProfile> {
+        let supported = match method {
+            TimingMethod::TimestampsInsidePasses => self.info.timestamp_query && self.info.timestamp_query_inside_passes,
+            TimingMethod::TimestampsPerPass => self.info.timestamp_query,
+            TimingMethod::WallClock => true,
+        };
+        if !supported {
+            return Err(Error::Gpu {
+                context: "profiling a plan".into(),
+                message: format!("this adapter cannot time dispatches with {method:?} (it lacks the timestamp-query feature)"),
+            });
+        }
         self.wait()?;
-        let method = self.timing_method();
         let n = plan.active().count();
         let started = Instant::now();
         let mut spans: Vec<(u64, u64)> = Vec::with_capacity(n);
@@ -202,7 +218,7 @@ impl Gpu {
                 let _ = plan.timestamps.set(self.timestamps(n)?);
             }
             let ts = plan.timestamps.get().expect("set just above");
-            self.submit_encoded(plan, self.encode(plan, 0..n, Some(ts)))?;
+            self.submit_encoded(plan, self.encode(plan, 0..n, Some((ts, method))))?;
             let ticks = self.read_timestamps(ts)?;
             let period = self.queue.get_timestamp_period() as f64;
             let ns = |t: u64| (t as f64 * period).round() as u64;
