@@ -25,6 +25,7 @@ pub mod model;
 pub mod network;
 pub mod optim;
 pub mod plot;
+pub mod profile;
 pub mod progress;
 pub mod reference;
 pub mod train;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use cnn3d::{check, eval, train};
+use cnn3d::{check, eval, profile, train};
 use cnn3d::data::{self, Colormap, DataOptions, Input, Keys, Layout, LoadOptions, SynthOptions};
 use cnn3d::gpu::{list_adapters, BackendChoice, Gpu, GpuOptions};
 
@@ -55,6 +55,11 @@ enum Command {
     /// One CSV row per sample of a split: index, label, predicted class, then the class
     /// probabilities (or the logits with --logits).
     Predict(Box<PredictArgs>),
+    /// Time every dispatch of a few training steps (on the bundled digits): a table per
+    /// kernel, profile.json (Chrome trace: Perfetto, chrome://tracing) and profile.csv.
+    Profile(ProfileArgs),
+    /// Training and inference throughput, per-layer GFLOP/s and a GEMM reference, on this GPU.
+    Bench(BenchArgs),
     /// Write the bundled dataset to HDF5, or inspect an HDF5 file (or the bundled dataset).
     Data {
         #[command(subcommand)]
@@ -108,6 +113,10 @@ struct TrainArgs {
     /// Print the summary as one JSON line on stdout at the end.
     #[arg(long)]
     json: bool,
+    /// Time every dispatch of one training step in K and write the last such step to the
+    /// run's profile.json (Chrome trace) and profile.csv.
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
+    profile_every: Option<u64>,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -158,6 +167,53 @@ struct PredictArgs {
     /// Write the raw logits (l0..) instead of softmax probabilities (p0..).
     #[arg(long)]
     logits: bool,
+}
+
+#[derive(clap::Args)]
+struct ProfileArgs {
+    /// The model and training config (TOML) [default: the article's, assets/seed.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Samples per step [default: the config's train.batch_size].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Profiled steps.
+    #[arg(long, default_value_t = 2)]
+    steps: usize,
+    /// Untimed steps first (pipeline warm-up, first-touch allocations).
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Where profile.json and profile.csv go.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: PathBuf,
+    /// Print the per-kernel table and the steps as one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// The model and training config (TOML) [default: the article's, assets/seed.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Training samples per step [default: the config's train.batch_size].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Timed repetitions of each measurement (median, min and max are reported).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Untimed runs before each measurement.
+    #[arg(long, default_value_t = 1)]
+    warmup: usize,
+    /// Inference batch sizes; a batch this adapter cannot hold is reported as skipped.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000", value_name = "N,...")]
+    infer_batch: Vec<usize>,
+    /// M = N = K of the GEMM microbenchmark (the dense kernel).
+    #[arg(long, default_value_t = 512, value_name = "N")]
+    gemm_size: usize,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -316,6 +372,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Train(args) => train_cmd(&opts, &args),
         Command::Eval(args) => eval_cmd(&opts, &args),
         Command::Predict(args) => predict_cmd(&opts, &args),
+        Command::Profile(args) => profile_cmd(&opts, &args),
+        Command::Bench(args) => bench_cmd(&opts, &args),
         Command::Data { command: DataCommand::Synth { out, train, test, seed } } => synth_cmd(&out, train, test, seed),
         Command::Data { command: DataCommand::Inspect { file, json, classes, seed, mut data } } => {
             data.data = file.or(data.data);
@@ -359,6 +417,7 @@ fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
         limit_test: args.limit_test,
         out: out.clone(),
         quiet: args.quiet,
+        profile_every: args.profile_every,
     };
     let gpu = Gpu::new(opts)?;
     let summary = train::train(&gpu, &run)?;
@@ -425,6 +484,85 @@ fn predict_cmd(opts: &GpuOptions, args: &PredictArgs) -> anyhow::Result<ExitCode
             lock.flush()?;
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The config of `profile` and `bench`: a file or the seed, with the batch size overridden.
+fn bench_config(path: Option<&Path>, batch: Option<usize>) -> anyhow::Result<train::Config> {
+    let mut config = match path {
+        Some(path) => train::Config::load(path)?,
+        None => train::Config::seed(),
+    };
+    if let Some(b) = batch {
+        config.train.batch_size = b;
+    }
+    config.validate("the command line")?;
+    Ok(config)
+}
+
+fn profile_cmd(opts: &GpuOptions, args: &ProfileArgs) -> anyhow::Result<ExitCode> {
+    let config = bench_config(args.config.as_deref(), args.batch_size)?;
+    let gpu = Gpu::new(opts)?;
+    let popts = profile::ProfileOptions { batch: config.train.batch_size, steps: args.steps, warmup: args.warmup };
+    let steps = profile::profile_training(&gpu, &config, &popts)?;
+    profile::write_profile(&args.out, &steps, gpu.info())?;
+    if args.json {
+        let doc = serde_json::json!({
+            "adapter": gpu.info(),
+            "timing": gpu.timing_method(),
+            "batch_size": popts.batch,
+            "kernels": profile::kernel_table(&steps),
+            "steps": steps.iter().map(|s| serde_json::json!({
+                "gpu_ms": s.gpu_ns() as f64 / 1e6,
+                "wall_ms": s.wall_ns as f64 / 1e6,
+                "dispatches": s.dispatches,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        let i = gpu.info();
+        println!("adapter: {} ({}, {} {}), batch {}", i.name, i.backend, i.driver, i.driver_info, popts.batch);
+        print!("{}", profile::format_table(&steps));
+        println!("wrote {} and {}", args.out.join("profile.json").display(), args.out.join("profile.csv").display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench_cmd(opts: &GpuOptions, args: &BenchArgs) -> anyhow::Result<ExitCode> {
+    let config = bench_config(args.config.as_deref(), args.batch_size)?;
+    let gpu = Gpu::new(opts)?;
+    let bopts = profile::BenchOptions {
+        batch: config.train.batch_size,
+        reps: args.reps,
+        warmup: args.warmup,
+        infer_batches: args.infer_batch.clone(),
+        gemm_size: args.gemm_size,
+    };
+    let r = profile::bench(&gpu, &config, &bopts)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let a = &r.adapter;
+    println!("adapter: {} ({}, {}, {} {}), wgpu {}", a.name, a.backend, a.device_type, a.driver, a.driver_info, r.wgpu_version);
+    println!("model: input {:?}, {} parameters; {} warm-up + {} timed runs each", r.input, r.parameters, r.warmup, r.reps);
+    for t in &r.train {
+        let s = &t.samples_per_s;
+        println!("train {:<5} batch {:>5}: {:>10.1} samples/s (min {:.1}, max {:.1})", t.optimizer, t.batch, s.median, s.min, s.max);
+    }
+    for i in &r.inference {
+        match (&i.samples_per_s, &i.skipped) {
+            (Some(s), _) => println!("infer       batch {:>5}: {:>10.1} samples/s (min {:.1}, max {:.1})", i.batch, s.median, s.min, s.max),
+            (None, why) => println!("infer       batch {:>5}: skipped: {}", i.batch, why.as_deref().unwrap_or("")),
+        }
+    }
+    println!("per layer (one SGD step, {}):", r.timing.describe());
+    for l in &r.layers {
+        let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
+        println!("  {:<24} {:>10.3} ms {:>6.1}% {:>9} GFLOP/s {:>8} GB/s", l.layer, l.ms, 100.0 * l.share, opt(l.gflops), opt(l.gbps));
+    }
+    let g = &r.gemm;
+    println!("gemm {}x{}x{} ({}): {:.3} ms, {:.2} GFLOP/s", g.m, g.n, g.k, g.kernel, g.ms.median, g.gflops);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -588,7 +588,16 @@ impl Optimizer {
         };
         let mut buffers = vec![&self.hyper, params, grads];
         buffers.extend(self.state.iter().map(|(_, b)| b));
-        Ok(Op::threads(name, Shader::Optim, entry, &p, &buffers, self.len))
+        // Per element: params and grads read, params written, each state tensor read and
+        // written; flops: a few for SGD, about a dozen for Adam's moments and sqrt.
+        let n = self.len as u64;
+        let flops = match entry {
+            "sgd" => 3,
+            "sgd_momentum" => 5,
+            _ => 12,
+        };
+        let bytes = 4 * n * (3 + 2 * self.state.len() as u64);
+        Ok(Op::threads(name, Shader::Optim, entry, &p, &buffers, self.len).with_cost(flops * n, bytes))
     }
 }
 

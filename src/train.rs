@@ -114,6 +114,9 @@ pub struct RunOptions {
     pub limit_test: Option<usize>,
     pub out: PathBuf,
     pub quiet: bool,
+    /// Time every dispatch of one step in K and write it to the run folder's profile.json
+    /// and profile.csv (the last recorded step); the other steps are not slowed.
+    pub profile_every: Option<u64>,
 }
 
 /// The model with its state on the GPU, and plans per batch size.
@@ -158,7 +161,7 @@ impl<'g> Session<'g> {
     }
 
     /// gather + train step + update, for `batch` samples of `split` chosen by `indices`.
-    fn train_plan(&mut self, batch: usize, split: &DeviceSplit, indices: &Buffer, optim: &Optimizer) -> Result<Plan> {
+    pub(crate) fn train_plan(&mut self, batch: usize, split: &DeviceSplit, indices: &Buffer, optim: &Optimizer) -> Result<Plan> {
         self.net(batch)?;
         let net = &self.nets[&batch];
         let mut ops = vec![self.input.gather(batch, split, indices, self.lut.as_ref(), &net.input, &net.labels)?];
@@ -168,7 +171,7 @@ impl<'g> Session<'g> {
     }
 
     /// gather + eval forward + metric sums.
-    fn eval_plan(&mut self, batch: usize, split: &DeviceSplit, indices: &Buffer) -> Result<Plan> {
+    pub(crate) fn eval_plan(&mut self, batch: usize, split: &DeviceSplit, indices: &Buffer) -> Result<Plan> {
         self.net(batch)?;
         let net = &self.nets[&batch];
         let mut ops = vec![self.input.gather(batch, split, indices, self.lut.as_ref(), &net.input, &net.labels)?];
@@ -415,7 +418,13 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
             gpu.write_u32(idx, chunk)?;
             gpu.write_u32(&s.state.step, &[t as u32])?;
             optim.write_hyper(gpu, lr, t)?;
-            gpu.submit(plan)?;
+            match opts.profile_every {
+                Some(k) if k > 0 && t % k == 0 => {
+                    let p = gpu.submit_profiled(plan)?;
+                    crate::profile::write_profile(&opts.out, std::slice::from_ref(&p), info)?;
+                }
+                _ => gpu.submit(plan)?,
+            }
             seen += chunk.len();
             batches_tracked += 1;
             if (step + 1) % report_every == 0 || step + 1 == steps {

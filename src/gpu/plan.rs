@@ -26,6 +26,10 @@ pub struct Op {
     /// are more than the adapter allows per dimension, and shaders index them as
     /// `wid.y * nwg.x + wid.x`, returning when past the end.
     pub groups: u64,
+    /// Analytic floating-point operations of the dispatch (0: not known), for GFLOP/s.
+    pub flops: u64,
+    /// Analytic bytes it reads and writes in storage buffers (0: not known), for GB/s.
+    pub bytes: u64,
 }
 
 impl Op {
@@ -46,6 +50,8 @@ impl Op {
             params: bytemuck::bytes_of(params).to_vec(),
             buffers: buffers.iter().map(|&b| b.clone()).collect(),
             groups: (n as u64).div_ceil(WG as u64),
+            flops: 0,
+            bytes: 0,
         }
     }
 
@@ -67,7 +73,17 @@ impl Op {
             params: bytemuck::bytes_of(params).to_vec(),
             buffers: buffers.iter().map(|&b| b.clone()).collect(),
             groups: groups as u64,
+            flops: 0,
+            bytes: 0,
         }
+    }
+
+    /// Its analytic cost: floating-point operations and bytes of storage traffic (counting
+    /// each tensor element read or written once, as a roofline model would).
+    pub fn with_cost(mut self, flops: u64, bytes: u64) -> Op {
+        self.flops = flops;
+        self.bytes = bytes;
+        self
     }
 
     /// Prefixes the label with a layer name: `fc1` + `dense.forward` → `fc1/dense.forward`.
@@ -79,18 +95,23 @@ impl Op {
     }
 }
 
-struct Step {
-    label: String,
-    pipeline: std::sync::Arc<wgpu::ComputePipeline>,
-    bind_group: wgpu::BindGroup,
-    grid: (u32, u32),
+pub(crate) struct Step {
+    pub(crate) label: String,
+    pub(crate) pipeline: std::sync::Arc<wgpu::ComputePipeline>,
+    pub(crate) bind_group: wgpu::BindGroup,
+    pub(crate) grid: (u32, u32),
+    pub(crate) flops: u64,
+    pub(crate) bytes: u64,
     // Kept alive for as long as the bind group refers to it.
     _params: wgpu::Buffer,
 }
 
 /// A compiled sequence of dispatches; replay it with [`Gpu::run`].
 pub struct Plan {
-    steps: Vec<Step>,
+    pub(crate) steps: Vec<Step>,
+    /// The profiler's query set and buffers, sized to this plan on its first profiled replay
+    /// and reused by every later one.
+    pub(crate) timestamps: std::sync::OnceLock<super::profiler::Timestamps>,
 }
 
 impl Plan {
@@ -102,6 +123,14 @@ impl Plan {
     }
     pub fn labels(&self) -> impl Iterator<Item = &str> {
         self.steps.iter().map(|s| s.label.as_str())
+    }
+    /// The labels of the steps that launch work (an empty grid records no dispatch), in
+    /// order: what a profile of this plan lists.
+    pub fn dispatch_labels(&self) -> impl Iterator<Item = &str> {
+        self.active().map(|s| s.label.as_str())
+    }
+    pub(crate) fn active(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| s.grid.0 > 0)
     }
 }
 
@@ -146,9 +175,17 @@ impl Gpu {
                     (uniform, bind_group)
                 },
             )?;
-            steps.push(Step { label: op.label.clone(), pipeline, bind_group, grid, _params: uniform });
+            steps.push(Step {
+                label: op.label.clone(),
+                pipeline,
+                bind_group,
+                grid,
+                flops: op.flops,
+                bytes: op.bytes,
+                _params: uniform,
+            });
         }
-        Ok(Plan { steps })
+        Ok(Plan { steps, timestamps: Default::default() })
     }
 
     /// Records every step of `plan` into one compute pass, submits once and waits.
@@ -160,23 +197,8 @@ impl Gpu {
     /// Records every step of `plan` into one compute pass and submits it without waiting:
     /// the next step's writes and submit queue up behind it. Reading a buffer back waits.
     pub fn submit(&self, plan: &Plan) -> Result<()> {
-        let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("plan") });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("plan"), timestamp_writes: None });
-            for s in &plan.steps {
-                if s.grid.0 == 0 {
-                    continue;
-                }
-                pass.set_pipeline(&s.pipeline);
-                pass.set_bind_group(0, &s.bind_group, &[]);
-                pass.dispatch_workgroups(s.grid.0, s.grid.1, 1);
-            }
-        }
-        let first = plan.steps.first().map_or("", |s| s.label.as_str());
-        self.scoped(|| format!("submitting a plan of {} dispatches (first: {first})", plan.steps.len()), || {
-            self.queue.submit([enc.finish()])
-        })?;
-        Ok(())
+        let n = plan.active().count();
+        self.submit_encoded(plan, self.encode(plan, 0..n, None))
     }
 
     /// Compiles and runs `ops` once (tests and `check`).

@@ -19,6 +19,15 @@ pub enum Activation {
 
 impl Activation {
     /// The layer name used in kernel labels and configs.
+    /// Floating-point operations per element of the forward (exp counted as one).
+    fn flops_per_element(self) -> u64 {
+        match self {
+            Activation::Relu => 1,
+            Activation::LeakyRelu(_) => 2,
+            Activation::Sigmoid | Activation::Tanh => 4,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Activation::Relu => "relu",
@@ -52,7 +61,9 @@ struct Params {
 pub fn forward(act: Activation, x: &Buffer, y: &Buffer) -> Result<Op> {
     expect_len(act.name(), "y", y, x.len())?;
     let p = act.params(x.len())?;
-    Ok(Op::threads(format!("{}.forward", act.name()), Shader::Activation, "forward", &p, &[x, y], x.len()))
+    let n = x.len() as u64;
+    Ok(Op::threads(format!("{}.forward", act.name()), Shader::Activation, "forward", &p, &[x, y], x.len())
+        .with_cost(n * act.flops_per_element(), 2 * 4 * n))
 }
 
 /// dx = dy · f'(x); relu/leaky_relu read x, sigmoid/tanh read y = f(x).
@@ -61,5 +72,8 @@ pub fn backward(act: Activation, x: &Buffer, y: &Buffer, dy: &Buffer, dx: &Buffe
         expect_len(act.name(), what, b, x.len())?;
     }
     let p = act.params(x.len())?;
-    Ok(Op::threads(format!("{}.backward", act.name()), Shader::Activation, "backward", &p, &[x, y, dy, dx], x.len()))
+    // Reads one of x or y, and dy; writes dx.
+    let n = x.len() as u64;
+    Ok(Op::threads(format!("{}.backward", act.name()), Shader::Activation, "backward", &p, &[x, y, dy, dx], x.len())
+        .with_cost(2 * n, 3 * 4 * n))
 }

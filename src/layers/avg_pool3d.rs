@@ -127,7 +127,9 @@ pub fn forward(pool: &AvgPool3d, x_shape: [usize; 5], x: &Buffer, y: &Buffer) ->
     expect_len(LAYER, "x", x, numel(x_shape))?;
     expect_len(LAYER, "y", y, y_len)?;
     let p = pool.params(x_shape, y_len)?;
-    Ok(Op::threads(format!("{LAYER}.forward"), Shader::AvgPool3d, "forward", &p, &[x, y], y_len))
+    let (x_len, y_len64, window) = (numel(x_shape) as u64, y_len as u64, pool.kernel.iter().product::<usize>() as u64);
+    Ok(Op::threads(format!("{LAYER}.forward"), Shader::AvgPool3d, "forward", &p, &[x, y], y_len)
+        .with_cost(y_len64 * window, 4 * (x_len + y_len64)))
 }
 
 /// dx = Σ dy / divisor over the windows that contain this element (one invocation per input
@@ -138,7 +140,10 @@ pub fn backward(pool: &AvgPool3d, x_shape: [usize; 5], dy: &Buffer, dx: &Buffer)
     expect_len(LAYER, "dy", dy, y_len)?;
     expect_len(LAYER, "dx", dx, x_len)?;
     let p = pool.params(x_shape, x_len)?;
-    Ok(Op::threads(format!("{LAYER}.backward"), Shader::AvgPool3d, "backward", &p, &[dy, dx], x_len))
+    // Each dy is added into every element of its window, then divided.
+    let window = pool.kernel.iter().product::<usize>() as u64;
+    Ok(Op::threads(format!("{LAYER}.backward"), Shader::AvgPool3d, "backward", &p, &[dy, dx], x_len)
+        .with_cost(y_len as u64 * window + x_len as u64, 4 * (x_len + y_len) as u64))
 }
 
 #[cfg(test)]

@@ -192,6 +192,7 @@ impl BatchNorm {
             ],
         )?;
         let p = self.params()?;
+        let (e, c) = (self.elements() as u64, self.channels as u64);
         Ok(vec![
             Op::groups(
                 "batch_norm.stats",
@@ -200,7 +201,9 @@ impl BatchNorm {
                 &p,
                 &[x, mean, invstd, running_mean, running_var],
                 self.channels,
-            ),
+            )
+            // Σx and Σx² per element; reads x once.
+            .with_cost(3 * e, 4 * e + 24 * c),
             Op::threads(
                 "batch_norm.forward_train",
                 Shader::BatchNorm,
@@ -208,7 +211,8 @@ impl BatchNorm {
                 &p,
                 &[x, mean, invstd, gamma, beta, y],
                 self.elements(),
-            ),
+            )
+            .with_cost(4 * e, 8 * e + 16 * c),
         ])
     }
 
@@ -227,6 +231,7 @@ impl BatchNorm {
             &[("gamma", gamma), ("beta", beta), ("running_mean", running_mean), ("running_var", running_var)],
         )?;
         let p = self.params()?;
+        let (e, c) = (self.elements() as u64, self.channels as u64);
         Ok(Op::threads(
             "batch_norm.forward_eval",
             Shader::BatchNorm,
@@ -234,7 +239,8 @@ impl BatchNorm {
             &p,
             &[x, running_mean, running_var, gamma, beta, y],
             self.elements(),
-        ))
+        )
+        .with_cost(5 * e, 8 * e + 16 * c))
     }
 
     /// Training backward of the parameters, one workgroup per channel, with xhat =
@@ -255,6 +261,7 @@ impl BatchNorm {
             &[("mean", mean), ("invstd", invstd), ("dgamma", dgamma), ("dbeta", dbeta)],
         )?;
         let p = self.params()?;
+        let (e, c) = (self.elements() as u64, self.channels as u64);
         Ok(Op::groups(
             "batch_norm.backward_params",
             Shader::BatchNorm,
@@ -262,7 +269,9 @@ impl BatchNorm {
             &p,
             &[x, mean, invstd, dy, dgamma, dbeta],
             self.channels,
-        ))
+        )
+        // xhat, dy·xhat and two sums per element.
+        .with_cost(5 * e, 8 * e + 16 * c))
     }
 
     /// Training backward of the input: dx = gamma·invstd/M·(M·dy − Σdy − xhat·Σdy·xhat).
@@ -286,6 +295,7 @@ impl BatchNorm {
             &[("mean", mean), ("invstd", invstd), ("dgamma", dgamma), ("dbeta", dbeta), ("gamma", gamma)],
         )?;
         let p = self.params()?;
+        let (e, c) = (self.elements() as u64, self.channels as u64);
         Ok(Op::threads(
             "batch_norm.backward_input",
             Shader::BatchNorm,
@@ -293,7 +303,8 @@ impl BatchNorm {
             &p,
             &[x, mean, invstd, dy, dgamma, dbeta, gamma, dx],
             self.elements(),
-        ))
+        )
+        .with_cost(8 * e, 12 * e + 20 * c))
     }
 
     /// The whole training backward in order: backward_params, then backward_input.

@@ -85,6 +85,16 @@ impl Dense {
         }
     }
 
+    /// A multiply and an add per (sample, in, out): each of the three matmuls of the layer.
+    fn matmul_flops(&self) -> u64 {
+        2 * (self.batch * self.in_features * self.out_features) as u64
+    }
+
+    /// Each matmul reads two of (x, weight, dy) and writes the third (or dx/dweight).
+    fn matmul_bytes(&self) -> u64 {
+        4 * (self.input_len() + self.weight_len() + self.output_len()) as u64
+    }
+
     /// y = x · weightᵀ (+ bias).
     pub fn forward(&self, x: &Buffer, weight: &Buffer, bias: Option<&Buffer>, y: &Buffer) -> Result<Op> {
         expect_len(LAYER, "x", x, self.input_len())?;
@@ -92,10 +102,13 @@ impl Dense {
         expect_len(LAYER, "y", y, self.output_len())?;
         let p = self.params();
         let n = self.output_len();
+        let bias_len = if self.bias { self.out_features } else { 0 };
+        let bytes = 4 * (self.input_len() + self.weight_len() + self.output_len() + bias_len) as u64;
         Ok(match self.expect_bias("bias", bias)? {
             Some(b) => Op::threads("dense.forward", Shader::Dense, "forward", &p, &[x, weight, y, b], n),
             None => Op::threads("dense.forward", Shader::Dense, "forward_no_bias", &p, &[x, weight, y], n),
-        })
+        }
+        .with_cost(self.matmul_flops() + (n * usize::from(self.bias)) as u64, bytes))
     }
 
     /// dx = dy · weight.
@@ -104,7 +117,8 @@ impl Dense {
         expect_len(LAYER, "weight", weight, self.weight_len())?;
         expect_len(LAYER, "dx", dx, self.input_len())?;
         let p = self.params();
-        Ok(Op::threads("dense.backward_input", Shader::Dense, "backward_input", &p, &[dy, weight, dx], self.input_len()))
+        Ok(Op::threads("dense.backward_input", Shader::Dense, "backward_input", &p, &[dy, weight, dx], self.input_len())
+            .with_cost(self.matmul_flops(), self.matmul_bytes()))
     }
 
     /// dweight = dyᵀ · x (summed over the batch; overwrites dweight).
@@ -113,7 +127,8 @@ impl Dense {
         expect_len(LAYER, "x", x, self.input_len())?;
         expect_len(LAYER, "dweight", dweight, self.weight_len())?;
         let p = self.params();
-        Ok(Op::threads("dense.backward_weight", Shader::Dense, "backward_weight", &p, &[dy, x, dweight], self.weight_len()))
+        Ok(Op::threads("dense.backward_weight", Shader::Dense, "backward_weight", &p, &[dy, x, dweight], self.weight_len())
+            .with_cost(self.matmul_flops(), self.matmul_bytes()))
     }
 
     /// dbias = Σ over the batch of dy (overwrites dbias); one workgroup per output feature.
@@ -124,7 +139,8 @@ impl Dense {
         }
         expect_len(LAYER, "dbias", dbias, self.out_features)?;
         let p = self.params();
-        Ok(Op::groups("dense.backward_bias", Shader::Dense, "backward_bias", &p, &[dy, dbias], self.out_features))
+        Ok(Op::groups("dense.backward_bias", Shader::Dense, "backward_bias", &p, &[dy, dbias], self.out_features)
+            .with_cost(self.output_len() as u64, 4 * (self.output_len() + self.out_features) as u64))
     }
 
     /// Every backward dispatch: dx when asked for (the first layer of a model needs none),

@@ -65,7 +65,9 @@ impl Dropout {
         Self::expect_step(step)?;
         expect_len(LAYER, "y", y, x.len())?;
         let p = self.params(x.len())?;
-        Ok(Op::threads("dropout.forward", Shader::Dropout, "forward", &p, &[step, x, y], x.len()))
+        // The mask hash is integer work; the float work is one multiply per element.
+        let n = x.len() as u64;
+        Ok(Op::threads("dropout.forward", Shader::Dropout, "forward", &p, &[step, x, y], x.len()).with_cost(n, 8 * n))
     }
 
     /// dx = dy · keep / (1 − p), with the mask of the forward of the same step.
@@ -73,6 +75,7 @@ impl Dropout {
         Self::expect_step(step)?;
         expect_len(LAYER, "dx", dx, dy.len())?;
         let p = self.params(dy.len())?;
-        Ok(Op::threads("dropout.backward", Shader::Dropout, "backward", &p, &[step, dy, dx], dy.len()))
+        let n = dy.len() as u64;
+        Ok(Op::threads("dropout.backward", Shader::Dropout, "backward", &p, &[step, dy, dx], dy.len()).with_cost(n, 8 * n))
     }
 }

@@ -90,15 +90,23 @@ pub fn forward(g: &Gather, data: &Buffer, labels: &Buffer, indices: &Buffer, lut
     };
     u32_of(LAYER, "batch outputs", g.out_len())?;
     let label = g.kernel().to_string();
+    // Reads the chosen samples and writes the batch; the colormap bins each value and reads
+    // its table entry (a few flops and one table read per output value).
+    let (out, read) = (g.out_len() as u64, (g.batch * g.channels * g.voxels) as u64);
+    let (flops, lut_bytes) = match g.mode {
+        Mode::Raw => (0, 0),
+        Mode::Colormap | Mode::ArticleReshape => (2 * out, 4 * out),
+    };
+    let bytes = 4 * (read + out + 2 * g.batch as u64) + lut_bytes;
     match g.mode {
-        Mode::Raw => Ok(Op::threads(label, Shader::Gather, "forward_raw", &p, &[data, labels, indices, x, y], g.out_len())),
+        Mode::Raw => Ok(Op::threads(label, Shader::Gather, "forward_raw", &p, &[data, labels, indices, x, y], g.out_len()).with_cost(flops, bytes)),
         Mode::Colormap | Mode::ArticleReshape => {
             if g.channels != 1 {
                 return Err(Error::shape(LAYER, format!("a colormap maps one channel, the data has {}", g.channels)));
             }
             let lut = lut.ok_or_else(|| Error::shape(LAYER, "the colormap modes need the lookup table"))?;
             expect_len(LAYER, "lut", lut, crate::data::colormap::LUT_SIZE * 3)?;
-            Ok(Op::threads(label, Shader::Gather, "forward", &p, &[data, labels, indices, x, y, lut], g.out_len()))
+            Ok(Op::threads(label, Shader::Gather, "forward", &p, &[data, labels, indices, x, y, lut], g.out_len()).with_cost(flops, bytes))
         }
     }
 }

@@ -175,7 +175,10 @@ pub fn forward(pool: &MaxPool3d, x_shape: [usize; 5], x: &Buffer, y: &Buffer, in
     expect_len(LAYER, "indices", indices, y_len)?;
     expect_indices(indices)?;
     let p = pool.params(x_shape, y_len)?;
-    Ok(Op::threads(format!("{LAYER}.forward"), Shader::MaxPool3d, "forward", &p, &[x, y, indices], y_len))
+    // One comparison per window element; reads x, writes y and the argmax.
+    let window = pool.kernel.iter().product::<usize>() as u64;
+    Ok(Op::threads(format!("{LAYER}.forward"), Shader::MaxPool3d, "forward", &p, &[x, y, indices], y_len)
+        .with_cost(y_len as u64 * window, 4 * (numel(x_shape) + 2 * y_len) as u64))
 }
 
 /// dx = Σ dy over the windows whose argmax is this element (one invocation per input element,
@@ -188,7 +191,9 @@ pub fn backward(pool: &MaxPool3d, x_shape: [usize; 5], indices: &Buffer, dy: &Bu
     expect_len(LAYER, "dy", dy, y_len)?;
     expect_len(LAYER, "dx", dx, x_len)?;
     let p = pool.params(x_shape, x_len)?;
-    Ok(Op::threads(format!("{LAYER}.backward"), Shader::MaxPool3d, "backward", &p, &[indices, dy, dx], x_len))
+    // One add per routed gradient; reads indices and dy, writes dx.
+    Ok(Op::threads(format!("{LAYER}.backward"), Shader::MaxPool3d, "backward", &p, &[indices, dy, dx], x_len)
+        .with_cost(y_len as u64, 4 * (2 * y_len + x_len) as u64))
 }
 
 #[cfg(test)]

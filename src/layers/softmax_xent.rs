@@ -80,7 +80,10 @@ impl SoftmaxXent {
         expect_len(LAYER, "correct", correct, 1)?;
         expect_dtype("correct", correct, DType::U32)?;
         let p = self.params();
-        Ok(Op::groups("softmax_xent.forward", Shader::SoftmaxXent, "forward", &p, &[logits, labels, loss, correct], 1))
+        // max, exp, sum and log-sum-exp per logit; reads logits and labels.
+        let n = self.logits_len() as u64;
+        Ok(Op::groups("softmax_xent.forward", Shader::SoftmaxXent, "forward", &p, &[logits, labels, loss, correct], 1)
+            .with_cost(4 * n, 4 * (n + self.batch as u64 + 2)))
     }
 
     /// loss_sum += loss · batch and correct_sum += correct: the running metric sums of an
@@ -99,7 +102,8 @@ impl SoftmaxXent {
             &p,
             &[loss, correct, loss_sum, correct_sum],
             1,
-        ))
+        )
+        .with_cost(2, 24))
     }
 
     /// dlogits = (softmax(logits) − onehot(labels)) / batch: the gradient of the mean loss.
@@ -114,6 +118,7 @@ impl SoftmaxXent {
             &p,
             &[logits, labels, dlogits],
             self.logits_len(),
-        ))
+        )
+        .with_cost(5 * self.logits_len() as u64, 4 * (2 * self.logits_len() + self.batch) as u64))
     }
 }

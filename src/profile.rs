@@ -1,0 +1,497 @@
+//! Profiles and benchmarks of training steps: `cnn3d profile` (per-kernel table, Chrome
+//! trace, CSV) and `cnn3d bench` (throughput as JSON). The times come from
+//! [`Gpu::submit_profiled`]; this module only runs steps and aggregates.
+//!
+//! Input data: the bundled digits (a few hundred generated samples), so that a profiled step is
+//! the real one, gather included. Any model whose input is 16³ with ≤ 10 classes runs on it.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::data::{self, DataOptions, DeviceSplit, SynthOptions};
+use crate::error::{Error, Result};
+use crate::gpu::{Buffer, DType, Gpu, GpuInfo, Op, Plan, StepProfile, TimingMethod};
+use crate::layers::dense::Dense;
+use crate::optim::{Optimizer, UpdateRule};
+use crate::rng::Rng;
+use crate::train::{Config, Session};
+
+/// The wgpu release this build links (from Cargo.lock).
+pub const WGPU_VERSION: &str = "30.0.2";
+
+/// Bundled samples generated for profiling and benchmarks: enough distinct inputs for a
+/// batch of any size (indices wrap around), cheap to generate.
+const SAMPLES: usize = 256;
+
+/// A model with its state and bundled training data on the GPU, ready to build step plans.
+pub struct Bench<'g> {
+    pub session: Session<'g>,
+    pub config: Config,
+    split: DeviceSplit,
+}
+
+impl<'g> Bench<'g> {
+    /// Loads the bundled data in the model's input shape and initialises the parameters.
+    pub fn new(gpu: &'g Gpu, config: &Config) -> Result<Bench<'g>> {
+        let seed = config.train.seed;
+        let opts = DataOptions { synth: SynthOptions { train: SAMPLES, test: 0, seed }, seed, ..Default::default() };
+        let ds = data::load(&opts)?;
+        let session = Session::new(gpu, &config.model, &ds, &opts, seed)?;
+        session.state.write_params(gpu, &session.model.init_params(&mut Rng::new(seed)))?;
+        let split = session.input.upload(gpu, &ds.train, "train")?;
+        Ok(Bench { session, config: config.clone(), split })
+    }
+
+    fn indices(&self, batch: usize) -> Result<Buffer> {
+        let idx = self.session.gpu.zeros("bench indices", batch, DType::U32)?;
+        let order: Vec<u32> = (0..batch).map(|i| (i % self.split.len) as u32).collect();
+        self.session.gpu.write_u32(&idx, &order)?;
+        Ok(idx)
+    }
+
+    /// A training step's plan (gather, forward, loss, backward, update) for `batch` samples.
+    pub fn train_step(&mut self, batch: usize, rule: &UpdateRule) -> Result<TrainStep> {
+        if batch < 2 {
+            return Err(Error::shape("batch size", format!("training needs at least 2 samples per batch (batch norm), got {batch}")));
+        }
+        let gpu = self.session.gpu;
+        let optim = Optimizer::new(gpu, rule, self.session.state.params.len())?;
+        let idx = self.indices(batch)?;
+        let split = DeviceSplit { data: self.split.data.clone(), labels: self.split.labels.clone(), len: self.split.len };
+        let plan = self.session.train_plan(batch, &split, &idx, &optim)?;
+        Ok(TrainStep { plan, optim, _indices: idx, lr: self.config.optimizer.lr_at(0), t: 0 })
+    }
+
+    /// An inference plan (gather, eval forward, loss) for `batch` samples.
+    pub fn infer_step(&mut self, batch: usize) -> Result<Plan> {
+        let idx = self.indices(batch)?;
+        let split = DeviceSplit { data: self.split.data.clone(), labels: self.split.labels.clone(), len: self.split.len };
+        let plan = self.session.eval_plan(batch, &split, &idx)?;
+        // The plan's bind group keeps the indices alive.
+        Ok(plan)
+    }
+
+    /// Writes what changes per step (dropout step, lr, t) before the step's submit.
+    fn prepare(&self, step: &mut TrainStep) -> Result<()> {
+        step.t += 1;
+        let gpu = self.session.gpu;
+        gpu.write_u32(&self.session.state.step, &[step.t as u32])?;
+        step.optim.write_hyper(gpu, step.lr, step.t)
+    }
+
+    /// Runs one training step and waits.
+    pub fn run(&self, step: &mut TrainStep) -> Result<()> {
+        self.prepare(step)?;
+        self.session.gpu.run(&step.plan)
+    }
+
+    /// Runs one training step with every dispatch timed.
+    pub fn run_profiled(&self, step: &mut TrainStep) -> Result<StepProfile> {
+        self.prepare(step)?;
+        self.session.gpu.submit_profiled(&step.plan)
+    }
+}
+
+/// A compiled training step and what it rewrites per replay.
+pub struct TrainStep {
+    pub plan: Plan,
+    optim: Optimizer,
+    _indices: Buffer,
+    lr: f64,
+    t: u64,
+}
+
+/// Per-kernel (or per-layer) totals over some profiled steps.
+#[derive(Clone, Debug, Serialize)]
+pub struct KernelStats {
+    pub name: String,
+    pub calls: usize,
+    pub total_ms: f64,
+    pub mean_us: f64,
+    /// Of the summed dispatch time of all the steps.
+    pub share: f64,
+    pub flops: u64,
+    pub bytes: u64,
+    /// `None` where the op's cost is not known.
+    pub gflops: Option<f64>,
+    pub gbps: Option<f64>,
+}
+
+/// Totals per dispatch label (`layer/kernel.entry`), in order of first appearance.
+pub fn kernel_table(steps: &[StepProfile]) -> Vec<KernelStats> {
+    table(steps, |label| label.to_string())
+}
+
+/// Totals per layer: the label's part before `/` (ops without a layer, such as the gather and
+/// the optimizer, keep their kernel name).
+pub fn layer_table(steps: &[StepProfile]) -> Vec<KernelStats> {
+    table(steps, |label| label.split_once('/').map_or(label, |(layer, _)| layer).to_string())
+}
+
+fn table(steps: &[StepProfile], key: impl Fn(&str) -> String) -> Vec<KernelStats> {
+    let mut rows: Vec<KernelStats> = vec![];
+    let mut total_ns = 0u64;
+    for d in steps.iter().flat_map(|s| &s.dispatches) {
+        total_ns += d.ns;
+        let name = key(&d.label);
+        let i = match rows.iter().position(|r| r.name == name) {
+            Some(i) => i,
+            None => {
+                rows.push(KernelStats {
+                    name,
+                    calls: 0,
+                    total_ms: 0.0,
+                    mean_us: 0.0,
+                    share: 0.0,
+                    flops: 0,
+                    bytes: 0,
+                    gflops: None,
+                    gbps: None,
+                });
+                rows.len() - 1
+            }
+        };
+        let r = &mut rows[i];
+        r.calls += 1;
+        r.total_ms += d.ns as f64 / 1e6;
+        r.flops += d.flops;
+        r.bytes += d.bytes;
+    }
+    for r in &mut rows {
+        r.mean_us = r.total_ms * 1e3 / r.calls as f64;
+        r.share = if total_ns > 0 { r.total_ms * 1e6 / total_ns as f64 } else { 0.0 };
+        let secs = r.total_ms / 1e3;
+        // flops / ns = GFLOP/s; bytes / ns = GB/s.
+        r.gflops = (r.flops > 0 && secs > 0.0).then(|| r.flops as f64 / secs / 1e9);
+        r.gbps = (r.bytes > 0 && secs > 0.0).then(|| r.bytes as f64 / secs / 1e9);
+    }
+    rows
+}
+
+/// The table `cnn3d profile` prints, then each step's GPU time against its wall time.
+pub fn format_table(steps: &[StepProfile]) -> String {
+    let rows = kernel_table(steps);
+    let width = rows.iter().map(|r| r.name.len()).max().unwrap_or(6).max(6);
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
+    let mut out = String::new();
+    if let Some(s) = steps.first() {
+        out += &format!("timing: {}\n", s.method.describe());
+    }
+    out += &format!(
+        "{:<width$} {:>6} {:>11} {:>11} {:>7} {:>9} {:>8}\n",
+        "kernel", "calls", "total ms", "mean µs", "share", "GFLOP/s", "GB/s"
+    );
+    for r in &rows {
+        out += &format!(
+            "{:<width$} {:>6} {:>11.3} {:>11.1} {:>6.1}% {:>9} {:>8}\n",
+            r.name,
+            r.calls,
+            r.total_ms,
+            r.mean_us,
+            100.0 * r.share,
+            opt(r.gflops),
+            opt(r.gbps)
+        );
+    }
+    for (i, s) in steps.iter().enumerate() {
+        out += &format!(
+            "step {}: {} dispatches, GPU {:.3} ms, wall {:.3} ms ({:.1}% of the wall time on the GPU)\n",
+            i + 1,
+            s.dispatches.len(),
+            s.gpu_ns() as f64 / 1e6,
+            s.wall_ns as f64 / 1e6,
+            100.0 * s.gpu_ns() as f64 / s.wall_ns.max(1) as f64
+        );
+    }
+    out
+}
+
+/// The steps in the Chrome trace event format (Perfetto, chrome://tracing): one process
+/// "GPU", one track, one complete ("X") slice per dispatch; steps follow one another on the
+/// time axis at their wall-clock distance (a step's dispatches at their GPU offsets).
+pub fn chrome_trace(steps: &[StepProfile], adapter: &GpuInfo) -> serde_json::Value {
+    let mut events = vec![
+        serde_json::json!({"name": "process_name", "ph": "M", "pid": 1, "tid": 1, "args": {"name": format!("GPU: {}", adapter.name)}}),
+        serde_json::json!({"name": "thread_name", "ph": "M", "pid": 1, "tid": 1, "args": {"name": "dispatches"}}),
+    ];
+    let mut offset_ns = 0u64;
+    for (k, s) in steps.iter().enumerate() {
+        for d in &s.dispatches {
+            let (layer, kernel) = d.label.split_once('/').unwrap_or(("", d.label.as_str()));
+            events.push(serde_json::json!({
+                "name": d.label,
+                "cat": kernel.split('.').next().unwrap_or(kernel),
+                "ph": "X",
+                "ts": (offset_ns + d.start_ns) as f64 / 1e3,
+                "dur": d.ns as f64 / 1e3,
+                "pid": 1,
+                "tid": 1,
+                "args": {"step": k + 1, "layer": layer, "kernel": kernel, "flops": d.flops, "bytes": d.bytes},
+            }));
+        }
+        let span = s.dispatches.last().map_or(0, |d| d.start_ns + d.ns);
+        offset_ns += span.max(s.wall_ns);
+    }
+    serde_json::json!({
+        "traceEvents": events,
+        "displayTimeUnit": "ms",
+        "otherData": {
+            "adapter": adapter.name,
+            "backend": adapter.backend,
+            "timing": steps.first().map(|s| s.method),
+            "wgpu": WGPU_VERSION,
+        },
+    })
+}
+
+/// One row per dispatch: step, index, label, start and duration (µs), analytic cost.
+pub fn csv(steps: &[StepProfile]) -> String {
+    let mut out = String::from("step,index,label,start_us,dur_us,flops,bytes\n");
+    for (k, s) in steps.iter().enumerate() {
+        for (i, d) in s.dispatches.iter().enumerate() {
+            out += &format!(
+                "{},{},{},{:.3},{:.3},{},{}\n",
+                k + 1,
+                i,
+                d.label,
+                d.start_ns as f64 / 1e3,
+                d.ns as f64 / 1e3,
+                d.flops,
+                d.bytes
+            );
+        }
+    }
+    out
+}
+
+/// Writes `profile.json` (Chrome trace) and `profile.csv` into `dir`.
+pub fn write_profile(dir: &Path, steps: &[StepProfile], adapter: &GpuInfo) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating the profile folder", e))?;
+    let trace = serde_json::to_vec_pretty(&chrome_trace(steps, adapter)).expect("a JSON value serialises");
+    crate::atomic::write_atomic(&dir.join("profile.json"), &trace)?;
+    crate::atomic::write_atomic(&dir.join("profile.csv"), csv(steps).as_bytes())
+}
+
+/// What `cnn3d profile` measures.
+#[derive(Clone, Debug)]
+pub struct ProfileOptions {
+    pub batch: usize,
+    pub steps: usize,
+    pub warmup: usize,
+}
+
+/// `warmup` untimed training steps, then `steps` profiled ones (the config's optimizer).
+pub fn profile_training(gpu: &Gpu, config: &Config, opts: &ProfileOptions) -> Result<Vec<StepProfile>> {
+    if opts.steps == 0 {
+        return Err(Error::InvalidOption { field: "--steps".into(), message: "must be at least 1".into() });
+    }
+    let mut bench = Bench::new(gpu, config)?;
+    let mut step = bench.train_step(opts.batch, &config.optimizer.rule)?;
+    for _ in 0..opts.warmup {
+        bench.run(&mut step)?;
+    }
+    (0..opts.steps).map(|_| bench.run_profiled(&mut step)).collect()
+}
+
+/// Median, minimum and maximum of some repetitions.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stats {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub reps: usize,
+}
+
+impl Stats {
+    pub fn of(values: &[f64]) -> Stats {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = match n {
+            0 => f64::NAN,
+            _ if n % 2 == 1 => v[n / 2],
+            _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        };
+        Stats { median, min: v.first().copied().unwrap_or(f64::NAN), max: v.last().copied().unwrap_or(f64::NAN), reps: n }
+    }
+}
+
+/// What `cnn3d bench` measures.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Training batch size.
+    pub batch: usize,
+    pub reps: usize,
+    pub warmup: usize,
+    /// Inference batch sizes.
+    pub infer_batches: Vec<usize>,
+    /// M = N = K of the GEMM microbenchmark.
+    pub gemm_size: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TrainBench {
+    pub optimizer: String,
+    pub batch: usize,
+    pub samples_per_s: Stats,
+    pub step_ms: Stats,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct InferBench {
+    pub batch: usize,
+    /// `None` when skipped.
+    pub samples_per_s: Option<Stats>,
+    /// Why it was skipped (e.g. a tensor above the adapter's binding limit).
+    pub skipped: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerBench {
+    pub layer: String,
+    pub ms: f64,
+    pub share: f64,
+    pub gflops: Option<f64>,
+    pub gbps: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GemmBench {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub kernel: String,
+    pub ms: Stats,
+    /// At the median time.
+    pub gflops: f64,
+}
+
+/// The document `cnn3d bench --json` prints.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub adapter: AdapterSummary,
+    pub wgpu_version: String,
+    pub timing: TimingMethod,
+    pub input: Vec<usize>,
+    pub parameters: usize,
+    pub warmup: usize,
+    pub reps: usize,
+    pub train: Vec<TrainBench>,
+    pub inference: Vec<InferBench>,
+    /// From one profiled SGD training step at the training batch size.
+    pub layers: Vec<LayerBench>,
+    pub gemm: GemmBench,
+}
+
+fn time_reps(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    (0..reps)
+        .map(|_| {
+            let t = Instant::now();
+            f()?;
+            Ok(t.elapsed().as_secs_f64())
+        })
+        .collect()
+}
+
+/// Training (SGD, Adam) and inference throughput, per-layer rates and a GEMM reference.
+pub fn bench(gpu: &Gpu, config: &Config, opts: &BenchOptions) -> Result<BenchReport> {
+    if opts.reps == 0 {
+        return Err(Error::InvalidOption { field: "--reps".into(), message: "must be at least 1".into() });
+    }
+    let mut b = Bench::new(gpu, config)?;
+    let mut train = vec![];
+    let mut layers = vec![];
+    for kind in ["sgd", "adam"] {
+        let rule = UpdateRule::defaults(kind)?;
+        let mut step = b.train_step(opts.batch, &rule)?;
+        for _ in 0..opts.warmup {
+            b.run(&mut step)?;
+        }
+        let secs = time_reps(opts.reps, || b.run(&mut step))?;
+        if kind == "sgd" {
+            let profile = b.run_profiled(&mut step)?;
+            layers = layer_table(std::slice::from_ref(&profile))
+                .into_iter()
+                .map(|r| LayerBench { layer: r.name, ms: r.total_ms, share: r.share, gflops: r.gflops, gbps: r.gbps })
+                .collect();
+        }
+        train.push(TrainBench {
+            optimizer: kind.into(),
+            batch: opts.batch,
+            samples_per_s: Stats::of(&secs.iter().map(|s| opts.batch as f64 / s).collect::<Vec<_>>()),
+            step_ms: Stats::of(&secs.iter().map(|s| s * 1e3).collect::<Vec<_>>()),
+        });
+    }
+    let mut inference = vec![];
+    for &batch in &opts.infer_batches {
+        match b.infer_step(batch) {
+            Ok(plan) => {
+                for _ in 0..opts.warmup {
+                    gpu.run(&plan)?;
+                }
+                let secs = time_reps(opts.reps, || gpu.run(&plan))?;
+                let rates: Vec<f64> = secs.iter().map(|s| batch as f64 / s).collect();
+                inference.push(InferBench { batch, samples_per_s: Some(Stats::of(&rates)), skipped: None });
+            }
+            // A batch whose tensors this adapter cannot bind is a finding, not a failure.
+            Err(e @ (Error::TooLarge { .. } | Error::GridTooLarge { .. })) => {
+                inference.push(InferBench { batch, samples_per_s: None, skipped: Some(e.to_string()) })
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let gemm = gemm(gpu, opts.gemm_size, opts.warmup, opts.reps)?;
+    let info = gpu.info();
+    Ok(BenchReport {
+        adapter: AdapterSummary {
+            name: info.name.clone(),
+            backend: info.backend.clone(),
+            device_type: info.device_type.clone(),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+        },
+        wgpu_version: WGPU_VERSION.into(),
+        timing: gpu.timing_method(),
+        input: b.session.model.input.to_vec(),
+        parameters: b.session.model.param_count(),
+        warmup: opts.warmup,
+        reps: opts.reps,
+        train,
+        inference,
+        layers,
+        gemm,
+    })
+}
+
+/// y = x·wᵀ with the dense layer's forward kernel, size³, timed per dispatch.
+pub fn gemm(gpu: &Gpu, size: usize, warmup: usize, reps: usize) -> Result<GemmBench> {
+    if size == 0 {
+        return Err(Error::InvalidOption { field: "--gemm-size".into(), message: "must be positive".into() });
+    }
+    let dense = Dense::new(size, size, size, false)?;
+    let mut rng = Rng::new(1);
+    let x = gpu.upload_f32("gemm x", &rng.vec_f32(dense.input_len(), -1.0, 1.0))?;
+    let w = gpu.upload_f32("gemm w", &rng.vec_f32(dense.weight_len(), -1.0, 1.0))?;
+    let y = gpu.zeros("gemm y", dense.output_len(), DType::F32)?;
+    let op: Op = dense.forward(&x, &w, None, &y)?.named("gemm");
+    let kernel = op.label.clone();
+    let flops = op.flops;
+    let plan = gpu.compile(&[op])?;
+    for _ in 0..warmup {
+        gpu.run(&plan)?;
+    }
+    let ms: Vec<f64> = (0..reps).map(|_| Ok(gpu.submit_profiled(&plan)?.gpu_ns() as f64 / 1e6)).collect::<Result<_>>()?;
+    let ms = Stats::of(&ms);
+    Ok(GemmBench { m: size, n: size, k: size, kernel, gflops: flops as f64 / (ms.median * 1e6), ms })
+}
