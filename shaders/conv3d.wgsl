@@ -11,7 +11,9 @@
 // Coordinates stay unsigned: o·stride + k·dilation is compared with the padding before
 // subtracting it; the Rust side checks that padded sizes and element counts fit in u32.
 //
-// Entry points (binding 0 is the uniform p; p.total is the number of invocations or groups):
+// Entry points (binding 0 is the uniform p; p.total is the number of invocations or groups).
+// The direct kernels, for kernels of more taps than a uniform block holds (the tiled kernels
+// below serve every other convolution):
 //   forward          one invocation per output position and CO_TILE output channels: y = Σ x·w
 //                    1 x (read), 2 w (read), 3 y (write)
 //   forward_bias     the same plus b[co]
@@ -20,10 +22,6 @@
 //                    over the taps whose output position is whole (divisible by the stride)
 //                    and in range, and over CO
 //                    1 dy (read), 2 w (read), 3 dx (write)
-//   backward_weight  one workgroup of 256 per (co, tap, CI_TILE input channels): each lane sums
-//                    whole output rows (n, od, oh) taken with a stride of 256, then a tree
-//                    reduction per channel
-//                    1 x (read), 2 dy (read), 3 dw (write)
 //   backward_bias    one workgroup of 256 per output channel, reducing dy over N and positions
 //                    1 dy (read), 2 db (write)
 // Element-wise entry points index linearly as (wid.y·nwg.x + wid.x)·WG + lid; reductions take
@@ -52,8 +50,16 @@ struct Params {
     dil_d: u32,
     dil_h: u32,
     dil_w: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // Only the tiled entry points read these (see below): the first channel of the invocation's
+    // OC-channel group, the first reduction channel of the uniform block and how many it holds,
+    // flags (1: add to the output instead of overwriting it; 2: add the block's bias), the
+    // rows of one backward_weight_tiled split, and backward_input_tiled's tap.
+    c0: u32,
+    r0: u32,
+    r_n: u32,
+    flags: u32,
+    rows: u32,
+    tap: u32,
 }
 
 override WG: u32 = 64u;
@@ -279,62 +285,6 @@ fn workgroup_sum(lid: u32, v: f32) -> f32 {
 }
 
 @compute @workgroup_size(RED)
-fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
-                   @builtin(num_workgroups) nwg: vec3<u32>,
-                   @builtin(local_invocation_index) lid: u32) {
-    let j = group_index(wid, nwg);
-    // Uniform across the workgroup, so returning here keeps the barriers below uniform.
-    if (j >= p.total) {
-        return;
-    }
-    // A workgroup owns one tap (kd, kh, kw) of output channel co for CI_TILE input channels
-    // ci0..: each dy value loaded serves all of them.
-    let taps = p.k_d * p.k_h * p.k_w;
-    let blocks = (p.c_in + CI_TILE - 1u) / CI_TILE;
-    var t = j;
-    let tap = t % taps; t = t / taps;
-    let ci0 = (t % blocks) * CI_TILE;
-    let co = t / blocks;
-    let kw = tap % p.k_w;
-    let kh = (tap / p.k_w) % p.k_h;
-    let kd = tap / (p.k_w * p.k_h);
-    // A channel past C_in reads the last one's x; its sum is not written.
-    let x_ci = p.in_d * p.in_h * p.in_w;
-    let last = p.c_in - 1u - ci0;
-    let o = vec4<u32>(0u, min(1u, last), min(2u, last), min(3u, last)) * x_ci;
-    // Lanes take whole output rows (n, od, oh): the row's input row is found once, and its
-    // output positions ow are walked with a running index instead of divisions per term.
-    let rows = p.n * p.out_d * p.out_h;
-    var acc = vec4<f32>(0.0);
-    for (var r = lid; r < rows; r += RED) {
-        let oh = r % p.out_h;
-        let od = (r / p.out_h) % p.out_d;
-        let n = r / (p.out_h * p.out_d);
-        let id = in_pos(od, kd, p.s_d, p.p_d, p.dil_d, p.in_d);
-        let ih = in_pos(oh, kh, p.s_h, p.p_h, p.dil_h, p.in_h);
-        if (id == p.in_d || ih == p.in_h) { continue; }
-        let x_row = x_index(n, ci0, id, ih, 0u);
-        var yi = y_index(n, co, od, oh, 0u);
-        for (var ow = 0u; ow < p.out_w; ow++) {
-            let iw = in_pos(ow, kw, p.s_w, p.p_w, p.dil_w, p.in_w);
-            if (iw < p.in_w) {
-                let xi = x_row + iw;
-                acc += dy_2[yi] * vec4<f32>(x[xi + o.x], x[xi + o.y], x[xi + o.z], x[xi + o.w]);
-            }
-            yi += 1u;
-        }
-    }
-    for (var c = 0u; c < CI_TILE; c++) {
-        let sum = workgroup_sum(lid, acc[c]);
-        if (lid == 0u && ci0 + c < p.c_in) {
-            dw[(co * p.c_in + ci0 + c) * taps + tap] = sum;
-        }
-        // The next channel's sum reuses `partial`: every lane must have read this one first.
-        workgroupBarrier();
-    }
-}
-
-@compute @workgroup_size(RED)
 fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
@@ -351,4 +301,368 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
     if (lid == 0u) {
         db[co] = sum;
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tiled kernels. A CPU adapter such as lavapipe runs 8 invocations as one SIMD vector and pays
+// per lane for every storage load, while a load from a uniform buffer at an index that is the
+// same for the whole workgroup costs one scalar load. So the weights go into uniform blocks of
+// 64 KiB (BLOCK vec4s, filled by pack_forward / pack_backward), and each invocation computes OC
+// output channels from one storage load of its input per tap: OC products per lane-load instead
+// of one. On discrete GPUs the same blocks sit in the constant cache.
+//
+// A block holds the weights of OC channels (the output channels c0.. for forward, the input
+// channels c0.. for backward_input) for r_n reduction channels r0.. and every tap, as
+// block[(r·taps + tap)·OC/4 + q] = channels 4q..4q+3, plus (forward) the bias of the OC
+// channels in its last OC/4 vec4s. Channels past the tensor's are zero.
+//
+//   pack_forward         one invocation per float of all blocks: w → forward blocks (bias slots 0)
+//                        1 w (read), 2 packed (write)
+//   pack_bias            one invocation per channel of the groups: b → the first block's bias
+//                        1 b (read), 2 packed (write)
+//   pack_backward        the same for backward_input blocks (no bias)
+//                        1 w (read), 2 packed (write)
+//   forward_tiled        one invocation per two output positions along W (N·OD·OH·⌈OW/2⌉) for
+//                        channels c0..c0+OC of one block: y = (y if flags & 1) + Σ x·w
+//                        (+ bias if flags & 2)
+//                        1 x (read), 2 block (uniform), 3 y (read_write)
+//   zero                 out = 0, one invocation per element
+//                        1 out (write)
+//   backward_input_tiled one dispatch per tap; one invocation per two output positions as
+//                        forward, for input channels c0..c0+OC and the block's output channels
+//                        r0..: dx[the input position the tap reads] += Σ dy·w
+//                        1 dy (read), 2 block (uniform), 3 dx (read_write)
+//   backward_weight_tiled one workgroup of 64 per (tap, CI4 input channels, OC output
+//                        channels, split of `rows` output rows (n, od, oh)); lanes take rows
+//                        64 apart and walk ow; the lanes' sums are added in lane order, so the
+//                        result does not depend on timing
+//                        1 x (read), 2 dy (read), 3 part (write): part[split][co][ci][tap]
+//   backward_weight_sum  one invocation per weight: dw = Σ over splits of part, in split order
+//                        1 part (read), 2 dw (write)
+
+// Channels per invocation of the tiled kernels (OC_TILE in src/layers/conv3d.rs).
+const OC: u32 = 16u;
+// Input channels per backward_weight_tiled workgroup (CI4 in src/layers/conv3d.rs).
+const CI4: u32 = 4u;
+// vec4s in one uniform block: 64 KiB, the binding size every WebGPU adapter supports.
+const BLOCK: u32 = 4096u;
+
+@group(0) @binding(2) var<uniform> block: array<vec4<f32>, 4096>;
+@group(0) @binding(2) var<storage, read_write> packed: array<f32>;
+@group(0) @binding(1) var<storage, read> w_1: array<f32>;
+@group(0) @binding(1) var<storage, read> b_1: array<f32>;
+@group(0) @binding(1) var<storage, read> part_in: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dw_sum: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out_1: array<f32>;
+
+var<workgroup> lanes: array<vec4<f32>, 1024>;
+
+// Which weight goes into float `f` of the packed blocks, or -1 for a zero. Forward blocks:
+// block g·blocks + j holds output channels g·OC.. and input channels j·per..; backward blocks:
+// input channels g·OC.. and output channels j·per... `per` = p.r_n, blocks = p.rows.
+fn packed_source(f: u32, forward: bool) -> i32 {
+    let taps = p.k_d * p.k_h * p.k_w;
+    let bi = f / (BLOCK * 4u);
+    let within = f % (BLOCK * 4u);
+    let g = bi / p.rows;
+    let j = bi % p.rows;
+    let col = within / OC;
+    let ch = g * OC + within % OC;
+    let r = j * p.r_n + col / taps;
+    let tap = col % taps;
+    if (forward) {
+        if (col / taps >= p.r_n || r >= p.c_in || ch >= p.c_out) { return -1; }
+        return i32((ch * p.c_in + r) * taps + tap);
+    }
+    if (col / taps >= p.r_n || r >= p.c_out || ch >= p.c_in) { return -1; }
+    return i32((r * p.c_in + ch) * taps + tap);
+}
+
+@compute @workgroup_size(WG)
+fn pack_forward(@builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let f = thread_index(wid, nwg, lid);
+    if (f >= p.total) {
+        return;
+    }
+    let s = packed_source(f, true);
+    packed[f] = select(0.0, w_1[max(s, 0)], s >= 0);
+}
+
+// The bias of channel group g goes into the last OC floats of the group's first block (the
+// only one that adds it); one invocation per (g, channel of the group).
+@compute @workgroup_size(WG)
+fn pack_bias(@builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let f = thread_index(wid, nwg, lid);
+    if (f >= p.total) {
+        return;
+    }
+    let ch = f;
+    let g = ch / OC;
+    packed[(g * p.rows + 1u) * BLOCK * 4u - OC + ch % OC] = select(0.0, b_1[min(ch, p.c_out - 1u)], ch < p.c_out);
+}
+
+@compute @workgroup_size(WG)
+fn pack_backward(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let f = thread_index(wid, nwg, lid);
+    if (f >= p.total) {
+        return;
+    }
+    let s = packed_source(f, false);
+    packed[f] = select(0.0, w_1[max(s, 0)], s >= 0);
+}
+
+// The OC sums of one invocation at one position, as four vec4s.
+struct Acc {
+    a0: vec4<f32>,
+    a1: vec4<f32>,
+    a2: vec4<f32>,
+    a3: vec4<f32>,
+}
+
+// Adds v·(column col of the block) to a and u·(the same column) to b: the block's four loads
+// serve both positions of the invocation.
+fn mac2(a: ptr<function, Acc>, b: ptr<function, Acc>, v: f32, u: f32, col: u32) {
+    let q = col * (OC / 4u);
+    let w0 = block[q];
+    let w1 = block[q + 1u];
+    let w2 = block[q + 2u];
+    let w3 = block[q + 3u];
+    (*a).a0 += v * w0;
+    (*a).a1 += v * w1;
+    (*a).a2 += v * w2;
+    (*a).a3 += v * w3;
+    (*b).a0 += u * w0;
+    (*b).a1 += u * w1;
+    (*b).a2 += u * w2;
+    (*b).a3 += u * w3;
+}
+
+fn acc_get(a: Acc, j: u32) -> f32 {
+    let q = j / 4u;
+    var v = a.a0;
+    if (q == 1u) { v = a.a1; }
+    if (q == 2u) { v = a.a2; }
+    if (q == 3u) { v = a.a3; }
+    return v[j % 4u];
+}
+
+// The output positions of invocation i of the tiled kernels: two neighbours along W,
+// (n, od, oh, ow) and ow + 1 (which may be past the row: `second` is false then). Positions
+// past the end are clamped to the last pair so that every lane stays active (stores are
+// masked by `valid`), which keeps the block's index uniform.
+struct Pair {
+    n: u32,
+    od: u32,
+    oh: u32,
+    ow: u32,
+    second: bool,
+    valid: bool,
+}
+
+fn out_pair(i: u32) -> Pair {
+    let pairs = (p.out_w + 1u) / 2u;
+    var t = min(i, p.total - 1u);
+    let ow = (t % pairs) * 2u; t = t / pairs;
+    let oh = t % p.out_h; t = t / p.out_h;
+    let od = t % p.out_d;
+    return Pair(t / p.out_d, od, oh, ow, ow + 1u < p.out_w, i < p.total);
+}
+
+// Writes sum j of `acc` (channel c0 + j) to y[at + j·stride], adding to y with flags & 1 and
+// the block's bias with flags & 2, for the channels that exist.
+fn put_forward(at: u32, stride: u32, acc: Acc) {
+    for (var j = 0u; j < OC; j++) {
+        if (p.c0 + j < p.c_out) {
+            var s = acc_get(acc, j);
+            if ((p.flags & 2u) != 0u) {
+                s += block[BLOCK - OC / 4u + j / 4u][j % 4u];
+            }
+            let i = at + j * stride;
+            y[i] = select(0.0, y[i], (p.flags & 1u) != 0u) + s;
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>,
+                 @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let o = out_pair(thread_index(wid, nwg, lid));
+    let vol = p.in_d * p.in_h * p.in_w;
+    var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    var b = a;
+    var col = 0u;
+    for (var r = 0u; r < p.r_n; r++) {
+        let xc = (o.n * p.c_in + p.r0 + r) * vol;
+        for (var kd = 0u; kd < p.k_d; kd++) {
+            // Along each axis z = o·stride + k·dilation is the coordinate in the padded input.
+            let zd = o.od * p.s_d + kd * p.dil_d;
+            let vd = zd >= p.p_d && zd < p.in_d + p.p_d;
+            for (var kh = 0u; kh < p.k_h; kh++) {
+                let zh = o.oh * p.s_h + kh * p.dil_h;
+                let vh = vd && zh >= p.p_h && zh < p.in_h + p.p_h;
+                let row = xc + ((zd - p.p_d) * p.in_h + zh - p.p_h) * p.in_w;
+                for (var kw = 0u; kw < p.k_w; kw++) {
+                    let zw = o.ow * p.s_w + kw * p.dil_w;
+                    let ok = vh && zw >= p.p_w && zw < p.in_w + p.p_w;
+                    let zw2 = zw + p.s_w;
+                    let ok2 = vh && o.second && zw2 >= p.p_w && zw2 < p.in_w + p.p_w;
+                    let v = select(0.0, x[select(0u, row + zw - p.p_w, ok)], ok);
+                    let u = select(0.0, x[select(0u, row + zw2 - p.p_w, ok2)], ok2);
+                    mac2(&a, &b, v, u, col);
+                    col++;
+                }
+            }
+        }
+    }
+    if (o.valid) {
+        let ovol = p.out_d * p.out_h * p.out_w;
+        let at = (o.n * p.c_out + p.c0) * ovol + (o.od * p.out_h + o.oh) * p.out_w + o.ow;
+        put_forward(at, ovol, a);
+        if (o.second) {
+            put_forward(at + 1u, ovol, b);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn zero(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, nwg, lid);
+    if (i < p.total) {
+        out_1[i] = 0.0;
+    }
+}
+
+// Adds sum j of `acc` to dx[at + j·stride] for the input channels c0 + j that exist.
+fn add_dx(at: u32, stride: u32, acc: Acc) {
+    for (var j = 0u; j < OC; j++) {
+        if (p.c0 + j < p.c_in) {
+            let i = at + j * stride;
+            dx[i] = dx[i] + acc_get(acc, j);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    // One tap per dispatch: each output position sends Σ over output channels dy·w to the one
+    // input position this tap reads, and no two output positions share it, so the dispatch
+    // adds to dx without races (dx is zeroed first; taps follow in order).
+    let o = out_pair(thread_index(wid, nwg, lid));
+    let taps = p.k_d * p.k_h * p.k_w;
+    let kw = p.tap % p.k_w;
+    let kh = (p.tap / p.k_w) % p.k_h;
+    let kd = p.tap / (p.k_w * p.k_h);
+    let ovol = p.out_d * p.out_h * p.out_w;
+    let at = (o.od * p.out_h + o.oh) * p.out_w + o.ow;
+    let next = select(0u, 1u, o.second);
+    var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    var b = a;
+    for (var r = 0u; r < p.r_n; r++) {
+        let yi = (o.n * p.c_out + p.r0 + r) * ovol + at;
+        mac2(&a, &b, dy[yi], dy[yi + next], r * taps + p.tap);
+    }
+    let zd = o.od * p.s_d + kd * p.dil_d;
+    let zh = o.oh * p.s_h + kh * p.dil_h;
+    let zw = o.ow * p.s_w + kw * p.dil_w;
+    let zw2 = zw + p.s_w;
+    let vrow = o.valid && zd >= p.p_d && zd < p.in_d + p.p_d && zh >= p.p_h && zh < p.in_h + p.p_h;
+    let vol = p.in_d * p.in_h * p.in_w;
+    let xrow = (o.n * p.c_in + p.c0) * vol + ((zd - p.p_d) * p.in_h + zh - p.p_h) * p.in_w;
+    if (vrow && zw >= p.p_w && zw < p.in_w + p.p_w) {
+        add_dx(xrow + zw - p.p_w, vol, a);
+    }
+    if (vrow && o.second && zw2 >= p.p_w && zw2 < p.in_w + p.p_w) {
+        add_dx(xrow + zw2 - p.p_w, vol, b);
+    }
+}
+
+@compute @workgroup_size(64)
+fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>,
+                         @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let j = group_index(wid, nwg);
+    // Uniform across the workgroup, so returning keeps the barrier below uniform.
+    if (j >= p.total) {
+        return;
+    }
+    let taps = p.k_d * p.k_h * p.k_w;
+    let ci_tiles = (p.c_in + CI4 - 1u) / CI4;
+    let co_tiles = (p.c_out + OC - 1u) / OC;
+    var t = j;
+    let tap = t % taps; t = t / taps;
+    let ci0 = (t % ci_tiles) * CI4; t = t / ci_tiles;
+    let co0 = (t % co_tiles) * OC;
+    let split = t / co_tiles;
+    let kw = tap % p.k_w;
+    let kh = (tap / p.k_w) % p.k_h;
+    let kd = tap / (p.k_w * p.k_h);
+    let vol = p.in_d * p.in_h * p.in_w;
+    let ovol = p.out_d * p.out_h * p.out_w;
+    // Channels past the tensor's read the last one (their sums are not written).
+    let xo = vec4<u32>(0u, min(1u, p.c_in - 1u - ci0), min(2u, p.c_in - 1u - ci0), min(3u, p.c_in - 1u - ci0)) * vol;
+    let co_last = p.c_out - 1u;
+    var acc: array<vec4<f32>, 16>;
+    let all_rows = p.n * p.out_d * p.out_h;
+    let end = min(all_rows, (split + 1u) * p.rows);
+    for (var r = split * p.rows + lid; r < end; r += 64u) {
+        let oh = r % p.out_h;
+        let od = (r / p.out_h) % p.out_d;
+        let n = r / (p.out_h * p.out_d);
+        let zd = od * p.s_d + kd * p.dil_d;
+        let zh = oh * p.s_h + kh * p.dil_h;
+        let vrow = zd >= p.p_d && zd < p.in_d + p.p_d && zh >= p.p_h && zh < p.in_h + p.p_h;
+        let xrow = (n * p.c_in + ci0) * vol + ((zd - p.p_d) * p.in_h + zh - p.p_h) * p.in_w;
+        let yrow = n * p.c_out * ovol + (od * p.out_h + oh) * p.out_w;
+        for (var ow = 0u; ow < p.out_w; ow++) {
+            let zw = ow * p.s_w + kw * p.dil_w;
+            let ok = vrow && zw >= p.p_w && zw < p.in_w + p.p_w;
+            let xi = select(0u, xrow + zw - p.p_w, ok);
+            let xv = select(vec4<f32>(0.0), vec4<f32>(x[xi + xo.x], x[xi + xo.y], x[xi + xo.z], x[xi + xo.w]), ok);
+            let yi = yrow + ow;
+            for (var c = 0u; c < OC; c++) {
+                acc[c] += dy_2[yi + min(co0 + c, co_last) * ovol] * xv;
+            }
+        }
+    }
+    for (var c = 0u; c < OC; c++) {
+        lanes[c * 64u + lid] = acc[c];
+    }
+    workgroupBarrier();
+    // Lane l adds output (co0 + l / 4, ci0 + l % 4) over the 64 lanes, in lane order.
+    let c = lid / 4u;
+    let k = lid % 4u;
+    var s = 0.0;
+    for (var l = 0u; l < 64u; l++) {
+        s += lanes[c * 64u + l][k];
+    }
+    if (co0 + c < p.c_out && ci0 + k < p.c_in) {
+        dw[((split * p.c_out + co0 + c) * p.c_in + ci0 + k) * taps + tap] = s;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_weight_sum(@builtin(workgroup_id) wid: vec3<u32>,
+                       @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) lid: u32) {
+    let i = thread_index(wid, nwg, lid);
+    if (i >= p.total) {
+        return;
+    }
+    // p.rows holds the number of splits here.
+    var s = 0.0;
+    for (var k = 0u; k < p.rows; k++) {
+        s += part_in[k * p.total + i];
+    }
+    dw_sum[i] = s;
 }

@@ -11,7 +11,7 @@ use crate::gpu::{Buffer, DType, Gpu, Op};
 use crate::layers::activation::{self, Activation};
 use crate::layers::avg_pool3d::{self, AvgPool3d};
 use crate::layers::batch_norm::BatchNorm;
-use crate::layers::conv3d::Conv3d;
+use crate::layers::conv3d::{Conv3d, ConvScratch};
 use crate::layers::dense::Dense;
 use crate::layers::dropout::Dropout;
 use crate::layers::max_pool3d::{self, MaxPool3d};
@@ -161,6 +161,8 @@ struct Node {
     dy: Buffer,
     /// Max pooling's argmax, batch norm's saved mean and invstd.
     aux: Vec<Buffer>,
+    /// A convolution's weight blocks and partial sums.
+    conv: Option<ConvScratch>,
     /// Whether any earlier layer has parameters, i.e. whether dx is needed at all.
     needs_dx: bool,
 }
@@ -222,7 +224,11 @@ impl Network {
                 ],
                 _ => vec![],
             };
-            nodes.push(Node { name: layer.name.clone(), kernel, params, buffers, y, dy, aux, needs_dx: seen_params });
+            let conv = match &kernel {
+                Kernel::Conv(c) => Some(c.scratch(gpu).map_err(|e| Error::shape(layer.describe(), e.to_string()))?),
+                _ => None,
+            };
+            nodes.push(Node { name: layer.name.clone(), kernel, params, buffers, y, dy, aux, conv, needs_dx: seen_params });
             seen_params |= !layer.params.is_empty();
         }
         Ok(Network {
@@ -300,7 +306,8 @@ impl Network {
             match &node.kernel {
                 Kernel::Conv(c) => {
                     let bias = c.has_bias.then(|| p(1));
-                    ops.push(named(c.forward(x, p(0), bias, &node.y)?));
+                    let scratch = node.conv.as_ref().expect("conv nodes have scratch");
+                    ops.extend(c.forward(x, p(0), bias, &node.y, scratch)?.into_iter().map(named));
                 }
                 Kernel::MaxPool(pool, shape) => ops.push(named(max_pool3d::forward(pool, *shape, x, &node.y, &node.aux[0])?)),
                 Kernel::AvgPool(pool, shape) => ops.push(named(avg_pool3d::forward(pool, *shape, x, &node.y)?)),
@@ -340,10 +347,11 @@ impl Network {
             let named = |op: Op| op.named(&node.name);
             match &node.kernel {
                 Kernel::Conv(c) => {
+                    let scratch = node.conv.as_ref().expect("conv nodes have scratch");
                     if let Some(dx) = dx {
-                        ops.push(named(c.backward_input(&node.dy, p(0), dx)?));
+                        ops.extend(c.backward_input(&node.dy, p(0), dx, scratch)?.into_iter().map(named));
                     }
-                    ops.push(named(c.backward_weight(x, &node.dy, g(0))?));
+                    ops.extend(c.backward_weight(x, &node.dy, g(0), scratch)?.into_iter().map(named));
                     if c.has_bias {
                         ops.push(named(c.backward_bias(&node.dy, g(1))?));
                     }

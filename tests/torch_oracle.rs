@@ -96,11 +96,10 @@ fn conv3d_matches_pytorch() {
         let (xb, wb, dyb) = (up(&x), up(&w), up(&dy));
         let bb = b.as_ref().map(|b| up(b));
         let (yb, dxb, dwb) = (zeros(f(&c, "y").len()), zeros(x.len()), zeros(w.len()));
-        let mut ops = vec![
-            g.forward(&xb, &wb, bb.as_ref(), &yb).unwrap(),
-            g.backward_input(&dyb, &wb, &dxb).unwrap(),
-            g.backward_weight(&xb, &dyb, &dwb).unwrap(),
-        ];
+        let scratch = g.scratch(gpu()).unwrap();
+        let mut ops = g.forward(&xb, &wb, bb.as_ref(), &yb, &scratch).unwrap();
+        ops.extend(g.backward_input(&dyb, &wb, &dxb, &scratch).unwrap());
+        ops.extend(g.backward_weight(&xb, &dyb, &dwb, &scratch).unwrap());
         let dbb = zeros(g.bias_len());
         if bias {
             j.reference("conv3d.backward_bias", &reference::conv3d::backward_bias(&g, &dy), &f(&c, "dbias"));

@@ -23,10 +23,19 @@ fn cases() -> Vec<Conv3d> {
             .with_stride([3, 3, 3])
             .with_padding([0, 2, 1])
             .with_dilation([1, 1, 2]),
+        // The tiled kernels' blocking: 40·27 input-channel taps and 41·27 output-channel taps
+        // need two uniform blocks each, 41 and 40 channels three groups of 16 (the last one
+        // partial).
+        Conv3d::new(2, 40, 41, [4, 5, 6], [3, 3, 3])
+            .with_stride([1, 2, 1])
+            .with_padding([1, 0, 1])
+            .with_dilation([1, 1, 2]),
+        // 11·10·11 = 1210 taps do not fit a uniform block: the direct kernels.
+        Conv3d::new(2, 2, 3, [12, 11, 12], [11, 10, 11]).with_padding([0, 1, 0]),
         // Kernel as large as the input: a single output position.
         Conv3d::new(1, 2, 3, [3, 2, 4], [3, 2, 4]),
         // 162³ = 4,251,528 elements > 65,535 workgroups × 64: forward and backward_input need
-        // a 2D grid, and the reductions run over 4.25M terms in one workgroup. A 1×1×1 kernel
+        // a 2D grid, and backward_weight splits its 162² rows into 26 partial sums. A 1×1×1 kernel
         // with one channel keeps the reference cheap.
         Conv3d::new(1, 1, 1, [162, 162, 162], [1, 1, 1]),
     ]
@@ -64,11 +73,10 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         let dwb = gpu.zeros("dweight", w.len(), DType::F32)?;
         let dbb = gpu.zeros("dbias", b.len(), DType::F32)?;
 
-        let mut ops = vec![
-            g.forward(&xb, &wb, g.has_bias.then_some(&bb), &yb)?,
-            g.backward_input(&dyb, &wb, &dxb)?,
-            g.backward_weight(&xb, &dyb, &dwb)?,
-        ];
+        let scratch = g.scratch(gpu)?;
+        let mut ops = g.forward(&xb, &wb, g.has_bias.then_some(&bb), &yb, &scratch)?;
+        ops.extend(g.backward_input(&dyb, &wb, &dxb, &scratch)?);
+        ops.extend(g.backward_weight(&xb, &dyb, &dwb, &scratch)?);
         if g.has_bias {
             ops.push(g.backward_bias(&dyb, &dbb)?);
         }

@@ -31,6 +31,13 @@ impl std::fmt::Debug for Buffer {
 }
 
 impl Buffer {
+    /// `len` elements of this buffer from element `offset` on; binding it needs `offset` to
+    /// be a multiple of the adapter's offset alignment (256 bytes at most in WebGPU).
+    pub(crate) fn view(&self, offset: usize, len: usize, label: &str) -> Buffer {
+        assert!(offset + len <= self.len, "view {offset}+{len} past the end of {self:?}");
+        Buffer { raw: self.raw.clone(), offset: self.offset + offset, len, dtype: self.dtype, label: label.into() }
+    }
+
     /// Number of 4-byte elements.
     pub fn len(&self) -> usize {
         self.len
@@ -87,6 +94,16 @@ impl Gpu {
 
     /// A zero-filled buffer of `len` elements.
     pub fn zeros(&self, label: &str, len: usize, dtype: DType) -> Result<Buffer> {
+        self.zeros_with(label, len, dtype, wgpu::BufferUsages::empty())
+    }
+
+    /// A zero-filled f32 buffer that kernels may also bind, in 64 KiB views (see
+    /// [`Buffer::view`]), as uniform buffers.
+    pub(crate) fn zeros_uniform(&self, label: &str, len: usize) -> Result<Buffer> {
+        self.zeros_with(label, len, DType::F32, wgpu::BufferUsages::UNIFORM)
+    }
+
+    fn zeros_with(&self, label: &str, len: usize, dtype: DType, extra: wgpu::BufferUsages) -> Result<Buffer> {
         self.check_fits(label, len)?;
         // A zero-sized binding is invalid, so empty tensors still get one element.
         let size = (len.max(1) * 4) as u64;
@@ -96,7 +113,7 @@ impl Gpu {
                 self.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(label),
                     size,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST | extra,
                     mapped_at_creation: false,
                 })
             },

@@ -7,7 +7,7 @@
 use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Buffer, Op, Shader};
+use crate::gpu::{Buffer, Gpu, Op, Shader};
 
 use super::{expect_len, expect_positive, u32_of, window_out, Dims3};
 
@@ -15,6 +15,19 @@ use super::{expect_len, expect_positive, u32_of, window_out, Dims3};
 pub const CO_TILE: usize = 4;
 /// Input channels per backward_input invocation; must equal `CI_TILE` in shaders/conv3d.wgsl.
 pub const CI_TILE: usize = 4;
+/// Channels per invocation of the tiled kernels (`OC` in shaders/conv3d.wgsl).
+pub const OC_TILE: usize = 16;
+/// Input channels per backward_weight_tiled workgroup (`CI4` in the shader).
+const CI4: usize = 4;
+/// Floats in one uniform weight block: 64 KiB, the uniform binding size every WebGPU adapter
+/// supports (`BLOCK` vec4s in the shader).
+const BLOCK_FLOATS: usize = 16384;
+/// Weight columns (reduction channel × tap) of OC_TILE floats per block; the last column's
+/// slot holds the bias.
+const BLOCK_COLS: usize = BLOCK_FLOATS / OC_TILE - 1;
+/// Output rows (n, od, oh) per backward_weight_tiled workgroup: 16 per lane, so that a lane's
+/// loop stays short and large layers still give the GPU many workgroups.
+const ROWS_PER_SPLIT: usize = 64 * 16;
 
 const LAYER: &str = "conv3d";
 
@@ -58,8 +71,47 @@ struct Params {
     dil_d: u32,
     dil_h: u32,
     dil_w: u32,
-    _pad0: u32,
-    _pad1: u32,
+    c0: u32,
+    r0: u32,
+    r_n: u32,
+    flags: u32,
+    rows: u32,
+    tap: u32,
+}
+
+/// What the tiled shader's `flags` say.
+const ACCUMULATE: u32 = 1;
+const ADD_BIAS: u32 = 2;
+
+/// Which kernels a convolution runs with, and the device memory they need, for one layer;
+/// made by [`Conv3d::scratch`] once and passed to every pass.
+#[derive(Clone, Debug)]
+pub struct ConvScratch {
+    /// Uniform weight blocks of forward and of backward_input; `None`: the direct kernels
+    /// (a kernel of more than BLOCK_COLS taps does not fit one block).
+    forward_blocks: Option<Buffer>,
+    backward_blocks: Option<Buffer>,
+    /// backward_weight's per-split sums, when the rows are split.
+    part: Option<Buffer>,
+}
+
+/// How reduction channels split into uniform blocks: `per` channels a block, `blocks` blocks
+/// for each group of OC_TILE channels, `groups` groups.
+#[derive(Clone, Copy, Debug)]
+struct Blocks {
+    per: usize,
+    blocks: usize,
+    groups: usize,
+}
+
+impl Blocks {
+    fn new(reduce: usize, channels: usize, taps: usize) -> Option<Blocks> {
+        let per = (BLOCK_COLS / taps).min(reduce);
+        (per > 0).then(|| Blocks { per, blocks: reduce.div_ceil(per), groups: channels.div_ceil(OC_TILE) })
+    }
+    fn floats(&self) -> usize {
+        self.groups * self.blocks * BLOCK_FLOATS
+    }
 }
 
 /// The product of `dims`, or `None` on overflow.
@@ -202,50 +254,193 @@ impl Conv3d {
             dil_d,
             dil_h,
             dil_w,
-            _pad0: 0,
-            _pad1: 0,
+            c0: 0,
+            r0: 0,
+            r_n: 0,
+            flags: 0,
+            rows: 0,
+            tap: 0,
         }
     }
 
+    /// The blocks and buffers this layer's passes run with on `gpu`: the tiled kernels where
+    /// the kernel's taps fit a uniform block, else the direct ones.
+    pub fn scratch(&self, gpu: &Gpu) -> Result<ConvScratch> {
+        let out = self.output()?;
+        let taps = self.taps();
+        let blocks = |b: Option<Blocks>, what: &str| -> Result<Option<Buffer>> {
+            b.map(|b| gpu.zeros_uniform(&format!("conv3d {what} weight blocks"), b.floats())).transpose()
+        };
+        let splits = self.splits(out);
+        let part = if splits > 1 {
+            Some(gpu.zeros("conv3d dweight per split", splits * self.weight_len(), crate::gpu::DType::F32)?)
+        } else {
+            None
+        };
+        Ok(ConvScratch {
+            forward_blocks: blocks(Blocks::new(self.c_in, self.c_out, taps), "forward")?,
+            backward_blocks: blocks(Blocks::new(self.c_out, self.c_in, taps), "backward_input")?,
+            part,
+        })
+    }
+
+    fn taps(&self) -> usize {
+        self.kernel.iter().product()
+    }
+
+    fn weight_len(&self) -> usize {
+        self.weight_shape().iter().product()
+    }
+
+    /// backward_weight's row splits.
+    fn splits(&self, out: Dims3) -> usize {
+        (self.n * out[0] * out[1]).div_ceil(ROWS_PER_SPLIT)
+    }
+
+    /// 2·N·Cout·positions·Cin·taps: the multiply-adds of forward, and of each gradient.
+    fn macs_flops(&self, out: Dims3) -> u64 {
+        2 * (self.n * self.c_out * out.iter().product::<usize>() * self.c_in * self.taps()) as u64
+    }
+
+    fn cost_bytes(&self, out: Dims3) -> u64 {
+        4 * (self.x_shape().iter().product::<usize>() + self.weight_len() + self.y_dims(out).iter().product::<usize>()) as u64
+    }
+
+    /// The dispatches that pack `weight` (and the bias, forward only) into uniform blocks.
+    fn pack(&self, out: Dims3, b: Blocks, forward: bool, weight: &Buffer, bias: Option<&Buffer>, blocks: &Buffer) -> Vec<Op> {
+        let mut p = self.params(out, b.floats());
+        p.r_n = b.per as u32;
+        p.rows = b.blocks as u32;
+        let (label, entry) = if forward {
+            ("conv3d.pack_forward", "pack_forward")
+        } else {
+            ("conv3d.pack_backward_input", "pack_backward")
+        };
+        let bytes = 4 * (self.weight_len() + b.floats()) as u64;
+        let mut ops = vec![Op::threads(label, Shader::Conv3d, entry, &p, &[weight, blocks], b.floats()).with_cost(0, bytes)];
+        if let Some(bias) = bias {
+            let mut p = self.params(out, b.groups * OC_TILE);
+            p.rows = b.blocks as u32;
+            ops.push(Op::threads("conv3d.pack_bias", Shader::Conv3d, "pack_bias", &p, &[bias, blocks], b.groups * OC_TILE));
+        }
+        ops
+    }
+
+    /// Invocations of the tiled kernels: one per two output positions along W.
+    fn pairs(&self, out: Dims3) -> usize {
+        self.n * out[0] * out[1] * out[2].div_ceil(2)
+    }
+
+    /// The tiled kernel `entry` for channel group g, block j (and `tap`, backward_input),
+    /// reading `src` and writing `dst`; its cost is its share of the pass's.
+    #[allow(clippy::too_many_arguments)]
+    fn tiled(&self, out: Dims3, b: Blocks, reduce: usize, (g, j, tap): (usize, usize, usize), flags: u32, label: &str, entry: &'static str, src: &Buffer, blocks: &Buffer, dst: &Buffer, share: f64) -> Op {
+        let threads = self.pairs(out);
+        let r0 = j * b.per;
+        let mut p = self.params(out, threads);
+        p.c0 = (g * OC_TILE) as u32;
+        p.r0 = r0 as u32;
+        p.r_n = b.per.min(reduce - r0) as u32;
+        p.flags = flags;
+        p.tap = tap as u32;
+        let view = blocks.view((g * b.blocks + j) * BLOCK_FLOATS, BLOCK_FLOATS, "conv3d weight block");
+        let f = share * p.r_n as f64 / reduce as f64;
+        Op::threads(label, Shader::Conv3d, entry, &p, &[src, &view, dst], threads)
+            .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64)
+    }
+
     /// y = conv(x, weight) (+ bias). `bias` must be given exactly when `has_bias`.
-    /// One invocation per output position and block of [`CO_TILE`] output channels.
-    pub fn forward(&self, x: &Buffer, weight: &Buffer, bias: Option<&Buffer>, y: &Buffer) -> Result<Op> {
+    pub fn forward(&self, x: &Buffer, weight: &Buffer, bias: Option<&Buffer>, y: &Buffer, scratch: &ConvScratch) -> Result<Vec<Op>> {
         let out = self.check("x", x, "y", y)?;
-        expect_len(LAYER, "weight", weight, self.weight_shape().iter().product())?;
+        expect_len(LAYER, "weight", weight, self.weight_len())?;
+        match (bias, self.has_bias) {
+            (Some(b), true) => expect_len(LAYER, "bias", b, self.c_out)?,
+            (None, false) => {}
+            (Some(_), false) => return Err(Error::shape(LAYER, "a bias buffer was given to a convolution without bias")),
+            (None, true) => return Err(Error::shape(LAYER, "the convolution has a bias but no bias buffer was given")),
+        }
+        let Some(blocks) = &scratch.forward_blocks else {
+            return Ok(vec![self.forward_direct(out, x, weight, bias, y)]);
+        };
+        let b = Blocks::new(self.c_in, self.c_out, self.taps()).expect("scratch was made for this geometry");
+        let mut ops = self.pack(out, b, true, weight, bias, blocks);
+        // The first block of a group writes y (with the bias), the later ones add to it.
+        for g in 0..b.groups {
+            for j in 0..b.blocks {
+                let flags = if j > 0 { ACCUMULATE } else if bias.is_some() { ADD_BIAS } else { 0 };
+                let share = 1.0 / b.groups as f64;
+                ops.push(self.tiled(out, b, self.c_in, (g, j, 0), flags, "conv3d.forward", "forward_tiled", x, blocks, y, share));
+            }
+        }
+        Ok(ops)
+    }
+
+    /// One invocation per output position and block of [`CO_TILE`] output channels.
+    fn forward_direct(&self, out: Dims3, x: &Buffer, weight: &Buffer, bias: Option<&Buffer>, y: &Buffer) -> Op {
         let threads = self.n * self.c_out.div_ceil(CO_TILE) * out.iter().product::<usize>();
         let p = self.params(out, threads);
-        let label = "conv3d.forward";
-        match (bias, self.has_bias) {
-            (Some(b), true) => {
-                expect_len(LAYER, "bias", b, self.c_out)?;
-                Ok(Op::threads(label, Shader::Conv3d, "forward_bias", &p, &[x, weight, y, b], threads))
-            }
-            (None, false) => Ok(Op::threads(label, Shader::Conv3d, "forward", &p, &[x, weight, y], threads)),
-            (Some(_), false) => Err(Error::shape(LAYER, "a bias buffer was given to a convolution without bias")),
-            (None, true) => Err(Error::shape(LAYER, "the convolution has a bias but no bias buffer was given")),
-        }
+        let op = match bias {
+            Some(b) => Op::threads("conv3d.forward", Shader::Conv3d, "forward_bias", &p, &[x, weight, y, b], threads),
+            None => Op::threads("conv3d.forward", Shader::Conv3d, "forward", &p, &[x, weight, y], threads),
+        };
+        op.with_cost(self.macs_flops(out), self.cost_bytes(out))
     }
 
     /// dx = the gradient of x: for each input element, Σ over Cout and the taps that read it of
     /// dy·weight.
-    pub fn backward_input(&self, dy: &Buffer, weight: &Buffer, dx: &Buffer) -> Result<Op> {
+    pub fn backward_input(&self, dy: &Buffer, weight: &Buffer, dx: &Buffer, scratch: &ConvScratch) -> Result<Vec<Op>> {
         let out = self.check("dx", dx, "dy", dy)?;
-        expect_len(LAYER, "weight", weight, self.weight_shape().iter().product())?;
-        // One invocation per input position and block of CI_TILE input channels.
-        let threads = self.n * self.c_in.div_ceil(CI_TILE) * self.input.iter().product::<usize>();
-        let p = self.params(out, threads);
-        Ok(Op::threads("conv3d.backward_input", Shader::Conv3d, "backward_input", &p, &[dy, weight, dx], threads))
+        expect_len(LAYER, "weight", weight, self.weight_len())?;
+        let Some(blocks) = &scratch.backward_blocks else {
+            // One invocation per input position and block of CI_TILE input channels.
+            let threads = self.n * self.c_in.div_ceil(CI_TILE) * self.input.iter().product::<usize>();
+            let p = self.params(out, threads);
+            return Ok(vec![Op::threads("conv3d.backward_input", Shader::Conv3d, "backward_input", &p, &[dy, weight, dx], threads)
+                .with_cost(self.macs_flops(out), self.cost_bytes(out))]);
+        };
+        let b = Blocks::new(self.c_out, self.c_in, self.taps()).expect("scratch was made for this geometry");
+        let mut ops = self.pack(out, b, false, weight, None, blocks);
+        // dx = 0, then one dispatch per (group, block, tap) adds each tap's contributions.
+        ops.push(Op::threads("conv3d.backward_input", Shader::Conv3d, "zero", &self.params(out, dx.len()), &[dx], dx.len()).with_cost(0, 4 * dx.len() as u64));
+        let taps = self.taps();
+        for g in 0..b.groups {
+            for j in 0..b.blocks {
+                for tap in 0..taps {
+                    let share = 1.0 / (b.groups * taps) as f64;
+                    ops.push(self.tiled(out, b, self.c_out, (g, j, tap), ACCUMULATE, "conv3d.backward_input", "backward_input_tiled", dy, blocks, dx, share));
+                }
+            }
+        }
+        Ok(ops)
     }
 
-    /// dweight = Σ over N and output positions of x·dy.
-    pub fn backward_weight(&self, x: &Buffer, dy: &Buffer, dweight: &Buffer) -> Result<Op> {
+    /// dweight = Σ over N and output positions of x·dy: one workgroup per (tap, 4 input
+    /// channels, 16 output channels, split of the output rows), then a sum over the splits
+    /// in split order.
+    pub fn backward_weight(&self, x: &Buffer, dy: &Buffer, dweight: &Buffer, scratch: &ConvScratch) -> Result<Vec<Op>> {
         let out = self.check("x", x, "dy", dy)?;
-        let len = self.weight_shape().iter().product();
+        let len = self.weight_len();
         expect_len(LAYER, "dweight", dweight, len)?;
-        // One workgroup per output channel, kernel tap and block of CI_TILE input channels.
-        let groups = self.c_out * self.c_in.div_ceil(CI_TILE) * self.kernel.iter().product::<usize>();
-        let p = self.params(out, groups);
-        Ok(Op::groups("conv3d.backward_weight", Shader::Conv3d, "backward_weight", &p, &[x, dy, dweight], groups))
+        let splits = self.splits(out);
+        let part = match (&scratch.part, splits) {
+            (_, 1) => dweight,
+            (Some(part), _) if part.len() == splits * len => part,
+            _ => return Err(Error::shape(LAYER, "backward_weight's scratch was made for another geometry")),
+        };
+        let groups = splits * self.c_out.div_ceil(OC_TILE) * self.c_in.div_ceil(CI4) * self.taps();
+        let mut p = self.params(out, groups);
+        p.rows = ROWS_PER_SPLIT as u32;
+        let mut ops = vec![Op::groups("conv3d.backward_weight", Shader::Conv3d, "backward_weight_tiled", &p, &[x, dy, part], groups)
+            .with_cost(self.macs_flops(out), self.cost_bytes(out))];
+        if splits > 1 {
+            let mut p = self.params(out, len);
+            p.rows = splits as u32;
+            ops.push(
+                Op::threads("conv3d.backward_weight_sum", Shader::Conv3d, "backward_weight_sum", &p, &[part, dweight], len)
+                    .with_cost((splits * len) as u64, 4 * ((splits + 1) * len) as u64),
+            );
+        }
+        Ok(ops)
     }
 
     /// dbias = Σ over N and output positions of dy; one workgroup per output channel.
@@ -257,7 +452,9 @@ impl Conv3d {
         expect_len(LAYER, "dy", dy, self.y_dims(out).iter().product())?;
         expect_len(LAYER, "dbias", dbias, self.c_out)?;
         let p = self.params(out, self.c_out);
-        Ok(Op::groups("conv3d.backward_bias", Shader::Conv3d, "backward_bias", &p, &[dy, dbias], self.c_out))
+        let terms = self.n * out.iter().product::<usize>() * self.c_out;
+        Ok(Op::groups("conv3d.backward_bias", Shader::Conv3d, "backward_bias", &p, &[dy, dbias], self.c_out)
+            .with_cost(terms as u64, 4 * (terms + self.c_out) as u64))
     }
 }
 
