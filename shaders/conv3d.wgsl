@@ -52,14 +52,13 @@ struct Params {
     dil_w: u32,
     // Only the tiled entry points read these (see below): the first channel of the invocation's
     // OC-channel group, the first reduction channel of the uniform block and how many it holds,
-    // flags (1: add to the output instead of overwriting it; 2: add the block's bias), the
-    // rows of one backward_weight_tiled split, and backward_input_tiled's tap.
+    // the rows of one backward_weight_tiled split, and backward_input_tiled's tap.
     c0: u32,
     r0: u32,
     r_n: u32,
-    flags: u32,
     rows: u32,
     tap: u32,
+    _pad0: u32,
 }
 
 override WG: u32 = 64u;
@@ -323,8 +322,8 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
 //   pack_backward        the same for backward_input blocks (no bias)
 //                        1 w (read), 2 packed (write)
 //   forward_tiled        one invocation per two output positions along W (N·OD·OH·⌈OW/2⌉) for
-//                        channels c0..c0+OC of one block: y = (y if flags & 1) + Σ x·w
-//                        (+ bias if flags & 2)
+//                        channels c0..c0+OC of one block: y = (y if ACCUMULATE) + Σ x·w
+//                        (+ bias if ADD_BIAS)
 //                        1 x (read), 2 block (uniform), 3 y (read_write)
 //   zero                 out = 0, one invocation per element
 //                        1 out (write)
@@ -443,15 +442,6 @@ fn mac2(a: ptr<function, Acc>, b: ptr<function, Acc>, v: f32, u: f32, col: u32) 
     (*b).a3 += u * w3;
 }
 
-fn acc_get(a: Acc, j: u32) -> f32 {
-    let q = j / 4u;
-    var v = a.a0;
-    if (q == 1u) { v = a.a1; }
-    if (q == 2u) { v = a.a2; }
-    if (q == 3u) { v = a.a3; }
-    return v[j % 4u];
-}
-
 // The output positions of invocation i of the tiled kernels: two neighbours along W,
 // (n, od, oh, ow) and ow + 1 (which may be past the row: `second` is false then). Positions
 // past the end are clamped to the last pair so that every lane stays active (stores are
@@ -474,19 +464,40 @@ fn out_pair(i: u32) -> Pair {
     return Pair(t / p.out_d, od, oh, ow, ow + 1u < p.out_w, i < p.total);
 }
 
-// Writes sum j of `acc` (channel c0 + j) to y[at + j·stride], adding to y with flags & 1 and
-// the block's bias with flags & 2, for the channels that exist.
-fn put_forward(at: u32, stride: u32, acc: Acc) {
-    for (var j = 0u; j < OC; j++) {
-        if (p.c0 + j < p.c_out) {
-            var s = acc_get(acc, j);
-            if ((p.flags & 2u) != 0u) {
-                s += block[BLOCK - OC / 4u + j / 4u][j % 4u];
-            }
-            let i = at + j * stride;
-            y[i] = select(0.0, y[i], (p.flags & 1u) != 0u) + s;
+// Whether forward_tiled adds to y (every block of a channel group but the first) and whether
+// it adds the block's bias (the first, with a bias): pipeline constants, so that the common
+// case neither reads y nor tests flags per element.
+override ACCUMULATE: bool = false;
+override ADD_BIAS: bool = false;
+
+// y[at] = (y[at] if ACCUMULATE) + v (+ the bias of channel c0 + j if ADD_BIAS), if channel
+// c0 + j exists.
+fn put1(at: u32, j: u32, v: f32) {
+    if (p.c0 + j < p.c_out) {
+        var s = v;
+        if (ADD_BIAS) {
+            s += block[BLOCK - OC / 4u + j / 4u][j % 4u];
         }
+        if (ACCUMULATE) {
+            s += y[at];
+        }
+        y[at] = s;
     }
+}
+
+fn put4(at: u32, stride: u32, j: u32, v: vec4<f32>) {
+    put1(at, j, v.x);
+    put1(at + stride, j + 1u, v.y);
+    put1(at + 2u * stride, j + 2u, v.z);
+    put1(at + 3u * stride, j + 3u, v.w);
+}
+
+// Writes the OC sums of `acc` to y[at + j·stride], j = 0..OC.
+fn put_forward(at: u32, stride: u32, acc: Acc) {
+    put4(at, stride, 0u, acc.a0);
+    put4(at + 4u * stride, stride, 4u, acc.a1);
+    put4(at + 8u * stride, stride, 8u, acc.a2);
+    put4(at + 12u * stride, stride, 12u, acc.a3);
 }
 
 @compute @workgroup_size(WG)
@@ -541,14 +552,26 @@ fn zero(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// Adds sum j of `acc` to dx[at + j·stride] for the input channels c0 + j that exist.
-fn add_dx(at: u32, stride: u32, acc: Acc) {
-    for (var j = 0u; j < OC; j++) {
-        if (p.c0 + j < p.c_in) {
-            let i = at + j * stride;
-            dx[i] = dx[i] + acc_get(acc, j);
-        }
+// dx[at] += v if input channel c0 + j exists.
+fn add1(at: u32, j: u32, v: f32) {
+    if (p.c0 + j < p.c_in) {
+        dx[at] = dx[at] + v;
     }
+}
+
+fn add4(at: u32, stride: u32, j: u32, v: vec4<f32>) {
+    add1(at, j, v.x);
+    add1(at + stride, j + 1u, v.y);
+    add1(at + 2u * stride, j + 2u, v.z);
+    add1(at + 3u * stride, j + 3u, v.w);
+}
+
+// Adds the OC sums of `acc` to dx[at + j·stride], j = 0..OC.
+fn add_dx(at: u32, stride: u32, acc: Acc) {
+    add4(at, stride, 0u, acc.a0);
+    add4(at + 4u * stride, stride, 4u, acc.a1);
+    add4(at + 8u * stride, stride, 8u, acc.a2);
+    add4(at + 12u * stride, stride, 12u, acc.a3);
 }
 
 @compute @workgroup_size(WG)

@@ -14,6 +14,12 @@
 // backward: binding 1 indices (read, u32), binding 2 dy (read), binding 3 dx (write)
 //           dx[i] = Σ dy[o] over the windows o that contain i and whose index is i: a gather
 //           in a fixed order, so overlapping windows need no atomics and sums reproduce.
+// When windows do not overlap (stride ≥ dilated kernel on every axis) each input element is
+// in at most one window, and the backward pass is a scatter instead, with no per-element
+// window search (its divisions dominate on CPU adapters):
+// zero:             binding 1 dx (write): dx = 0, one invocation per element of dx
+// backward_scatter: binding 1 indices (read, u32), binding 2 dy (read), binding 3 dx (write):
+//           one invocation per window o: dx[its argmax] = dy[o]
 
 struct Params {
     count: u32,
@@ -49,6 +55,7 @@ override WG: u32 = 64u;
 @group(0) @binding(1) var<storage, read> indices_in: array<u32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dx_1: array<f32>;
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
@@ -149,4 +156,26 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     dx[i] = sum;
+}
+
+@compute @workgroup_size(WG)
+fn zero(@builtin(workgroup_id) wid: vec3<u32>,
+        @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = index(wid, nwg, lid);
+    if (i < p.count) {
+        dx_1[i] = 0.0;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn backward_scatter(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let o = index(wid, nwg, lid);
+    if (o >= p.count) {
+        return;
+    }
+    let slice = o / (p.out_d * p.out_h * p.out_w);
+    dx[slice * p.in_d * p.in_h * p.in_w + indices_in[o]] = dy[o];
 }

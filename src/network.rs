@@ -358,7 +358,7 @@ impl Network {
                 }
                 Kernel::MaxPool(pool, shape) => {
                     if let Some(dx) = dx {
-                        ops.push(named(max_pool3d::backward(pool, *shape, &node.aux[0], &node.dy, dx)?));
+                        ops.extend(max_pool3d::backward(pool, *shape, &node.aux[0], &node.dy, dx)?.into_iter().map(named));
                     }
                 }
                 Kernel::AvgPool(pool, shape) => {

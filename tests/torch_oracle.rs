@@ -266,10 +266,9 @@ fn max_pool3d_matches_pytorch() {
 
         let (xb, dyb, yb, dxb) = (up(&x), up(&dy), zeros(want_idx.len()), zeros(x.len()));
         let ib = gpu().zeros("indices", want_idx.len(), DType::U32).unwrap();
-        run(vec![
-            layers::max_pool3d::forward(&pool, shape, &xb, &yb, &ib).unwrap(),
-            layers::max_pool3d::backward(&pool, shape, &ib, &dyb, &dxb).unwrap(),
-        ]);
+        let mut ops = vec![layers::max_pool3d::forward(&pool, shape, &xb, &yb, &ib).unwrap()];
+        ops.extend(layers::max_pool3d::backward(&pool, shape, &ib, &dyb, &dxb).unwrap());
+        run(ops);
         j.gpu("max_pool3d.forward", &read(&yb), &f(&c, "y"));
         j.0.push(compare_u32("gpu max_pool3d.forward indices", "", &gpu().read_u32(&ib).unwrap(), &want_idx));
         j.gpu("max_pool3d.backward", &read(&dxb), &f(&c, "dx"));

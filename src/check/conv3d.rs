@@ -1,7 +1,7 @@
 //! conv3d forward, backward_input, backward_weight, backward_bias against the reference.
 
 use crate::error::Result;
-use crate::gpu::{DType, Gpu};
+use crate::gpu::Gpu;
 use crate::layers::conv3d::Conv3d;
 use crate::reference::conv3d as reference;
 use crate::rng::Rng;
@@ -68,10 +68,12 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         let wb = gpu.upload_f32("weight", &w)?;
         let bb = gpu.upload_f32("bias", &b)?;
         let dyb = gpu.upload_f32("dy", &dy)?;
-        let yb = gpu.zeros("y", dy.len(), DType::F32)?;
-        let dxb = gpu.zeros("dx", x.len(), DType::F32)?;
-        let dwb = gpu.zeros("dweight", w.len(), DType::F32)?;
-        let dbb = gpu.zeros("dbias", b.len(), DType::F32)?;
+        // Outputs start as garbage: every pass must write every element.
+        let garbage = |label: &str, len: usize| gpu.upload_f32(label, &vec![f32::NAN; len]);
+        let yb = garbage("y", dy.len())?;
+        let dxb = garbage("dx", x.len())?;
+        let dwb = garbage("dweight", w.len())?;
+        let dbb = garbage("dbias", b.len())?;
 
         let scratch = g.scratch(gpu)?;
         let mut ops = g.forward(&xb, &wb, g.has_bias.then_some(&bb), &yb, &scratch)?;

@@ -71,11 +71,12 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         let yb = gpu.zeros("y", y_len, DType::F32)?;
         let ib = gpu.zeros("indices", y_len, DType::U32)?;
         let dyb = gpu.upload_f32("dy", &g)?;
-        let dxb = gpu.zeros("dx", x_len, DType::F32)?;
-        gpu.run_ops(&[
-            layer::forward(&pool, x_shape, &xb, &yb, &ib)?,
-            layer::backward(&pool, x_shape, &ib, &dyb, &dxb)?,
-        ])?;
+        // dx starts as garbage: the pass must write every element (the scatter path zeroes
+        // the elements no window picked).
+        let dxb = gpu.upload_f32("dx", &vec![f32::NAN; x_len])?;
+        let mut ops = vec![layer::forward(&pool, x_shape, &xb, &yb, &ib)?];
+        ops.extend(layer::backward(&pool, x_shape, &ib, &dyb, &dxb)?);
+        gpu.run_ops(&ops)?;
         let (yr, ir) = reference::forward(&pool, x_shape, &f64s(&x));
         // The reference's own indices: when the GPU's match them (checked exactly) the backward
         // is judged alone, and wrong GPU indices cannot send the reference out of bounds.

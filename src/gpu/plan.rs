@@ -86,6 +86,13 @@ impl Op {
         self
     }
 
+    /// Sets a WGSL `override` constant of the pipeline (booleans as 0 or 1).
+    pub fn with_constant(mut self, name: &'static str, value: u32) -> Op {
+        self.constants.retain(|&(k, _)| k != name);
+        self.constants.push((name, value));
+        self
+    }
+
     /// Prefixes the label with a layer name: `fc1` + `dense.forward` → `fc1/dense.forward`.
     pub fn named(mut self, layer: &str) -> Op {
         if !layer.is_empty() {

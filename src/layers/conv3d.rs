@@ -74,14 +74,11 @@ struct Params {
     c0: u32,
     r0: u32,
     r_n: u32,
-    flags: u32,
     rows: u32,
     tap: u32,
+    _pad0: u32,
 }
 
-/// What the tiled shader's `flags` say.
-const ACCUMULATE: u32 = 1;
-const ADD_BIAS: u32 = 2;
 
 /// Which kernels a convolution runs with, and the device memory they need, for one layer;
 /// made by [`Conv3d::scratch`] once and passed to every pass.
@@ -257,9 +254,9 @@ impl Conv3d {
             c0: 0,
             r0: 0,
             r_n: 0,
-            flags: 0,
             rows: 0,
             tap: 0,
+            _pad0: 0,
         }
     }
 
@@ -334,14 +331,13 @@ impl Conv3d {
     /// The tiled kernel `entry` for channel group g, block j (and `tap`, backward_input),
     /// reading `src` and writing `dst`; its cost is its share of the pass's.
     #[allow(clippy::too_many_arguments)]
-    fn tiled(&self, out: Dims3, b: Blocks, reduce: usize, (g, j, tap): (usize, usize, usize), flags: u32, label: &str, entry: &'static str, src: &Buffer, blocks: &Buffer, dst: &Buffer, share: f64) -> Op {
+    fn tiled(&self, out: Dims3, b: Blocks, reduce: usize, (g, j, tap): (usize, usize, usize), label: &str, entry: &'static str, src: &Buffer, blocks: &Buffer, dst: &Buffer, share: f64) -> Op {
         let threads = self.pairs(out);
         let r0 = j * b.per;
         let mut p = self.params(out, threads);
         p.c0 = (g * OC_TILE) as u32;
         p.r0 = r0 as u32;
         p.r_n = b.per.min(reduce - r0) as u32;
-        p.flags = flags;
         p.tap = tap as u32;
         let view = blocks.view((g * b.blocks + j) * BLOCK_FLOATS, BLOCK_FLOATS, "conv3d weight block");
         let f = share * p.r_n as f64 / reduce as f64;
@@ -367,9 +363,9 @@ impl Conv3d {
         // The first block of a group writes y (with the bias), the later ones add to it.
         for g in 0..b.groups {
             for j in 0..b.blocks {
-                let flags = if j > 0 { ACCUMULATE } else if bias.is_some() { ADD_BIAS } else { 0 };
                 let share = 1.0 / b.groups as f64;
-                ops.push(self.tiled(out, b, self.c_in, (g, j, 0), flags, "conv3d.forward", "forward_tiled", x, blocks, y, share));
+                let op = self.tiled(out, b, self.c_in, (g, j, 0), "conv3d.forward", "forward_tiled", x, blocks, y, share);
+                ops.push(op.with_constant("ACCUMULATE", u32::from(j > 0)).with_constant("ADD_BIAS", u32::from(j == 0 && bias.is_some())));
             }
         }
         Ok(ops)
@@ -407,7 +403,7 @@ impl Conv3d {
             for j in 0..b.blocks {
                 for tap in 0..taps {
                     let share = 1.0 / (b.groups * taps) as f64;
-                    ops.push(self.tiled(out, b, self.c_out, (g, j, tap), ACCUMULATE, "conv3d.backward_input", "backward_input_tiled", dy, blocks, dx, share));
+                    ops.push(self.tiled(out, b, self.c_out, (g, j, tap), "conv3d.backward_input", "backward_input_tiled", dy, blocks, dx, share));
                 }
             }
         }

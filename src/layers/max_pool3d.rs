@@ -181,9 +181,10 @@ pub fn forward(pool: &MaxPool3d, x_shape: [usize; 5], x: &Buffer, y: &Buffer, in
         .with_cost(y_len as u64 * window, 4 * (numel(x_shape) + 2 * y_len) as u64))
 }
 
-/// dx = Σ dy over the windows whose argmax is this element (one invocation per input element,
-/// gathering, so overlapping windows need no atomics).
-pub fn backward(pool: &MaxPool3d, x_shape: [usize; 5], indices: &Buffer, dy: &Buffer, dx: &Buffer) -> Result<Op> {
+/// dx = Σ dy over the windows whose argmax is this element: with overlapping windows one
+/// invocation per input element, gathering (no atomics); else dx = 0 and one invocation per
+/// window writing its argmax's gradient.
+pub fn backward(pool: &MaxPool3d, x_shape: [usize; 5], indices: &Buffer, dy: &Buffer, dx: &Buffer) -> Result<Vec<Op>> {
     let y_len = numel(pool.output_shape(x_shape)?);
     let x_len = numel(x_shape);
     expect_len(LAYER, "indices", indices, y_len)?;
@@ -191,9 +192,18 @@ pub fn backward(pool: &MaxPool3d, x_shape: [usize; 5], indices: &Buffer, dy: &Bu
     expect_len(LAYER, "dy", dy, y_len)?;
     expect_len(LAYER, "dx", dx, x_len)?;
     let p = pool.params(x_shape, x_len)?;
-    // One add per routed gradient; reads indices and dy, writes dx.
-    Ok(Op::threads(format!("{LAYER}.backward"), Shader::MaxPool3d, "backward", &p, &[indices, dy, dx], x_len)
-        .with_cost(y_len as u64, 4 * (2 * y_len + x_len) as u64))
+    let label = format!("{LAYER}.backward");
+    let overlapping = (0..3).any(|a| pool.stride[a] < (pool.kernel[a] - 1) * pool.dilation[a] + 1);
+    if overlapping {
+        // One add per routed gradient; reads indices and dy, writes dx.
+        return Ok(vec![Op::threads(label, Shader::MaxPool3d, "backward", &p, &[indices, dy, dx], x_len)
+            .with_cost(y_len as u64, 4 * (2 * y_len + x_len) as u64)]);
+    }
+    let scatter = pool.params(x_shape, y_len)?;
+    Ok(vec![
+        Op::threads(label.clone(), Shader::MaxPool3d, "zero", &p, &[dx], x_len).with_cost(0, 4 * x_len as u64),
+        Op::threads(label, Shader::MaxPool3d, "backward_scatter", &scatter, &[indices, dy, dx], y_len).with_cost(0, 4 * 3 * y_len as u64),
+    ])
 }
 
 #[cfg(test)]
