@@ -331,8 +331,8 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
 //                        forward, for input channels c0..c0+OC and the block's output channels
 //                        r0..: dx[the input position the tap reads] += Σ dy·w
 //                        1 dy (read), 2 block (uniform), 3 dx (read_write)
-//   backward_weight_tiled one workgroup of 64 per (tap, CI4 input channels, OC output
-//                        channels, split of `rows` output rows (n, od, oh)); lanes take rows
+//   backward_weight_tiled one workgroup of 64 per (tap, 8 input channels (4 unless WIDE), OC
+//                        output channels, split of `rows` output rows (n, od, oh)); lanes take rows
 //                        64 apart and walk ow; the lanes' sums are added in lane order, so the
 //                        result does not depend on timing
 //                        1 x (read), 2 dy (read), 3 part (write): part[split][co][ci][tap]
@@ -610,21 +610,26 @@ fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
+// Whether backward_weight_tiled takes 8 input channels a workgroup (two vec4s of x per
+// step: each dy value loaded serves 8 products) or 4, for layers of 4 input channels or fewer.
+override WIDE: bool = true;
+
 @compute @workgroup_size(64)
 fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>,
                          @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
     let j = group_index(wid, nwg);
-    // Uniform across the workgroup, so returning keeps the barrier below uniform.
+    // Uniform across the workgroup, so returning keeps the barriers below uniform.
     if (j >= p.total) {
         return;
     }
+    let ci_tile = select(CI4, 2u * CI4, WIDE);
     let taps = p.k_d * p.k_h * p.k_w;
-    let ci_tiles = (p.c_in + CI4 - 1u) / CI4;
+    let ci_tiles = (p.c_in + ci_tile - 1u) / ci_tile;
     let co_tiles = (p.c_out + OC - 1u) / OC;
     var t = j;
     let tap = t % taps; t = t / taps;
-    let ci0 = (t % ci_tiles) * CI4; t = t / ci_tiles;
+    let ci0 = (t % ci_tiles) * ci_tile; t = t / ci_tiles;
     let co0 = (t % co_tiles) * OC;
     let split = t / co_tiles;
     let kw = tap % p.k_w;
@@ -633,9 +638,12 @@ fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     let vol = p.in_d * p.in_h * p.in_w;
     let ovol = p.out_d * p.out_h * p.out_w;
     // Channels past the tensor's read the last one (their sums are not written).
-    let xo = vec4<u32>(0u, min(1u, p.c_in - 1u - ci0), min(2u, p.c_in - 1u - ci0), min(3u, p.c_in - 1u - ci0)) * vol;
+    let last = p.c_in - 1u - ci0;
+    let xo = vec4<u32>(0u, min(1u, last), min(2u, last), min(3u, last)) * vol;
+    let xo2 = vec4<u32>(min(4u, last), min(5u, last), min(6u, last), min(7u, last)) * vol;
     let co_last = p.c_out - 1u;
     var acc: array<vec4<f32>, 16>;
+    var acc2: array<vec4<f32>, 16>;
     let all_rows = p.n * p.out_d * p.out_h;
     let end = min(all_rows, (split + 1u) * p.rows);
     for (var r = split * p.rows + lid; r < end; r += 64u) {
@@ -652,25 +660,39 @@ fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>,
             let ok = vrow && zw >= p.p_w && zw < p.in_w + p.p_w;
             let xi = select(0u, xrow + zw - p.p_w, ok);
             let xv = select(vec4<f32>(0.0), vec4<f32>(x[xi + xo.x], x[xi + xo.y], x[xi + xo.z], x[xi + xo.w]), ok);
+            var xv2 = vec4<f32>(0.0);
+            if (WIDE) {
+                xv2 = select(vec4<f32>(0.0), vec4<f32>(x[xi + xo2.x], x[xi + xo2.y], x[xi + xo2.z], x[xi + xo2.w]), ok);
+            }
             let yi = yrow + ow;
             for (var c = 0u; c < OC; c++) {
-                acc[c] += dy_2[yi + min(co0 + c, co_last) * ovol] * xv;
+                let d = dy_2[yi + min(co0 + c, co_last) * ovol];
+                acc[c] += d * xv;
+                if (WIDE) {
+                    acc2[c] += d * xv2;
+                }
             }
         }
     }
-    for (var c = 0u; c < OC; c++) {
-        lanes[c * 64u + lid] = acc[c];
-    }
-    workgroupBarrier();
-    // Lane l adds output (co0 + l / 4, ci0 + l % 4) over the 64 lanes, in lane order.
+    // Lane l adds output (co0 + l / 4, ci0 + half·4 + l % 4) over the 64 lanes, in lane order;
+    // one round per vec4 half of the tile.
     let c = lid / 4u;
     let k = lid % 4u;
-    var s = 0.0;
-    for (var l = 0u; l < 64u; l++) {
-        s += lanes[c * 64u + l][k];
-    }
-    if (co0 + c < p.c_out && ci0 + k < p.c_in) {
-        dw[((split * p.c_out + co0 + c) * p.c_in + ci0 + k) * taps + tap] = s;
+    for (var half = 0u; half < select(1u, 2u, WIDE); half++) {
+        for (var q = 0u; q < OC; q++) {
+            lanes[q * 64u + lid] = select(acc[q], acc2[q], half == 1u);
+        }
+        workgroupBarrier();
+        var s = 0.0;
+        for (var l = 0u; l < 64u; l++) {
+            s += lanes[c * 64u + l][k];
+        }
+        let ci = ci0 + half * 4u + k;
+        if (co0 + c < p.c_out && ci < p.c_in) {
+            dw[((split * p.c_out + co0 + c) * p.c_in + ci) * taps + tap] = s;
+        }
+        // The next round overwrites `lanes`: every lane must have read this one.
+        workgroupBarrier();
     }
 }
 

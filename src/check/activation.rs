@@ -10,7 +10,9 @@ use super::{compare, f64s, KernelReport, Tol};
 
 /// Element counts: tiny, not a multiple of the workgroup, and one above 65,535 workgroups of
 /// 64 so that the 2D grid is exercised.
-const SIZES: &[usize] = &[1, 5 * 7 * 9 * 3, 65_535 * 64 + 1_001];
+// Odd sizes run one element per invocation, multiples of 4 one vec4 (the last one needs more
+// than 65,535 workgroups of 64 vec4s).
+const SIZES: &[usize] = &[1, 5 * 7 * 9 * 3, 4 * 5 * 7 * 9, 65_535 * 64 + 1_001, (65_535 * 64 + 7) * 4];
 
 pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut out = vec![];

@@ -37,14 +37,24 @@ impl Activation {
         }
     }
 
-    fn params(self, n: usize) -> Result<Params> {
-        let (kind, slope) = match self {
+    /// The shader's `KIND` constant and its slope parameter.
+    fn kind(self) -> (u32, f32) {
+        match self {
             Activation::Relu => (0, 0.0),
             Activation::LeakyRelu(s) => (1, s),
             Activation::Sigmoid => (2, 0.0),
             Activation::Tanh => (3, 0.0),
-        };
-        Ok(Params { n: u32_of(self.name(), "element count", n)?, kind, slope, _pad: 0 })
+        }
+    }
+
+    /// The dispatch of `entry` (or its vec4 form, when `n` is a multiple of 4) over `n`
+    /// elements.
+    fn op(self, pass: &str, entry: &'static str, entry4: &'static str, buffers: &[&Buffer], n: usize) -> Result<Op> {
+        let (kind, slope) = self.kind();
+        u32_of(self.name(), "element count", n)?;
+        let (entry, count) = if n % 4 == 0 { (entry4, n / 4) } else { (entry, n) };
+        let p = Params { n: count as u32, slope, _pad0: 0, _pad1: 0 };
+        Ok(Op::threads(format!("{}.{pass}", self.name()), Shader::Activation, entry, &p, buffers, count).with_constant("KIND", kind))
     }
 }
 
@@ -52,18 +62,16 @@ impl Activation {
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct Params {
     n: u32,
-    kind: u32,
     slope: f32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 /// y = f(x).
 pub fn forward(act: Activation, x: &Buffer, y: &Buffer) -> Result<Op> {
     expect_len(act.name(), "y", y, x.len())?;
-    let p = act.params(x.len())?;
     let n = x.len() as u64;
-    Ok(Op::threads(format!("{}.forward", act.name()), Shader::Activation, "forward", &p, &[x, y], x.len())
-        .with_cost(n * act.flops_per_element(), 2 * 4 * n))
+    Ok(act.op("forward", "forward", "forward4", &[x, y], x.len())?.with_cost(n * act.flops_per_element(), 2 * 4 * n))
 }
 
 /// dx = dy · f'(x); relu/leaky_relu read x, sigmoid/tanh read y = f(x).
@@ -71,9 +79,7 @@ pub fn backward(act: Activation, x: &Buffer, y: &Buffer, dy: &Buffer, dx: &Buffe
     for (what, b) in [("y", y), ("dy", dy), ("dx", dx)] {
         expect_len(act.name(), what, b, x.len())?;
     }
-    let p = act.params(x.len())?;
     // Reads one of x or y, and dy; writes dx.
     let n = x.len() as u64;
-    Ok(Op::threads(format!("{}.backward", act.name()), Shader::Activation, "backward", &p, &[x, y, dy, dx], x.len())
-        .with_cost(2 * n, 3 * 4 * n))
+    Ok(act.op("backward", "backward", "backward4", &[x, y, dy, dx], x.len())?.with_cost(2 * n, 3 * 4 * n))
 }
