@@ -293,8 +293,12 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let positions = p.out_d * p.out_h * p.out_w;
     var acc = 0.0;
-    for (var m = lid; m < p.n * positions; m += RED) {
-        acc += dy[((m / positions) * p.c_out + co) * positions + m % positions];
+    // Sample by sample: no division per term (a CPU adapter divides lane by lane).
+    for (var n = 0u; n < p.n; n++) {
+        let base = (n * p.c_out + co) * positions;
+        for (var m = lid; m < positions; m += RED) {
+            acc += dy[base + m];
+        }
     }
     let sum = workgroup_sum(lid, acc);
     if (lid == 0u) {
@@ -331,17 +335,19 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
 //                        forward, for input channels c0..c0+OC and the block's output channels
 //                        r0..: dx[the input position the tap reads] += Σ dy·w
 //                        1 dy (read), 2 block (uniform), 3 dx (read_write)
-//   backward_weight_tiled one workgroup of 64 per (tap, 8 input channels (4 unless WIDE), OC
-//                        output channels, split of `rows` output rows (n, od, oh)); lanes take rows
+//   backward_weight_tiled one workgroup of 64 per (tap, 8 input channels, OC output
+//                        channels, split of `rows` output rows (n, od, oh)); lanes take rows
 //                        64 apart and walk ow; the lanes' sums are added in lane order, so the
 //                        result does not depend on timing
 //                        1 x (read), 2 dy (read), 3 part (write): part[split][co][ci][tap]
+//   backward_weight_columns the same for layers of fewer than 8 input channels, with 8 columns
+//                        k = ci·taps + tap in place of (tap, 8 input channels)
 //   backward_weight_sum  one invocation per weight: dw = Σ over splits of part, in split order
 //                        1 part (read), 2 dw (write)
 
 // Channels per invocation of the tiled kernels (OC_TILE in src/layers/conv3d.rs).
 const OC: u32 = 16u;
-// Input channels per backward_weight_tiled workgroup (CI4 in src/layers/conv3d.rs).
+// Input channels per vec4 of backward_weight_tiled, two vec4s a workgroup (CI4 in src/layers/conv3d.rs).
 const CI4: u32 = 4u;
 // vec4s in one uniform block: 64 KiB, the binding size every WebGPU adapter supports.
 const BLOCK: u32 = 4096u;
@@ -610,9 +616,28 @@ fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
-// Whether backward_weight_tiled takes 8 input channels a workgroup (two vec4s of x per
-// step: each dy value loaded serves 8 products) or 4, for layers of 4 input channels or fewer.
-override WIDE: bool = true;
+// backward_weight's reduction, shared by its two entry points: lane l adds up the tile's
+// output (l / 4, 4·half + l % 4) over the 64 lanes, in lane order, one round per vec4 half of
+// the tile, and returns the two sums.
+fn reduce_tile(lid: u32, acc: ptr<function, array<vec4<f32>, 16>>, acc2: ptr<function, array<vec4<f32>, 16>>) -> vec2<f32> {
+    var out = vec2<f32>(0.0);
+    let c = lid / 4u;
+    let k = lid % 4u;
+    for (var half = 0u; half < 2u; half++) {
+        for (var q = 0u; q < OC; q++) {
+            lanes[q * 64u + lid] = select((*acc)[q], (*acc2)[q], half == 1u);
+        }
+        workgroupBarrier();
+        var s = 0.0;
+        for (var l = 0u; l < 64u; l++) {
+            s += lanes[c * 64u + l][k];
+        }
+        out[half] = s;
+        // The next round overwrites `lanes`: every lane must have read this one.
+        workgroupBarrier();
+    }
+    return out;
+}
 
 @compute @workgroup_size(64)
 fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>,
@@ -623,13 +648,12 @@ fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     if (j >= p.total) {
         return;
     }
-    let ci_tile = select(CI4, 2u * CI4, WIDE);
     let taps = p.k_d * p.k_h * p.k_w;
-    let ci_tiles = (p.c_in + ci_tile - 1u) / ci_tile;
+    let ci_tiles = (p.c_in + 2u * CI4 - 1u) / (2u * CI4);
     let co_tiles = (p.c_out + OC - 1u) / OC;
     var t = j;
     let tap = t % taps; t = t / taps;
-    let ci0 = (t % ci_tiles) * ci_tile; t = t / ci_tiles;
+    let ci0 = (t % ci_tiles) * 2u * CI4; t = t / ci_tiles;
     let co0 = (t % co_tiles) * OC;
     let split = t / co_tiles;
     let kw = tap % p.k_w;
@@ -660,39 +684,105 @@ fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>,
             let ok = vrow && zw >= p.p_w && zw < p.in_w + p.p_w;
             let xi = select(0u, xrow + zw - p.p_w, ok);
             let xv = select(vec4<f32>(0.0), vec4<f32>(x[xi + xo.x], x[xi + xo.y], x[xi + xo.z], x[xi + xo.w]), ok);
-            var xv2 = vec4<f32>(0.0);
-            if (WIDE) {
-                xv2 = select(vec4<f32>(0.0), vec4<f32>(x[xi + xo2.x], x[xi + xo2.y], x[xi + xo2.z], x[xi + xo2.w]), ok);
-            }
+            let xv2 = select(vec4<f32>(0.0), vec4<f32>(x[xi + xo2.x], x[xi + xo2.y], x[xi + xo2.z], x[xi + xo2.w]), ok);
             let yi = yrow + ow;
             for (var c = 0u; c < OC; c++) {
                 let d = dy_2[yi + min(co0 + c, co_last) * ovol];
                 acc[c] += d * xv;
-                if (WIDE) {
-                    acc2[c] += d * xv2;
-                }
+                acc2[c] += d * xv2;
             }
         }
     }
-    // Lane l adds output (co0 + l / 4, ci0 + half·4 + l % 4) over the 64 lanes, in lane order;
-    // one round per vec4 half of the tile.
-    let c = lid / 4u;
-    let k = lid % 4u;
-    for (var half = 0u; half < select(1u, 2u, WIDE); half++) {
-        for (var q = 0u; q < OC; q++) {
-            lanes[q * 64u + lid] = select(acc[q], acc2[q], half == 1u);
+    let s = reduce_tile(lid, &acc, &acc2);
+    let c = co0 + lid / 4u;
+    for (var half = 0u; half < 2u; half++) {
+        let ci = ci0 + half * 4u + lid % 4u;
+        if (c < p.c_out && ci < p.c_in) {
+            dw[((split * p.c_out + c) * p.c_in + ci) * taps + tap] = s[half];
         }
-        workgroupBarrier();
-        var s = 0.0;
-        for (var l = 0u; l < 64u; l++) {
-            s += lanes[c * 64u + l][k];
+    }
+}
+
+// The input coordinates of the tile's 4 columns k0.. (k = ci·taps + tap) along one axis
+// relative to the output's: tap·dilation, and their input-channel offsets.
+struct Columns {
+    d: vec4<u32>,
+    h: vec4<u32>,
+    w: vec4<u32>,
+    ci: vec4<u32>,
+}
+
+fn columns(k0: u32) -> Columns {
+    let taps = p.k_d * p.k_h * p.k_w;
+    let vol = p.in_d * p.in_h * p.in_w;
+    // Columns past the end repeat the last one (their sums are not written).
+    let k = min(vec4<u32>(k0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.c_in * taps - 1u));
+    let tap = k % taps;
+    return Columns((tap / (p.k_w * p.k_h)) * p.dil_d, ((tap / p.k_w) % p.k_h) * p.dil_h, (tap % p.k_w) * p.dil_w, (k / taps) * vol);
+}
+
+// x at column set `cl` for output (n, od, oh, ow): zero where the tap falls in the padding.
+fn x_columns(cl: Columns, xn: u32, od: u32, oh: u32, ow: u32) -> vec4<f32> {
+    let zd = vec4<u32>(od * p.s_d) + cl.d;
+    let zh = vec4<u32>(oh * p.s_h) + cl.h;
+    let zw = vec4<u32>(ow * p.s_w) + cl.w;
+    let ok = (zd >= vec4<u32>(p.p_d)) & (zd < vec4<u32>(p.in_d + p.p_d)) & (zh >= vec4<u32>(p.p_h))
+        & (zh < vec4<u32>(p.in_h + p.p_h)) & (zw >= vec4<u32>(p.p_w)) & (zw < vec4<u32>(p.in_w + p.p_w));
+    let i = select(vec4<u32>(0u), vec4<u32>(xn) + cl.ci + ((zd - p.p_d) * p.in_h + zh - p.p_h) * p.in_w + zw - p.p_w, ok);
+    return select(vec4<f32>(0.0), vec4<f32>(x[i.x], x[i.y], x[i.z], x[i.w]), ok);
+}
+
+// backward_weight for layers of fewer than 8 input channels (the article's first layer has
+// 3): a workgroup takes 8 consecutive columns k = ci·taps + tap instead of 8 channels at one
+// tap, so no lane computes channels that do not exist.
+@compute @workgroup_size(64)
+fn backward_weight_columns(@builtin(workgroup_id) wid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32) {
+    let j = group_index(wid, nwg);
+    if (j >= p.total) {
+        return;
+    }
+    let cols = p.c_in * p.k_d * p.k_h * p.k_w;
+    let k_tiles = (cols + 7u) / 8u;
+    let co_tiles = (p.c_out + OC - 1u) / OC;
+    var t = j;
+    let k0 = (t % k_tiles) * 8u; t = t / k_tiles;
+    let co0 = (t % co_tiles) * OC;
+    let split = t / co_tiles;
+    let c1 = columns(k0);
+    let c2 = columns(k0 + 4u);
+    let ovol = p.out_d * p.out_h * p.out_w;
+    let co_last = p.c_out - 1u;
+    var acc: array<vec4<f32>, 16>;
+    var acc2: array<vec4<f32>, 16>;
+    let all_rows = p.n * p.out_d * p.out_h;
+    let end = min(all_rows, (split + 1u) * p.rows);
+    for (var r = split * p.rows + lid; r < end; r += 64u) {
+        let oh = r % p.out_h;
+        let od = (r / p.out_h) % p.out_d;
+        let n = r / (p.out_h * p.out_d);
+        let xn = n * p.c_in * p.in_d * p.in_h * p.in_w;
+        let yrow = n * p.c_out * ovol + (od * p.out_h + oh) * p.out_w;
+        for (var ow = 0u; ow < p.out_w; ow++) {
+            let xv = x_columns(c1, xn, od, oh, ow);
+            let xv2 = x_columns(c2, xn, od, oh, ow);
+            let yi = yrow + ow;
+            for (var c = 0u; c < OC; c++) {
+                let d = dy_2[yi + min(co0 + c, co_last) * ovol];
+                acc[c] += d * xv;
+                acc2[c] += d * xv2;
+            }
         }
-        let ci = ci0 + half * 4u + k;
-        if (co0 + c < p.c_out && ci < p.c_in) {
-            dw[((split * p.c_out + co0 + c) * p.c_in + ci) * taps + tap] = s;
+    }
+    let s = reduce_tile(lid, &acc, &acc2);
+    let c = co0 + lid / 4u;
+    for (var half = 0u; half < 2u; half++) {
+        let k = k0 + half * 4u + lid % 4u;
+        if (c < p.c_out && k < cols) {
+            // dw[co][ci][tap] is dw[co][k]: k = ci·taps + tap.
+            dw[(split * p.c_out + c) * cols + k] = s[half];
         }
-        // The next round overwrites `lanes`: every lane must have read this one.
-        workgroupBarrier();
     }
 }
 

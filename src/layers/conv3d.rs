@@ -18,7 +18,7 @@ pub const CI_TILE: usize = 4;
 /// Channels per invocation of the tiled kernels (`OC` in shaders/conv3d.wgsl).
 pub const OC_TILE: usize = 16;
 /// Input channels per vec4 of backward_weight_tiled (`CI4` in the shader); a workgroup takes
-/// two of them (`WIDE`) unless the layer has no more than 4 input channels.
+/// two vec4s.
 const CI4: usize = 4;
 /// Floats in one uniform weight block: 64 KiB, the uniform binding size every WebGPU adapter
 /// supports (`BLOCK` vec4s in the shader).
@@ -411,8 +411,8 @@ impl Conv3d {
         Ok(ops)
     }
 
-    /// dweight = Σ over N and output positions of x·dy: one workgroup per (tap, 8 (or 4) input
-    /// channels, 16 output channels, split of the output rows), then a sum over the splits
+    /// dweight = Σ over N and output positions of x·dy: one workgroup per (tap, 8 input
+    /// channels (or 8 (channel, tap) columns), 16 output channels, split of the output rows), then a sum over the splits
     /// in split order.
     pub fn backward_weight(&self, x: &Buffer, dy: &Buffer, dweight: &Buffer, scratch: &ConvScratch) -> Result<Vec<Op>> {
         let out = self.check("x", x, "dy", dy)?;
@@ -424,14 +424,17 @@ impl Conv3d {
             (Some(part), _) if part.len() == splits * len => part,
             _ => return Err(Error::shape(LAYER, "backward_weight's scratch was made for another geometry")),
         };
-        // 8 input channels a workgroup, or 4 where there are no more than 4.
-        let wide = self.c_in > CI4;
-        let ci_tile = if wide { 2 * CI4 } else { CI4 };
-        let groups = splits * self.c_out.div_ceil(OC_TILE) * self.c_in.div_ceil(ci_tile) * self.taps();
+        // 8 input channels a workgroup at one tap, or, with fewer channels, 8 (channel, tap)
+        // columns.
+        let (entry, tiles) = if self.c_in >= 2 * CI4 {
+            ("backward_weight_tiled", self.c_in.div_ceil(2 * CI4) * self.taps())
+        } else {
+            ("backward_weight_columns", (self.c_in * self.taps()).div_ceil(2 * CI4))
+        };
+        let groups = splits * self.c_out.div_ceil(OC_TILE) * tiles;
         let mut p = self.params(out, groups);
         p.rows = ROWS_PER_SPLIT as u32;
-        let mut ops = vec![Op::groups("conv3d.backward_weight", Shader::Conv3d, "backward_weight_tiled", &p, &[x, dy, part], groups)
-            .with_constant("WIDE", u32::from(wide))
+        let mut ops = vec![Op::groups("conv3d.backward_weight", Shader::Conv3d, entry, &p, &[x, dy, part], groups)
             .with_cost(self.macs_flops(out), self.cost_bytes(out))];
         if splits > 1 {
             let mut p = self.params(out, len);
