@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use cnn3d::{check, eval, profile, train};
 use cnn3d::data::{self, Colormap, DataOptions, Input, Keys, Layout, LoadOptions, SynthOptions};
-use cnn3d::gpu::{list_adapters, BackendChoice, Gpu, GpuOptions};
+use cnn3d::gpu::{list_adapters, BackendChoice, Gpu, GpuOptions, Tuning};
 
 #[derive(Parser)]
 #[command(name = "cnn3d", version, about = "Train 3D convolutional neural networks on any desktop GPU through WebGPU")]
@@ -22,6 +22,12 @@ struct Cli {
     /// Adapter to use: its index in `cnn3d adapters`, or a substring of its name.
     #[arg(long, global = true, value_name = "INDEX|NAME")]
     adapter: Option<String>,
+
+    /// Use every layer's default kernels instead of timing the candidates on this adapter at
+    /// first use (the winners are cached in $CNN3D_CACHE_DIR, $XDG_CACHE_HOME/cnn3d or
+    /// ~/.cache/cnn3d, tune.json). Also CNN3D_NO_TUNE=1.
+    #[arg(long, global = true, env = "CNN3D_NO_TUNE")]
+    no_tune: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -365,7 +371,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let opts = GpuOptions { backend: cli.backend, adapter: cli.adapter.clone() };
+    // `check` runs every kernel itself; tuning would only cost time there.
+    let tune = if cli.no_tune || matches!(cli.command, Command::Check { .. } | Command::Adapters { .. }) {
+        Tuning::Off
+    } else {
+        Tuning::On { cache: cnn3d::tune::default_cache() }
+    };
+    let opts = GpuOptions { backend: cli.backend, adapter: cli.adapter.clone(), tune };
     match cli.command {
         Command::Adapters { json } => adapters(cli.backend, json),
         Command::Check { json, layer } => check_cmd(&opts, json, &layer),

@@ -225,7 +225,7 @@ impl Network {
                 _ => vec![],
             };
             let conv = match &kernel {
-                Kernel::Conv(c) => Some(c.scratch(gpu).map_err(|e| Error::shape(layer.describe(), e.to_string()))?),
+                Kernel::Conv(c) => Some(c.scratch(gpu, seen_params).map_err(|e| Error::shape(layer.describe(), e.to_string()))?),
                 _ => None,
             };
             nodes.push(Node { name: layer.name.clone(), kernel, params, buffers, y, dy, aux, conv, needs_dx: seen_params });

@@ -39,6 +39,7 @@ fn cnn3d(args: &[&str]) -> (i32, String, String) {
         let _guard = WRITING.lock().unwrap_or_else(|e| e.into_inner());
         Command::new(env!("CARGO_BIN_EXE_cnn3d"))
             .args(args)
+            .env("CNN3D_NO_TUNE", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::layers::conv3d::Conv3d;
+use crate::layers::conv3d::{Conv3d, ConvChoice};
 use crate::reference::conv3d as reference;
 use crate::rng::Rng;
 
@@ -68,22 +68,6 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         let wb = gpu.upload_f32("weight", &w)?;
         let bb = gpu.upload_f32("bias", &b)?;
         let dyb = gpu.upload_f32("dy", &dy)?;
-        // Outputs start as garbage: every pass must write every element.
-        let garbage = |label: &str, len: usize| gpu.upload_f32(label, &vec![f32::NAN; len]);
-        let yb = garbage("y", dy.len())?;
-        let dxb = garbage("dx", x.len())?;
-        let dwb = garbage("dweight", w.len())?;
-        let dbb = garbage("dbias", b.len())?;
-
-        let scratch = g.scratch(gpu)?;
-        let mut ops = g.forward(&xb, &wb, g.has_bias.then_some(&bb), &yb, &scratch)?;
-        ops.extend(g.backward_input(&dyb, &wb, &dxb, &scratch)?);
-        ops.extend(g.backward_weight(&xb, &dyb, &dwb, &scratch)?);
-        if g.has_bias {
-            ops.push(g.backward_bias(&dyb, &dbb)?);
-        }
-        gpu.run_ops(&ops)?;
-
         let (xr, wr, br, dyr) = (f64s(&x), f64s(&w), f64s(&b), f64s(&dy));
         let kvol: usize = g.kernel.iter().product();
         let positions = y_shape[0] * y_shape[2] * y_shape[3] * y_shape[4];
@@ -96,16 +80,45 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
             g.dilation,
             if g.has_bias { " +bias" } else { "" }
         );
-
         let yr = reference::forward(&g, &xr, &wr, g.has_bias.then_some(&br[..]));
-        out.push(compare("conv3d.forward", &shape, &gpu.read_f32(&yb)?, &yr, tol(g.c_in * kvol + 1)));
         let dxr = reference::backward_input(&g, &wr, &dyr);
-        out.push(compare("conv3d.backward_input", &shape, &gpu.read_f32(&dxb)?, &dxr, tol(g.c_out * kvol)));
         let dwr = reference::backward_weight(&g, &xr, &dyr);
-        out.push(compare("conv3d.backward_weight", &shape, &gpu.read_f32(&dwb)?, &dwr, tol(positions)));
-        if g.has_bias {
-            let dbr = reference::backward_bias(&g, &dyr);
-            out.push(compare("conv3d.backward_bias", &shape, &gpu.read_f32(&dbb)?, &dbr, tol(positions)));
+        let dbr = reference::backward_bias(&g, &dyr);
+
+        // Every kernel this geometry can run, since the tuner may pick any of them.
+        let (kernels, weight) = g.candidates();
+        let mut choices: Vec<ConvChoice> = kernels
+            .iter()
+            .zip(weight.iter().cycle())
+            .map(|(&k, &wk)| ConvChoice { forward: k, backward_input: k, backward_weight: wk })
+            .collect();
+        for &wk in &weight {
+            if !choices.iter().any(|c| c.backward_weight == wk) {
+                choices.push(ConvChoice { backward_weight: wk, ..choices[0] });
+            }
+        }
+        for choice in choices {
+            // Outputs start as garbage: every pass must write every element.
+            let garbage = |label: &str, len: usize| gpu.upload_f32(label, &vec![f32::NAN; len]);
+            let yb = garbage("y", dy.len())?;
+            let dxb = garbage("dx", x.len())?;
+            let dwb = garbage("dweight", w.len())?;
+            let dbb = garbage("dbias", b.len())?;
+            let scratch = g.scratch_with(gpu, choice)?;
+            let mut ops = g.forward(&xb, &wb, g.has_bias.then_some(&bb), &yb, &scratch)?;
+            ops.extend(g.backward_input(&dyb, &wb, &dxb, &scratch)?);
+            ops.extend(g.backward_weight(&xb, &dyb, &dwb, &scratch)?);
+            if g.has_bias {
+                ops.push(g.backward_bias(&dyb, &dbb)?);
+            }
+            gpu.run_ops(&ops)?;
+            let shape = format!("{shape} kernels {choice}");
+            out.push(compare("conv3d.forward", &shape, &gpu.read_f32(&yb)?, &yr, tol(g.c_in * kvol + 1)));
+            out.push(compare("conv3d.backward_input", &shape, &gpu.read_f32(&dxb)?, &dxr, tol(g.c_out * kvol)));
+            out.push(compare("conv3d.backward_weight", &shape, &gpu.read_f32(&dwb)?, &dwr, tol(positions)));
+            if g.has_bias {
+                out.push(compare("conv3d.backward_bias", &shape, &gpu.read_f32(&dbb)?, &dbr, tol(positions)));
+            }
         }
     }
     Ok(out)

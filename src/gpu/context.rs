@@ -52,6 +52,18 @@ impl BackendChoice {
 pub struct GpuOptions {
     pub backend: BackendChoice,
     pub adapter: Option<String>,
+    /// Whether kernels with several implementations are timed on this adapter at first use
+    /// (see [`crate::tune`]); off: every layer takes its default kernels.
+    pub tune: Tuning,
+}
+
+/// Kernel tuning: off, or on with the winners kept in a cache file (none: for this process
+/// only).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Tuning {
+    #[default]
+    Off,
+    On { cache: Option<std::path::PathBuf> },
 }
 
 /// What `cnn3d adapters` reports for one adapter.
@@ -224,6 +236,9 @@ pub struct Gpu {
     pub(crate) limits: wgpu::Limits,
     pub(crate) info: GpuInfo,
     pub(crate) pipelines: super::shaders::PipelineCache,
+    pub(crate) tuning: Tuning,
+    /// Tuning results of this process, by key (see [`crate::tune`]).
+    pub(crate) tuned: crate::tune::Memo,
 }
 
 impl Gpu {
@@ -279,7 +294,7 @@ impl Gpu {
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             min_storage_buffer_offset_alignment: limits.min_storage_buffer_offset_alignment,
         };
-        Ok(Gpu { device, queue, limits, info, pipelines: Default::default() })
+        Ok(Gpu { device, queue, limits, info, pipelines: Default::default(), tuning: opts.tune.clone(), tuned: Default::default() })
     }
 
     pub fn info(&self) -> &GpuInfo {

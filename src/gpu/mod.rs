@@ -8,7 +8,7 @@ mod profiler;
 mod shaders;
 
 pub use buffer::{Buffer, DType};
-pub use context::{list_adapters, AdapterReport, BackendChoice, Gpu, GpuInfo, GpuOptions};
+pub use context::{list_adapters, AdapterReport, BackendChoice, Gpu, GpuInfo, GpuOptions, Tuning};
 pub use plan::{grid_2d, Op, Plan, WG};
 pub use profiler::{DispatchTime, StepProfile, TimingMethod};
 pub use shaders::{shader_by_name, Constants, Shader};

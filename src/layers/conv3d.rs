@@ -5,6 +5,7 @@
 //! Shader: `shaders/conv3d.wgsl`.
 
 use bytemuck::{Pod, Zeroable};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Buffer, Gpu, Op, Shader};
@@ -81,12 +82,48 @@ struct Params {
 }
 
 
+/// The kernels of forward or backward_input: weights in uniform blocks (16 channels × 2
+/// positions an invocation), or read directly (4 channels an invocation; also the only choice
+/// for kernels of more taps than a block holds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernels {
+    Tiled,
+    Direct,
+}
+
+/// The kernels of backward_weight: 8 input channels at one tap a workgroup, or 8 consecutive
+/// (channel, tap) columns (no idle lanes when there are fewer than 8 input channels).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightKernels {
+    Channels,
+    Columns,
+}
+
+/// Which kernels each pass of one convolution runs with (see [`crate::tune`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvChoice {
+    pub forward: Kernels,
+    pub backward_input: Kernels,
+    pub backward_weight: WeightKernels,
+}
+
+impl std::fmt::Display for ConvChoice {
+    /// `forward/backward_input/backward_weight` kernels, e.g. `tiled/tiled/columns`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let k = |k: Kernels| if k == Kernels::Tiled { "tiled" } else { "direct" };
+        let w = if self.backward_weight == WeightKernels::Channels { "channels" } else { "columns" };
+        write!(f, "{}/{}/{w}", k(self.forward), k(self.backward_input))
+    }
+}
+
 /// Which kernels a convolution runs with, and the device memory they need, for one layer;
 /// made by [`Conv3d::scratch`] once and passed to every pass.
 #[derive(Clone, Debug)]
 pub struct ConvScratch {
-    /// Uniform weight blocks of forward and of backward_input; `None`: the direct kernels
-    /// (a kernel of more than BLOCK_COLS taps does not fit one block).
+    pub choice: ConvChoice,
+    /// Uniform weight blocks of forward and of backward_input, when they run tiled.
     forward_blocks: Option<Buffer>,
     backward_blocks: Option<Buffer>,
     /// backward_weight's per-split sums, when the rows are split.
@@ -261,13 +298,45 @@ impl Conv3d {
         }
     }
 
-    /// The blocks and buffers this layer's passes run with on `gpu`: the tiled kernels where
-    /// the kernel's taps fit a uniform block, else the direct ones.
-    pub fn scratch(&self, gpu: &Gpu) -> Result<ConvScratch> {
+    /// The kernels and buffers this layer's passes run with on `gpu`: tuned for this adapter
+    /// and geometry where the adapter was opened with tuning on (see [`crate::tune`]), else
+    /// [`Conv3d::default_choice`]. `backward_input`: whether that pass will run (a first
+    /// layer needs no input gradient; it is then not tuned).
+    pub fn scratch(&self, gpu: &Gpu, backward_input: bool) -> Result<ConvScratch> {
+        let choice = crate::tune::conv3d(gpu, self, backward_input)?;
+        self.scratch_with(gpu, choice)
+    }
+
+    /// The kernels that usually win: tiled where the kernel's taps fit a uniform block; for
+    /// the weight gradient, channels from 8 input channels on.
+    pub fn default_choice(&self) -> ConvChoice {
+        let tiled = if self.taps() <= BLOCK_COLS { Kernels::Tiled } else { Kernels::Direct };
+        let weight = if self.c_in >= 2 * CI4 { WeightKernels::Channels } else { WeightKernels::Columns };
+        ConvChoice { forward: tiled, backward_input: tiled, backward_weight: weight }
+    }
+
+    /// The kernels that can run this geometry, per pass (forward and backward_input share).
+    pub fn candidates(&self) -> (Vec<Kernels>, Vec<WeightKernels>) {
+        let mut k = vec![Kernels::Direct];
+        if self.taps() <= BLOCK_COLS {
+            k.insert(0, Kernels::Tiled);
+        }
+        (k, vec![WeightKernels::Channels, WeightKernels::Columns])
+    }
+
+    /// The buffers `choice` needs on `gpu`; an error if it cannot run this geometry.
+    pub fn scratch_with(&self, gpu: &Gpu, choice: ConvChoice) -> Result<ConvScratch> {
         let out = self.output()?;
         let taps = self.taps();
-        let blocks = |b: Option<Blocks>, what: &str| -> Result<Option<Buffer>> {
-            b.map(|b| gpu.zeros_uniform(&format!("conv3d {what} weight blocks"), b.floats())).transpose()
+        let blocks = |k: Kernels, b: Option<Blocks>, what: &str| -> Result<Option<Buffer>> {
+            match (k, b) {
+                (Kernels::Direct, _) => Ok(None),
+                (Kernels::Tiled, Some(b)) => Ok(Some(gpu.zeros_uniform(&format!("conv3d {what} weight blocks"), b.floats())?)),
+                (Kernels::Tiled, None) => Err(Error::shape(
+                    LAYER,
+                    format!("the tiled {what} kernels hold at most {BLOCK_COLS} taps, this kernel has {taps}"),
+                )),
+            }
         };
         let splits = self.splits(out);
         let part = if splits > 1 {
@@ -276,8 +345,9 @@ impl Conv3d {
             None
         };
         Ok(ConvScratch {
-            forward_blocks: blocks(Blocks::new(self.c_in, self.c_out, taps), "forward")?,
-            backward_blocks: blocks(Blocks::new(self.c_out, self.c_in, taps), "backward_input")?,
+            choice,
+            forward_blocks: blocks(choice.forward, Blocks::new(self.c_in, self.c_out, taps), "forward")?,
+            backward_blocks: blocks(choice.backward_input, Blocks::new(self.c_out, self.c_in, taps), "backward_input")?,
             part,
         })
     }
@@ -424,12 +494,9 @@ impl Conv3d {
             (Some(part), _) if part.len() == splits * len => part,
             _ => return Err(Error::shape(LAYER, "backward_weight's scratch was made for another geometry")),
         };
-        // 8 input channels a workgroup at one tap, or, with fewer channels, 8 (channel, tap)
-        // columns.
-        let (entry, tiles) = if self.c_in >= 2 * CI4 {
-            ("backward_weight_tiled", self.c_in.div_ceil(2 * CI4) * self.taps())
-        } else {
-            ("backward_weight_columns", (self.c_in * self.taps()).div_ceil(2 * CI4))
+        let (entry, tiles) = match scratch.choice.backward_weight {
+            WeightKernels::Channels => ("backward_weight_tiled", self.c_in.div_ceil(2 * CI4) * self.taps()),
+            WeightKernels::Columns => ("backward_weight_columns", (self.c_in * self.taps()).div_ceil(2 * CI4)),
         };
         let groups = splits * self.c_out.div_ceil(OC_TILE) * tiles;
         let mut p = self.params(out, groups);

@@ -1,0 +1,254 @@
+//! Kernel tuning: where a layer has several kernels for a pass, time each on this adapter at
+//! the layer's real shape, keep only those whose output matches the CPU reference, and take
+//! the fastest. Winners are cached per (adapter, driver, geometry) in a JSON file, so a later
+//! run starts at once; [`Tuning::Off`] (`--no-tune`) takes the defaults.
+//!
+//! On a CPU adapter such as lavapipe the tiled convolution kernels win; on a discrete GPU the
+//! balance between uniform-buffer blocks and direct loads differs, and the tuner finds out.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::check::{compare, Tol};
+use crate::error::{Error, Result};
+use crate::gpu::{Buffer, Gpu, Op, Tuning};
+use crate::layers::conv3d::{Conv3d, ConvChoice, WeightKernels};
+use crate::reference::conv3d as reference;
+use crate::rng::Rng;
+
+/// This process's results, by cache key.
+pub(crate) type Memo = Mutex<BTreeMap<String, ConvChoice>>;
+
+/// The cache file: tuning results by key, with the version of cnn3d that measured them.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct CacheFile {
+    version: String,
+    conv3d: BTreeMap<String, ConvChoice>,
+}
+
+/// The default cache file: `$CNN3D_CACHE_DIR/tune.json`, else `$XDG_CACHE_HOME/cnn3d/tune.json`,
+/// else `~/.cache/cnn3d/tune.json`; none when there is no home directory.
+pub fn default_cache() -> Option<std::path::PathBuf> {
+    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    let dir = var("CNN3D_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("cnn3d")))
+        .or_else(|| var("HOME").map(|h| h.join(".cache").join("cnn3d")))?;
+    Some(dir.join("tune.json"))
+}
+
+fn key(gpu: &Gpu, g: &Conv3d) -> String {
+    let i = gpu.info();
+    format!(
+        "{} | {} {} | {} | n{} ci{} co{} in{:?} k{:?} s{:?} p{:?} d{:?}{}",
+        i.name,
+        i.driver,
+        i.driver_info,
+        i.backend,
+        g.n,
+        g.c_in,
+        g.c_out,
+        g.input,
+        g.kernel,
+        g.stride,
+        g.padding,
+        g.dilation,
+        if g.has_bias { " bias" } else { "" }
+    )
+}
+
+/// A cache that cannot be read is ignored (with a warning) and rewritten: tuning again is
+/// always safe.
+fn read_cache(path: &Path) -> CacheFile {
+    match std::fs::read(path) {
+        Ok(bytes) => match serde_json::from_slice::<CacheFile>(&bytes) {
+            Ok(c) if c.version == env!("CARGO_PKG_VERSION") => c,
+            Ok(_) => CacheFile::default(),
+            Err(e) => {
+                log::warn!("ignoring the tuning cache {}: {e}", path.display());
+                CacheFile::default()
+            }
+        },
+        Err(_) => CacheFile::default(),
+    }
+}
+
+fn write_cache(path: &Path, key: &str, choice: ConvChoice) -> Result<()> {
+    let mut c = read_cache(path);
+    c.version = env!("CARGO_PKG_VERSION").to_string();
+    c.conv3d.insert(key.to_string(), choice);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating", e))?;
+    }
+    let json = serde_json::to_vec_pretty(&c).map_err(|e| Error::shape("tuning cache", e.to_string()))?;
+    crate::atomic::write_atomic(path, &json)
+}
+
+/// The kernels `g` runs with on `gpu`: the defaults without tuning, else the cached or newly
+/// measured winners. Without `backward_input` (a first layer needs no input gradient) that
+/// pass keeps its default and is not timed.
+pub fn conv3d(gpu: &Gpu, g: &Conv3d, backward_input: bool) -> Result<ConvChoice> {
+    let cache = match &gpu.tuning {
+        Tuning::Off => return Ok(g.default_choice()),
+        Tuning::On { cache } => cache,
+    };
+    let key = format!("{}{}", key(gpu, g), if backward_input { "" } else { " no-dx" });
+    if let Some(c) = gpu.tuned.lock().expect("tuning memo").get(&key) {
+        return Ok(*c);
+    }
+    if let Some(c) = cache.as_deref().and_then(|p| read_cache(p).conv3d.get(&key).copied()) {
+        gpu.tuned.lock().expect("tuning memo").insert(key, c);
+        return Ok(c);
+    }
+    let started = Instant::now();
+    let choice = measure(gpu, g, backward_input)?;
+    log::info!("tuned conv3d {key}: {choice} in {:.1} s", started.elapsed().as_secs_f64());
+    if let Some(path) = cache {
+        if let Err(e) = write_cache(path, &key, choice) {
+            log::warn!("could not write the tuning cache {}: {e}", path.display());
+        }
+    }
+    gpu.tuned.lock().expect("tuning memo").insert(key, choice);
+    Ok(choice)
+}
+
+/// The tensors of one geometry, random, on the GPU and (for checking) on the host.
+struct Data {
+    x: Vec<f32>,
+    w: Vec<f32>,
+    b: Vec<f32>,
+    dy: Vec<f32>,
+    xb: Buffer,
+    wb: Buffer,
+    bb: Buffer,
+    dyb: Buffer,
+    yb: Buffer,
+    dxb: Buffer,
+    dwb: Buffer,
+}
+
+impl Data {
+    fn new(gpu: &Gpu, g: &Conv3d, seed: u64) -> Result<Data> {
+        let mut rng = Rng::new(seed);
+        let y_len = g.y_shape()?.iter().product();
+        let x = rng.vec_f32(g.x_shape().iter().product(), -1.0, 1.0);
+        let w = rng.vec_f32(g.weight_shape().iter().product(), -1.0, 1.0);
+        let b = rng.vec_f32(g.bias_len(), -1.0, 1.0);
+        let dy = rng.vec_f32(y_len, -1.0, 1.0);
+        Ok(Data {
+            xb: gpu.upload_f32("tune x", &x)?,
+            wb: gpu.upload_f32("tune weight", &w)?,
+            bb: gpu.upload_f32("tune bias", &b)?,
+            dyb: gpu.upload_f32("tune dy", &dy)?,
+            yb: gpu.zeros("tune y", y_len, crate::gpu::DType::F32)?,
+            dxb: gpu.zeros("tune dx", x.len(), crate::gpu::DType::F32)?,
+            dwb: gpu.zeros("tune dweight", w.len(), crate::gpu::DType::F32)?,
+            x,
+            w,
+            b,
+            dy,
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Pass {
+    Forward,
+    BackwardInput,
+    BackwardWeight,
+}
+
+fn ops(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data) -> Result<Vec<Op>> {
+    let s = g.scratch_with(gpu, choice)?;
+    match pass {
+        Pass::Forward => g.forward(&d.xb, &d.wb, g.has_bias.then_some(&d.bb), &d.yb, &s),
+        Pass::BackwardInput => g.backward_input(&d.dyb, &d.wb, &d.dxb, &s),
+        Pass::BackwardWeight => g.backward_weight(&d.xb, &d.dyb, &d.dwb, &s),
+    }
+}
+
+/// Whether `choice` computes `pass` of `g` as the reference does (the tolerance of
+/// `cnn3d check`: f32 sums of `terms` products).
+fn verify(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data) -> Result<bool> {
+    gpu.run_ops(&ops(gpu, g, choice, pass, d)?)?;
+    let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+    let taps: usize = g.kernel.iter().product();
+    let out = g.output()?;
+    let tol = |terms: usize| Tol::new(4e-6 * (terms as f64).sqrt().max(5.0), 1e-5);
+    let report = match pass {
+        Pass::Forward => {
+            let want = reference::forward(g, &f(&d.x), &f(&d.w), g.has_bias.then_some(&f(&d.b)[..]));
+            compare("conv3d.forward", "", &gpu.read_f32(&d.yb)?, &want, tol(g.c_in * taps + 1))
+        }
+        Pass::BackwardInput => {
+            let want = reference::backward_input(g, &f(&d.w), &f(&d.dy));
+            compare("conv3d.backward_input", "", &gpu.read_f32(&d.dxb)?, &want, tol(g.c_out * taps))
+        }
+        Pass::BackwardWeight => {
+            let want = reference::backward_weight(g, &f(&d.x), &f(&d.dy));
+            compare("conv3d.backward_weight", "", &gpu.read_f32(&d.dwb)?, &want, tol(g.n * out.iter().product::<usize>()))
+        }
+    };
+    if !report.pass {
+        log::warn!("tuning: {choice:?} gives a wrong {pass:?} (worst error {:.3} of the tolerance); not used", report.err_over_tol);
+    }
+    Ok(report.pass)
+}
+
+/// Seconds of one run of `pass` with `choice`, after a run that compiles and warms up; that
+/// first run's time when it is already 3× `best` (no need to look closer).
+fn time(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data, best: Option<f64>) -> Result<f64> {
+    let plan = gpu.compile(&ops(gpu, g, choice, pass, d)?)?;
+    let t = Instant::now();
+    gpu.run(&plan)?;
+    let first = t.elapsed().as_secs_f64();
+    if best.is_some_and(|b| first > 3.0 * b) {
+        return Ok(first);
+    }
+    let t = Instant::now();
+    gpu.run(&plan)?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// The fastest of `candidates` that is right, checked on one sample of `g` and timed on `g`.
+fn pick<K: Copy + std::fmt::Debug>(
+    gpu: &Gpu,
+    g: &Conv3d,
+    pass: Pass,
+    candidates: &[K],
+    with: impl Fn(K) -> ConvChoice,
+    small: (&Conv3d, &Data),
+    full: &Data,
+) -> Result<K> {
+    let mut best: Option<(K, f64)> = None;
+    for &k in candidates {
+        if !verify(gpu, small.0, with(k), pass, small.1)? {
+            continue;
+        }
+        let t = time(gpu, g, with(k), pass, full, best.map(|(_, b)| b))?;
+        log::debug!("tuning {pass:?}: {k:?} {:.1} ms", t * 1e3);
+        if best.is_none_or(|(_, b)| t < b) {
+            best = Some((k, t));
+        }
+    }
+    best.map(|(k, _)| k).ok_or_else(|| Error::shape("conv3d", format!("no {pass:?} kernel matched the reference on this adapter")))
+}
+
+fn measure(gpu: &Gpu, g: &Conv3d, backward_input: bool) -> Result<ConvChoice> {
+    // Correctness on one sample (the reference is plain loops); speed at the real batch.
+    let small_g = Conv3d { n: 1, ..*g };
+    let small = Data::new(gpu, &small_g, 0x7E57)?;
+    let full = Data::new(gpu, g, 0x7E58)?;
+    let base = g.default_choice();
+    let (kernels, weight) = g.candidates();
+    let forward = pick(gpu, g, Pass::Forward, &kernels, |k| ConvChoice { forward: k, ..base }, (&small_g, &small), &full)?;
+    let backward_input = if backward_input {
+        pick(gpu, g, Pass::BackwardInput, &kernels, |k| ConvChoice { backward_input: k, ..base }, (&small_g, &small), &full)?
+    } else {
+        base.backward_input
+    };
+    let backward_weight: WeightKernels =
+        pick(gpu, g, Pass::BackwardWeight, &weight, |k| ConvChoice { backward_weight: k, ..base }, (&small_g, &small), &full)?;
+    Ok(ConvChoice { forward, backward_input, backward_weight })
+}

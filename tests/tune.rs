@@ -1,0 +1,68 @@
+//! Kernel tuning: winners are verified, cached per adapter and geometry, and a bad cache file
+//! is ignored, never fatal.
+
+use std::process::Command;
+
+use cnn3d::gpu::{Gpu, GpuOptions, Tuning};
+use cnn3d::layers::conv3d::Conv3d;
+
+fn gpu_tuning(cache: &std::path::Path) -> Gpu {
+    let opts = GpuOptions { adapter: std::env::var("CNN3D_ADAPTER").ok(), tune: Tuning::On { cache: Some(cache.to_path_buf()) }, ..Default::default() };
+    Gpu::new(&opts).expect("an adapter")
+}
+
+#[test]
+fn tuning_writes_a_cache_that_the_next_process_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("tune.json");
+    let conv = Conv3d::new(2, 9, 5, [6, 7, 5], [3, 2, 3]).with_padding([1, 0, 1]);
+    let gpu = gpu_tuning(&cache);
+    let first = conv.scratch(&gpu, true).unwrap().choice;
+    let text = std::fs::read_to_string(&cache).expect("the cache was written");
+    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let entries = doc["conv3d"].as_object().expect("a conv3d map");
+    assert_eq!(entries.len(), 1, "{text}");
+    let (key, value) = entries.iter().next().unwrap();
+    assert!(key.contains(&gpu.info().name) && key.contains("ci9 co5"), "{key}");
+    assert_eq!(value["forward"].as_str().unwrap(), first.to_string().split('/').next().unwrap());
+
+    // Another adapter handle (as in a new process) takes the cached choice, even a choice it
+    // would not have measured: here one written by hand.
+    let mut doc = doc.clone();
+    let other = if first.backward_weight == cnn3d::layers::conv3d::WeightKernels::Channels { "columns" } else { "channels" };
+    doc["conv3d"][key]["backward_weight"] = other.into();
+    std::fs::write(&cache, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let again = conv.scratch(&gpu_tuning(&cache), true).unwrap().choice;
+    assert_eq!(again.to_string().rsplit('/').next().unwrap(), other);
+}
+
+#[test]
+fn a_corrupt_cache_is_ignored_and_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("tune.json");
+    std::fs::write(&cache, b"{ not json").unwrap();
+    let conv = Conv3d::new(1, 2, 3, [5, 5, 5], [2, 2, 2]);
+    conv.scratch(&gpu_tuning(&cache), false).unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    assert_eq!(doc["conv3d"].as_object().unwrap().len(), 1);
+}
+
+#[test]
+fn the_cli_tunes_into_cnn3d_cache_dir_unless_told_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cnn3d"))
+            .args(["profile", "--config", "tests/fixtures/tiny.toml", "--steps", "1", "--batch-size", "3", "--out"])
+            .arg(dir.path())
+            .args(extra)
+            .env("CNN3D_CACHE_DIR", dir.path())
+            .env_remove("CNN3D_NO_TUNE")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&["--no-tune"]);
+    assert!(!dir.path().join("tune.json").exists());
+    run(&[]);
+    assert!(dir.path().join("tune.json").exists());
+}
