@@ -514,26 +514,36 @@ fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     let vol = p.in_d * p.in_h * p.in_w;
     var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     var b = a;
-    var col = 0u;
-    for (var r = 0u; r < p.r_n; r++) {
-        let xc = (o.n * p.c_in + p.r0 + r) * vol;
-        for (var kd = 0u; kd < p.k_d; kd++) {
-            // Along each axis z = o·stride + k·dilation is the coordinate in the padded input.
-            let zd = o.od * p.s_d + kd * p.dil_d;
-            let vd = zd >= p.p_d && zd < p.in_d + p.p_d;
-            for (var kh = 0u; kh < p.k_h; kh++) {
-                let zh = o.oh * p.s_h + kh * p.dil_h;
-                let vh = vd && zh >= p.p_h && zh < p.in_h + p.p_h;
-                let row = xc + ((zd - p.p_d) * p.in_h + zh - p.p_h) * p.in_w;
-                for (var kw = 0u; kw < p.k_w; kw++) {
-                    let zw = o.ow * p.s_w + kw * p.dil_w;
-                    let ok = vh && zw >= p.p_w && zw < p.in_w + p.p_w;
-                    let zw2 = zw + p.s_w;
-                    let ok2 = vh && o.second && zw2 >= p.p_w && zw2 < p.in_w + p.p_w;
-                    let v = select(0.0, x[select(0u, row + zw - p.p_w, ok)], ok);
-                    let u = select(0.0, x[select(0u, row + zw2 - p.p_w, ok2)], ok2);
-                    mac2(&a, &b, v, u, col);
-                    col++;
+    // One loop over the block's columns (channel, kd, kh, kw), the tap counted along: a CPU
+    // adapter pays per loop level and iteration, and kernels are often 3 or 1 wide.
+    let cols = p.r_n * p.k_d * p.k_h * p.k_w;
+    var kd = 0u;
+    var kh = 0u;
+    var kw = 0u;
+    var xc = (o.n * p.c_in + p.r0) * vol;
+    for (var col = 0u; col < cols; col++) {
+        // Along each axis z = o·stride + k·dilation is the coordinate in the padded input.
+        let zd = o.od * p.s_d + kd * p.dil_d;
+        let zh = o.oh * p.s_h + kh * p.dil_h;
+        let zw = o.ow * p.s_w + kw * p.dil_w;
+        let zw2 = zw + p.s_w;
+        let vh = zd >= p.p_d && zd < p.in_d + p.p_d && zh >= p.p_h && zh < p.in_h + p.p_h;
+        let row = xc + ((zd - p.p_d) * p.in_h + zh - p.p_h) * p.in_w;
+        let ok = vh && zw >= p.p_w && zw < p.in_w + p.p_w;
+        let ok2 = vh && o.second && zw2 >= p.p_w && zw2 < p.in_w + p.p_w;
+        let v = select(0.0, x[select(0u, row + zw - p.p_w, ok)], ok);
+        let u = select(0.0, x[select(0u, row + zw2 - p.p_w, ok2)], ok2);
+        mac2(&a, &b, v, u, col);
+        kw++;
+        if (kw == p.k_w) {
+            kw = 0u;
+            kh++;
+            if (kh == p.k_h) {
+                kh = 0u;
+                kd++;
+                if (kd == p.k_d) {
+                    kd = 0u;
+                    xc += vol;
                 }
             }
         }

@@ -574,7 +574,10 @@ fn bench_cmd(opts: &GpuOptions, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         println!("  {:<24} {:>10.3} ms {:>6.1}% {:>9} GFLOP/s {:>8} GB/s", l.layer, l.ms, 100.0 * l.share, opt(l.gflops), opt(l.gbps));
     }
     let g = &r.gemm;
-    println!("gemm {}x{}x{} ({}): {:.3} ms, {:.2} GFLOP/s", g.m, g.n, g.k, g.kernel, g.ms.median, g.gflops);
+    for c in &g.candidates {
+        println!("gemm {}x{}x{} {:<36} {:>10.3} ms {:>8.2} GFLOP/s", g.m, g.n, g.k, c.kernel, c.ms.median, c.gflops);
+    }
+    println!("best gemm: {} at {:.2} GFLOP/s", g.kernel, g.gflops);
     Ok(ExitCode::SUCCESS)
 }
 

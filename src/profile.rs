@@ -13,6 +13,7 @@ use serde::Serialize;
 use crate::data::{self, DataOptions, DeviceSplit, SynthOptions};
 use crate::error::{Error, Result};
 use crate::gpu::{Buffer, DType, Gpu, GpuInfo, Op, Plan, StepProfile, TimingMethod};
+use crate::layers::conv3d::{Conv3d, ConvChoice};
 use crate::layers::dense::Dense;
 use crate::optim::{Optimizer, UpdateRule};
 use crate::rng::Rng;
@@ -371,9 +372,19 @@ pub struct GemmBench {
     pub m: usize,
     pub n: usize,
     pub k: usize,
+    /// The fastest of `candidates`: the best matmul the project's kernels reach here.
     pub kernel: String,
     pub ms: Stats,
     /// At the median time.
+    pub gflops: f64,
+    /// Every kernel timed: the dense layer's, and conv3d's as a 1×1×1 convolution.
+    pub candidates: Vec<GemmCandidate>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct GemmCandidate {
+    pub kernel: String,
+    pub ms: Stats,
     pub gflops: f64,
 }
 
@@ -474,24 +485,39 @@ pub fn bench(gpu: &Gpu, config: &Config, opts: &BenchOptions) -> Result<BenchRep
     })
 }
 
-/// y = x·wᵀ with the dense layer's forward kernel, size³, timed per dispatch.
+/// An m = n = k = `size` matmul with each of the project's kernels that computes one — the
+/// dense layer's (y = x·wᵀ) and conv3d's tiled and direct kernels as a 1×1×1 convolution over
+/// `size` positions (y = w·x) — timed on the GPU; the fastest is the reference.
 pub fn gemm(gpu: &Gpu, size: usize, warmup: usize, reps: usize) -> Result<GemmBench> {
     if size == 0 {
         return Err(Error::InvalidOption { field: "--gemm-size".into(), message: "must be positive".into() });
     }
-    let dense = Dense::new(size, size, size, false)?;
     let mut rng = Rng::new(1);
-    let x = gpu.upload_f32("gemm x", &rng.vec_f32(dense.input_len(), -1.0, 1.0))?;
-    let w = gpu.upload_f32("gemm w", &rng.vec_f32(dense.weight_len(), -1.0, 1.0))?;
-    let y = gpu.zeros("gemm y", dense.output_len(), DType::F32)?;
-    let op: Op = dense.forward(&x, &w, None, &y)?.named("gemm");
-    let kernel = op.label.clone();
-    let flops = op.flops;
-    let plan = gpu.compile(&[op])?;
-    for _ in 0..warmup {
-        gpu.run(&plan)?;
+    let x = gpu.upload_f32("gemm x", &rng.vec_f32(size * size, -1.0, 1.0))?;
+    let w = gpu.upload_f32("gemm w", &rng.vec_f32(size * size, -1.0, 1.0))?;
+    let y = gpu.zeros("gemm y", size * size, DType::F32)?;
+    let flops = 2 * (size as u64).pow(3);
+    let mut candidates = vec![];
+    let dense = Dense::new(size, size, size, false)?;
+    let mut runs: Vec<(String, Vec<Op>)> = vec![("dense.forward".into(), vec![dense.forward(&x, &w, None, &y)?])];
+    let conv = Conv3d::new(1, size, size, [size, 1, 1], [1, 1, 1]).with_bias(false);
+    let (kernels, _) = conv.candidates();
+    let mut scratch = vec![];
+    for k in kernels {
+        let choice = ConvChoice { forward: k, ..conv.default_choice() };
+        scratch.push(conv.scratch_with(gpu, choice)?);
+        let ops = conv.forward(&x, &w, None, &y, scratch.last().expect("just pushed"))?;
+        runs.push((format!("conv3d.forward ({} kernels, 1x1x1)", format!("{choice}").split('/').next().unwrap_or("")), ops));
     }
-    let ms: Vec<f64> = (0..reps).map(|_| Ok(gpu.submit_profiled(&plan)?.gpu_ns() as f64 / 1e6)).collect::<Result<_>>()?;
-    let ms = Stats::of(&ms);
-    Ok(GemmBench { m: size, n: size, k: size, kernel, gflops: flops as f64 / (ms.median * 1e6), ms })
+    for (kernel, ops) in runs {
+        let plan = gpu.compile(&ops)?;
+        for _ in 0..warmup {
+            gpu.run(&plan)?;
+        }
+        let ms: Vec<f64> = (0..reps).map(|_| Ok(gpu.submit_profiled(&plan)?.gpu_ns() as f64 / 1e6)).collect::<Result<_>>()?;
+        let ms = Stats::of(&ms);
+        candidates.push(GemmCandidate { kernel, gflops: flops as f64 / (ms.median * 1e6), ms });
+    }
+    let best = candidates.iter().max_by(|a, b| a.gflops.total_cmp(&b.gflops)).expect("at least the dense kernel").clone();
+    Ok(GemmBench { m: size, n: size, k: size, kernel: best.kernel, ms: best.ms, gflops: best.gflops, candidates })
 }
