@@ -26,7 +26,8 @@ struct Cli {
     /// Use every layer's default kernels instead of timing the candidates on this adapter at
     /// first use (the winners are cached in $CNN3D_CACHE_DIR, $XDG_CACHE_HOME/cnn3d or
     /// ~/.cache/cnn3d, tune.json). Also CNN3D_NO_TUNE=1.
-    #[arg(long, global = true, env = "CNN3D_NO_TUNE")]
+    #[arg(long, global = true, env = "CNN3D_NO_TUNE", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
     no_tune: bool,
 
     #[command(subcommand)]
