@@ -30,6 +30,8 @@ fn cases() -> Vec<Conv3d> {
             .with_stride([1, 2, 1])
             .with_padding([1, 0, 1])
             .with_dilation([1, 1, 2]),
+        // Many channel groups of 16: 1030 output channels, 65 groups (the last one of 6).
+        Conv3d::new(1, 2, 1030, [2, 1, 3], [1, 1, 2]),
         // 11·10·11 = 1210 taps do not fit a uniform block: the direct kernels.
         Conv3d::new(2, 2, 3, [12, 11, 12], [11, 10, 11]).with_padding([0, 1, 0]),
         // Kernel as large as the input: a single output position.
