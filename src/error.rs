@@ -97,6 +97,17 @@ impl Error {
         Error::Shape { layer: layer.into(), message: message.into() }
     }
 
+    /// Puts a model's shape error (a layer that cannot work, an input the data does not have)
+    /// in the context of the config file `origin` that declared the model; other errors pass.
+    pub fn in_config(self, origin: &str) -> Error {
+        match self {
+            Error::Shape { layer, message } if layer.starts_with("layer ") || layer.starts_with("model") => {
+                Error::Config { file: origin.to_string(), message: format!("{layer}: {message}") }
+            }
+            e => e,
+        }
+    }
+
     pub fn io(path: impl Into<PathBuf>, action: &'static str, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), action, source }
     }

@@ -357,6 +357,7 @@ fn main() -> ExitCode {
                         | cnn3d::Error::TensorUnexpected { .. }
                         | cnn3d::Error::TensorMismatch { .. }
                         | cnn3d::Error::Shape { .. }
+                        | cnn3d::Error::TooLarge { .. }
                 )
             });
             ExitCode::from(if user_error { 2 } else { 1 })
@@ -383,10 +384,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
+    let origin = match (&args.config, &args.resume) {
+        (Some(path), _) => path.clone(),
+        (None, Some(dir)) => dir.join("config.toml"),
+        (None, None) => PathBuf::from("assets/seed.toml"),
+    };
     let mut config = match (&args.config, &args.resume) {
-        (Some(path), _) => train::Config::load(path)?,
-        (None, Some(dir)) => train::Config::load(&dir.join("config.toml"))?,
         (None, None) => train::Config::seed(),
+        _ => train::Config::load(&origin)?,
     };
     if let Some(e) = args.epochs {
         config.train.epochs = e;
@@ -420,7 +425,7 @@ fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
         profile_every: args.profile_every,
     };
     let gpu = Gpu::new(opts)?;
-    let summary = train::train(&gpu, &run)?;
+    let summary = train::train(&gpu, &run).map_err(|e| e.in_config(&origin.display().to_string()))?;
     if !args.quiet {
         eprintln!(
             "test accuracy {:.2}%, test loss {:.4}, {:.0} training samples/s, {:.1} s; wrote {}",
@@ -456,7 +461,7 @@ fn eval_options(args: &ModelArgs) -> anyhow::Result<(eval::EvalOptions, String)>
 fn eval_cmd(opts: &GpuOptions, args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let (eopts, origin) = eval_options(&args.model)?;
     let gpu = Gpu::new(opts)?;
-    let out = eval::run(&gpu, &eopts)?;
+    let out = eval::run(&gpu, &eopts).map_err(|e| e.in_config(&origin))?;
     let report = eval::Report::new(&out, &eopts.checkpoint, &origin, eopts.split);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -467,9 +472,9 @@ fn eval_cmd(opts: &GpuOptions, args: &EvalArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn predict_cmd(opts: &GpuOptions, args: &PredictArgs) -> anyhow::Result<ExitCode> {
-    let (eopts, _) = eval_options(&args.model)?;
+    let (eopts, origin) = eval_options(&args.model)?;
     let gpu = Gpu::new(opts)?;
-    let out = eval::run(&gpu, &eopts)?;
+    let out = eval::run(&gpu, &eopts).map_err(|e| e.in_config(&origin))?;
     match &args.out {
         Some(path) => {
             let mut bytes = vec![];

@@ -65,8 +65,7 @@ pub const SEED_CONFIG: &str = include_str!("../assets/seed.toml");
 
 impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Config> {
-        let cfg: Config =
-            toml::from_str(text).map_err(|e| Error::Config { file: origin.to_string(), message: e.to_string() })?;
+        let cfg: Config = toml::from_str(text).map_err(|e| crate::config::toml_error(origin, e))?;
         cfg.validate(origin)?;
         Ok(cfg)
     }

@@ -1,0 +1,217 @@
+//! Issue 6, reliability: bad configs, checkpoints and flags end in exit code 2 with a message
+//! naming the file, the field and what was expected; runs survive SIGKILL, Ctrl-C and
+//! diverging losses; device limits are refused before a run starts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cnn3d::checkpoint::{self, Tensor};
+
+fn cnn3d(args: &[&str]) -> (i32, String, String) {
+    cnn3d_env(args, &[])
+}
+
+fn cnn3d_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cnn3d")).args(args).envs(env.iter().copied()).output().expect("run cnn3d");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A fresh folder under the target dir for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reliability-tests").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn tiny_text() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny.toml")).unwrap()
+}
+
+/// tests/fixtures/tiny.toml with `from` replaced by `to` (which must occur in it).
+fn tiny_with(from: &str, to: &str) -> String {
+    let text = tiny_text();
+    assert!(text.contains(from), "tiny.toml has no {from:?}");
+    text.replacen(from, to, 1)
+}
+
+/// `cnn3d train` on the bundled digits, one channel, few samples.
+fn train_args<'a>(config: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["train", "--config", config, "--colormap", "none", "--limit-train", "48", "--limit-test", "16", "--quiet", "--out", out];
+    args.extend_from_slice(extra);
+    args
+}
+
+#[test]
+fn bad_configs_name_the_file_the_field_and_the_expectation() {
+    let dir = scratch("bad-configs");
+    let out = dir.join("run").display().to_string();
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        ("syntax error", tiny_with("classes = 10", "classes = "), vec!["line 4, column 11", "expected"]),
+        ("unknown layer kind", tiny_with("kind = \"leaky_relu\"", "kind = \"leaky_rleu\""), vec![
+            "unknown variant `leaky_rleu`",
+            "expected one of",
+            "did you mean `leaky_relu`?",
+        ]),
+        ("unknown layer option", tiny_with("out_channels = 2", "out_chanels = 2"), vec![
+            "unknown field `out_chanels`",
+            "did you mean `out_channels`?",
+        ]),
+        ("unknown train option", tiny_with("batch_size = 16", "batchsize = 16"), vec![
+            "unknown field `batchsize`",
+            "did you mean `batch_size`?",
+        ]),
+        ("zero size", tiny_with("out_channels = 2", "out_channels = 0"), vec!["layer 0 (conv, conv3d)", "out_channels must be positive"]),
+        ("negative size", tiny_with("out_channels = 2", "out_channels = -2"), vec!["line 6", "invalid value: integer `-2`, expected usize"]),
+        ("zero kernel", tiny_with("kernel = 3", "kernel = 0"), vec!["layer 0 (conv, conv3d)", "kernel, stride and dilation must be positive"]),
+        ("zero input", tiny_with("input = [16, 16, 16]", "input = [16, 0, 16]"), vec!["model input", "[16, 0, 16]", "[16, 16, 16]"]),
+        ("kernel larger than its padded input", tiny_with("kernel = 3", "kernel = [3, 17, 3]\npadding = [0, 0, 1]"), vec![
+            "layer 0 (conv, conv3d)",
+            "kernel 17 (dilation 1) along H does not fit its input of 16 padded by 0",
+            "[1, 16, 16, 16]",
+        ]),
+        ("shapes that do not chain", tiny_with("kind = \"flatten\"", "kind = \"relu\""), vec![
+            "layer 4 (fc1, dense)",
+            "needs flat (F) features",
+            "[2, 3, 3, 3]",
+        ]),
+        ("output that is not the classes", tiny_with("out_features = 10", "out_features = 7"), vec![
+            "layer 7 (fc2, dense)",
+            "10 class logits",
+            "[7]",
+        ]),
+        ("unknown optimizer", tiny_with("kind = \"adam\"", "kind = \"adagrad\""), vec![
+            "optimizer.kind",
+            "unknown optimizer \"adagrad\": expected one of sgd, adam, adamw",
+        ]),
+        ("misspelt optimizer", tiny_with("kind = \"adam\"", "kind = \"adamm\""), vec!["did you mean \"adam\"?"]),
+        ("learning rate 0", tiny_with("lr = 0.01", "lr = 0.0"), vec!["optimizer.lr", "must be a finite number > 0", "got 0"]),
+        ("negative learning rate", tiny_with("lr = 0.01", "lr = -0.5"), vec!["optimizer.lr", "got -0.5"]),
+        ("NaN learning rate", tiny_with("lr = 0.01", "lr = nan"), vec!["optimizer.lr", "got NaN"]),
+        ("infinite learning rate", tiny_with("lr = 0.01", "lr = inf"), vec!["optimizer.lr", "got inf"]),
+        ("zero batch size", tiny_with("batch_size = 16", "batch_size = 0"), vec!["train.batch_size must be at least 2", "got 0"]),
+        ("zero epochs", tiny_with("epochs = 2", "epochs = 0"), vec!["train.epochs must be at least 1"]),
+    ];
+    let mut failures = vec![];
+    for (what, text, needles) in &cases {
+        let path = dir.join(format!("{}.toml", what.replace(' ', "_")));
+        std::fs::write(&path, text).unwrap();
+        let p = path.display().to_string();
+        let (code, _, err) = cnn3d(&train_args(&p, &out, &["--epochs", "1"]));
+        let err = err.lines().filter(|l| !l.contains("XDG_RUNTIME_DIR") && !l.starts_with("[INFO")).collect::<Vec<_>>().join("\n");
+        let missing: Vec<&str> = std::iter::once(p.as_str()).chain(needles.iter().copied()).filter(|n| !err.contains(n)).collect();
+        if code != 2 || !missing.is_empty() || err.contains("panicked") {
+            failures.push(format!("{what}: exit code {code}, missing {missing:?} in:\n{err}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(!dir.join("run").join("model.safetensors").exists(), "a bad config started a run");
+}
+
+#[test]
+fn bad_flags_are_usage_errors() {
+    let dir = scratch("bad-flags");
+    let config = dir.join("tiny.toml");
+    std::fs::write(&config, tiny_text()).unwrap();
+    let (c, out) = (config.display().to_string(), dir.join("run").display().to_string());
+    for (flags, needles) in [
+        (&["--lr=nan"][..], &["optimizer.lr", "got NaN"][..]),
+        (&["--lr", "0"][..], &["optimizer.lr", "got 0"][..]),
+        (&["--checkpoint-every", "0"][..], &["--checkpoint-every"][..]),
+        (&["--clip-grad-norm=-1"][..], &["--clip-grad-norm", "a finite number > 0", "-1"][..]),
+        (&["--clip-grad-norm", "inf"][..], &["--clip-grad-norm", "inf"][..]),
+    ] {
+        let (code, _, err) = cnn3d(&train_args(&c, &out, flags));
+        assert_eq!(code, 2, "{flags:?}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{flags:?}: the message lacks {n:?}: {err}");
+        }
+    }
+}
+
+/// A state_dict of the tiny model (one input channel) with every value 0.5 — no training needed
+/// to make a checkpoint the loader accepts, and each bad variant differs from it in one way.
+fn tiny_state_dict() -> Vec<Tensor> {
+    let f = |name: &str, shape: &[usize]| Tensor::f32(name, shape, vec![0.5; shape.iter().product()]);
+    vec![
+        f("conv.weight", &[2, 1, 3, 3, 3]),
+        f("conv.bias", &[2]),
+        f("fc1.weight", &[12, 54]),
+        f("fc1.bias", &[12]),
+        f("batch.weight", &[12]),
+        f("batch.bias", &[12]),
+        f("batch.running_mean", &[12]),
+        f("batch.running_var", &[12]),
+        Tensor::i64("batch.num_batches_tracked", &[], vec![3]),
+        f("fc2.weight", &[10, 12]),
+        f("fc2.bias", &[10]),
+    ]
+}
+
+#[test]
+fn bad_checkpoints_name_the_file_the_tensor_and_both_shapes() {
+    let dir = scratch("bad-checkpoints");
+    let config = dir.join("tiny.toml");
+    std::fs::write(&config, tiny_text()).unwrap();
+    let meta = BTreeMap::from([("colormap".to_string(), "none".to_string())]);
+    let write = |name: &str, tensors: Vec<Tensor>| {
+        let path = dir.join(name);
+        checkpoint::save(&path, &tensors, &meta).unwrap();
+        path
+    };
+    let good = write("good.safetensors", tiny_state_dict());
+    let bytes = std::fs::read(&good).unwrap();
+    let raw = |name: &str, b: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, b).unwrap();
+        path
+    };
+    let swap = |name: &str, t: Tensor| {
+        tiny_state_dict().into_iter().map(|x| if x.name == name { t.clone() } else { x }).collect::<Vec<_>>()
+    };
+    let cases: Vec<(&str, PathBuf, Vec<&str>)> = vec![
+        ("not safetensors", raw("text.safetensors", b"epoch,train_loss\n1,0.5\n"), vec!["not a valid safetensors file"]),
+        ("empty", raw("empty.safetensors", b""), vec!["not a valid safetensors file"]),
+        ("truncated", raw("cut.safetensors", &bytes[..bytes.len() - 7]), vec!["not a valid safetensors file", "truncated"]),
+        ("tensor missing", write("missing.safetensors", tiny_state_dict().into_iter().filter(|t| t.name != "fc2.bias").collect()), vec![
+            "tensor \"fc2.bias\" is missing",
+            "F32 [10]",
+        ]),
+        ("extra tensor", write("extra.safetensors", [tiny_state_dict(), vec![Tensor::f32("fc3.weight", &[2, 2], vec![0.0; 4])]].concat()), vec![
+            "unexpected tensor \"fc3.weight\"",
+            "F32 [2, 2]",
+        ]),
+        ("wrong shape", write("shape.safetensors", swap("conv.weight", Tensor::f32("conv.weight", &[2, 3, 3, 3, 3], vec![0.0; 162]))), vec![
+            "tensor \"conv.weight\"",
+            "expected F32 [2, 1, 3, 3, 3], found F32 [2, 3, 3, 3, 3]",
+        ]),
+        ("wrong dtype", write("dtype.safetensors", swap("fc1.bias", Tensor::i64("fc1.bias", &[12], vec![0; 12]))), vec![
+            "tensor \"fc1.bias\"",
+            "expected F32 [12], found I64 [12]",
+        ]),
+    ];
+    let c = config.display().to_string();
+    let mut failures = vec![];
+    for (what, path, needles) in &cases {
+        let p = path.display().to_string();
+        // predict shares eval's loading; one case shows it.
+        let cmds: &[&str] = if *what == "wrong shape" { &["eval", "predict"] } else { &["eval"] };
+        for &cmd in cmds {
+            let (code, _, err) = cnn3d(&[cmd, "--checkpoint", &p, "--config", &c, "--limit", "4"]);
+            let missing: Vec<&str> = std::iter::once(p.as_str()).chain(needles.iter().copied()).filter(|n| !err.contains(n)).collect();
+            if code != 2 || !missing.is_empty() {
+                failures.push(format!("{cmd} {what}: exit code {code}, missing {missing:?} in:\n{err}"));
+            }
+        }
+    }
+    // The same checks guard --init, and the good file passes them.
+    let out = dir.join("run").display().to_string();
+    let missing = dir.join("missing.safetensors").display().to_string();
+    let (code, _, err) = cnn3d(&train_args(&c, &out, &["--init", &missing, "--epochs", "1"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("fc2.bias"), "{err}");
+    let (code, _, err) = cnn3d(&["eval", "--checkpoint", &good.display().to_string(), "--config", &c, "--limit", "4"]);
+    assert_eq!(code, 0, "the unmodified checkpoint loads: {err}");
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
