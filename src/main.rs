@@ -43,7 +43,7 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Only these layers (conv3d, max_pool3d, avg_pool3d, activation, dense, batch_norm,
-        /// dropout, softmax_xent, gather); repeat or separate with commas.
+        /// dropout, softmax_xent, optim, clip_grad_norm, gather); repeat or separate with commas.
         #[arg(long, value_delimiter = ',', value_name = "LAYER")]
         layer: Vec<String>,
     },
