@@ -51,6 +51,10 @@ pub enum Error {
     #[error("the training loss became {loss} at epoch {epoch}, step {step}; try a lower learning rate (--lr)")]
     Diverged { epoch: usize, step: usize, loss: f64 },
 
+    /// Ctrl-C: the run stopped after a step and saved a checkpoint to continue from.
+    #[error("interrupted in epoch {epoch} after step {step} of {steps}; saved a checkpoint: continue with `cnn3d train --resume {}`", dir.display())]
+    Interrupted { epoch: usize, step: usize, steps: usize, dir: PathBuf },
+
     #[error("unknown kernel {0:?}")]
     UnknownKernel(String),
 

@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -117,6 +119,14 @@ struct TrainArgs {
     /// run's profile.json (Chrome trace) and profile.csv.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
     profile_every: Option<u64>,
+    /// Write the checkpoint (model, optimizer state, epoch) after every N-th epoch and after
+    /// the last; --resume continues from the latest one.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_every: u64,
+    /// Before each update, scale the gradients so that their total 2-norm is at most X
+    /// (torch.nn.utils.clip_grad_norm_).
+    #[arg(long, value_name = "X")]
+    clip_grad_norm: Option<f32>,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -341,6 +351,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            // Ctrl-C: the shell's convention for a run ended by SIGINT.
+            if matches!(e.downcast_ref::<cnn3d::Error>(), Some(cnn3d::Error::Interrupted { .. })) {
+                return ExitCode::from(130);
+            }
             // Bad user input (flags naming things that do not exist, unusable data files) exits with 2.
             let data_error = e.downcast_ref::<cnn3d::data::DataError>().is_some();
             let user_error = data_error || e.downcast_ref::<cnn3d::Error>().is_some_and(|e| {
@@ -423,6 +437,9 @@ fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
         out: out.clone(),
         quiet: args.quiet,
         profile_every: args.profile_every,
+        checkpoint_every: args.checkpoint_every as usize,
+        clip_grad_norm: args.clip_grad_norm,
+        stop: Some(stop_on_ctrl_c()?),
     };
     let gpu = Gpu::new(opts)?;
     let summary = train::train(&gpu, &run).map_err(|e| e.in_config(&origin.display().to_string()))?;
@@ -440,6 +457,21 @@ fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
         println!("{}", summary.to_json_line());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A flag that the first Ctrl-C sets (the run ends after its current step, with a
+/// checkpoint); a second Ctrl-C quits at once.
+fn stop_on_ctrl_c() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step and saving a checkpoint (Ctrl-C again to quit now)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(stop)
 }
 
 /// The config, data and weights `eval` and `predict` run with; also the config's origin.

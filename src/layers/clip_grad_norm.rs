@@ -35,13 +35,15 @@ pub struct ClipGradNorm {
 
 impl ClipGradNorm {
     /// `max_norm` must be finite and > 0 (torch accepts 0, which only zeroes every gradient).
-    pub fn new(gpu: &Gpu, n: usize, max_norm: f32) -> Result<ClipGradNorm> {
-        if !(max_norm.is_finite() && max_norm > 0.0) {
-            return Err(Error::InvalidOption {
-                field: "--clip-grad-norm".into(),
-                message: format!("must be a finite number > 0, got {max_norm}"),
-            });
+    pub fn validate(max_norm: f32) -> Result<()> {
+        if max_norm.is_finite() && max_norm > 0.0 {
+            return Ok(());
         }
+        Err(Error::InvalidOption { field: "--clip-grad-norm".into(), message: format!("must be a finite number > 0, got {max_norm}") })
+    }
+
+    pub fn new(gpu: &Gpu, n: usize, max_norm: f32) -> Result<ClipGradNorm> {
+        Self::validate(max_norm)?;
         let partials = gpu.zeros("clip_grad_norm partials", Self::groups(n), DType::F32)?;
         let coef = gpu.zeros("clip_grad_norm coef", 2, DType::F32)?;
         Ok(ClipGradNorm { max_norm, n, partials, coef })
