@@ -427,8 +427,15 @@ fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
     }
     config.validate("the command line")?;
     let out = args.out.clone().or_else(|| args.resume.clone()).unwrap_or_else(default_run_dir);
+    let mut data = args.data.options(config.model.classes, config.train.seed);
+    // A resumed run feeds the model what it was trained on unless the flags say otherwise.
+    if let (Some(dir), None) = (&args.resume, args.data.colormap) {
+        let (colormap, reshape) = eval::recorded_input(&dir.join("model.safetensors"))?;
+        data.colormap = colormap.unwrap_or_default();
+        data.article_reshape |= reshape;
+    }
     let run = train::RunOptions {
-        data: args.data.options(config.model.classes, config.train.seed),
+        data,
         config,
         init: args.init.clone(),
         resume: args.resume.clone(),

@@ -215,3 +215,165 @@ fn bad_checkpoints_name_the_file_the_tensor_and_both_shapes() {
     assert_eq!(code, 0, "the unmodified checkpoint loads: {err}");
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
+
+/// The data and sizes of the long-run tests: 240 steps of 4 samples per epoch (about 2 s on
+/// lavapipe), so that a signal sent after the first checkpoint lands mid-epoch.
+fn long_args<'a>(config: &'a str, out: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "train", "--config", config, "--colormap", "none", "--limit-train", "960", "--limit-test", "16", "--batch-size", "4",
+        "--epochs", "3", "--seed", "5", "--quiet", "--out", out,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
+fn tiny_config_file(dir: &Path) -> String {
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, tiny_text()).unwrap();
+    path.display().to_string()
+}
+
+/// The uninterrupted long run, made once per test binary and shared by the tests that
+/// compare an interrupted run with it.
+fn uninterrupted() -> &'static Path {
+    static RUN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = scratch("uninterrupted");
+        let (config, out) = (tiny_config_file(&dir), dir.join("run"));
+        let o = out.display().to_string();
+        let (code, _, err) = cnn3d(&long_args(&config, &o, &[]));
+        assert_eq!(code, 0, "{err}");
+        out
+    })
+}
+
+/// metrics.csv without its wall-clock columns (seconds, samples_per_s).
+fn metrics_without_times(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("metrics.csv"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split(',').take(5).collect::<Vec<_>>().join(","))
+        .collect()
+}
+
+fn assert_same_run(a: &Path, b: &Path) {
+    let (wa, wb) = (std::fs::read(a.join("model.safetensors")).unwrap(), std::fs::read(b.join("model.safetensors")).unwrap());
+    assert!(wa == wb, "{} and {} end with different weights", a.display(), b.display());
+    assert_eq!(metrics_without_times(a), metrics_without_times(b));
+}
+
+fn metadata(path: &Path) -> BTreeMap<String, String> {
+    checkpoint::load(path).unwrap_or_else(|e| panic!("{e}")).metadata
+}
+
+/// Waits until `path` exists (a checkpoint is renamed into place whole), or panics.
+fn wait_for(path: &Path, child: &mut std::process::Child) {
+    let started = std::time::Instant::now();
+    while !path.exists() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before {} appeared", path.display());
+        }
+        assert!(started.elapsed().as_secs() < 300, "{} never appeared", path.display());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+fn spawn(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_cnn3d"))
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start cnn3d")
+}
+
+#[test]
+fn a_run_killed_mid_epoch_and_resumed_ends_like_an_uninterrupted_one() {
+    let dir = scratch("killed");
+    let (config, out) = (tiny_config_file(&dir), dir.join("run"));
+    let o = out.display().to_string();
+    let mut child = spawn(&long_args(&config, &o, &["--checkpoint-every", "2"]));
+    let resume_file = out.join("optimizer.safetensors");
+    wait_for(&resume_file, &mut child);
+    // Every second epoch: the first checkpoint is epoch 2's, with both metrics rows before it.
+    assert_eq!(metadata(&resume_file)["epoch"], "2");
+    assert!(metrics_without_times(&out).len() >= 3, "metrics.csv lacks the rows of epochs 1 and 2");
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(!out.join("summary.json").exists(), "the run finished before it was killed; nothing was tested");
+    let (code, _, err) = cnn3d(&["train", "--resume", &o, "--limit-train", "960", "--limit-test", "16", "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    assert_same_run(uninterrupted(), &out);
+}
+
+#[test]
+fn ctrl_c_saves_mid_epoch_and_resume_continues_exactly() {
+    let dir = scratch("ctrl-c");
+    let (config, out) = (tiny_config_file(&dir), dir.join("run"));
+    let o = out.display().to_string();
+    let mut child = spawn(&long_args(&config, &o, &[]));
+    let resume_file = out.join("optimizer.safetensors");
+    wait_for(&resume_file, &mut child);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: kill(2) on our own child's pid, which has not been waited for yet.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let output = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted in epoch") && err.contains(&format!("cnn3d train --resume {o}")), "{err}");
+    let meta = metadata(&resume_file);
+    let step: usize = meta["epoch_step"].parse().unwrap();
+    assert!((1..240).contains(&step), "not a mid-epoch checkpoint: {meta:?}");
+    assert_eq!(metadata(&out.join("model.safetensors"))["step"], meta["step"], "model and optimizer state of different steps");
+    let (code, _, err) = cnn3d(&["train", "--resume", &o, "--limit-train", "960", "--limit-test", "16", "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    assert_same_run(uninterrupted(), &out);
+}
+
+/// A kill between the two checkpoint writes leaves a model.safetensors (and metrics rows)
+/// newer than optimizer.safetensors; --resume reads only the latter and redoes the epoch.
+#[test]
+fn a_kill_between_the_checkpoint_files_still_resumes_exactly() {
+    let dir = scratch("between-files");
+    let config = tiny_config_file(&dir);
+    let run = |name: &str, epochs: &str| {
+        let out = dir.join(name);
+        let o = out.display().to_string();
+        let (code, _, err) = cnn3d(&train_args(&config, &o, &["--epochs", epochs]));
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let (one, two, three) = (run("one", "1"), run("two", "2"), run("three", "3"));
+    for f in ["model.safetensors", "metrics.csv"] {
+        std::fs::copy(two.join(f), one.join(f)).unwrap();
+    }
+    let o = one.display().to_string();
+    let (code, _, err) = cnn3d(&["train", "--resume", &o, "--epochs", "3", "--limit-train", "48", "--limit-test", "16", "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    assert_same_run(&three, &one);
+}
+
+#[test]
+fn same_seed_same_weights_and_metrics_and_clipping_is_applied() {
+    let dir = scratch("determinism");
+    let config = tiny_config_file(&dir);
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.join(name);
+        let o = out.display().to_string();
+        let (code, _, err) = cnn3d(&train_args(&config, &o, extra));
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let a = run("a", &[]);
+    let b = run("b", &[]);
+    assert_same_run(&a, &b);
+    // A limit far above the gradients' norm multiplies them by exactly 1: the same run.
+    let loose = run("loose", &["--clip-grad-norm", "1e6"]);
+    assert_same_run(&a, &loose);
+    // A tight one changes every step: other weights, and the same ones again with the same seed.
+    let tight = run("tight", &["--clip-grad-norm", "0.01"]);
+    let again = run("tight-again", &["--clip-grad-norm", "0.01"]);
+    assert!(std::fs::read(a.join("model.safetensors")).unwrap() != std::fs::read(tight.join("model.safetensors")).unwrap());
+    assert_same_run(&tight, &again);
+}
