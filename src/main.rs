@@ -25,6 +25,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "INDEX|NAME")]
     adapter: Option<String>,
 
+    /// Open the device with at most this max_storage_buffer_binding_size (bytes), to see how
+    /// a run fares on a GPU with smaller limits.
+    #[arg(long, global = true, value_name = "BYTES", env = "CNN3D_MAX_STORAGE_BINDING")]
+    max_storage_binding: Option<u64>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -380,7 +385,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let opts = GpuOptions { backend: cli.backend, adapter: cli.adapter.clone() };
+    let opts = GpuOptions { backend: cli.backend, adapter: cli.adapter.clone(), max_storage_binding: cli.max_storage_binding };
     match cli.command {
         Command::Adapters { json } => adapters(cli.backend, json),
         Command::Check { json, layer } => check_cmd(&opts, json, &layer),

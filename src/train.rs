@@ -413,6 +413,22 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
     let train_dev = s.input.upload(gpu, &ds.train, "train")?;
     let test_dev = s.input.upload(gpu, &ds.test, "test")?;
 
+    // Every buffer and plan exists before the run folder does: a batch whose tensors exceed the
+    // device's limits is refused (Error::TooLarge names the tensor) before anything is written.
+    let b = cfg.train.batch_size;
+    let n = ds.train.len();
+    // Batch norm cannot train on a batch of one: a last batch of a single sample is skipped
+    // (it is a different sample each epoch when shuffling).
+    let tail = match n % b {
+        1 => 0,
+        t => t,
+    };
+    let steps = n / b + usize::from(tail > 0);
+    let idx_full = gpu.zeros("train indices", b.min(n), DType::U32)?;
+    let plan_full = if n >= b { Some(s.train_plan(b, &train_dev, &idx_full, &optim, clip.as_ref())?) } else { None };
+    let idx_tail = gpu.zeros("train indices (last batch)", tail.max(1), DType::U32)?;
+    let plan_tail = if tail > 0 { Some(s.train_plan(tail, &train_dev, &idx_tail, &optim, clip.as_ref())?) } else { None };
+
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, "creating the run folder", e))?;
     let (mut log, at) = match &opts.resume {
         Some(dir) => {
@@ -435,19 +451,6 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
     batches_tracked = at.batches_tracked;
     crate::atomic::write_atomic(&opts.out.join("config.toml"), cfg.to_toml().as_bytes())?;
 
-    let b = cfg.train.batch_size;
-    let n = ds.train.len();
-    // Batch norm cannot train on a batch of one: a last batch of a single sample is skipped
-    // (it is a different sample each epoch when shuffling).
-    let tail = match n % b {
-        1 => 0,
-        t => t,
-    };
-    let steps = n / b + usize::from(tail > 0);
-    let idx_full = gpu.zeros("train indices", b.min(n), DType::U32)?;
-    let plan_full = if n >= b { Some(s.train_plan(b, &train_dev, &idx_full, &optim, clip.as_ref())?) } else { None };
-    let idx_tail = gpu.zeros("train indices (last batch)", tail.max(1), DType::U32)?;
-    let plan_tail = if tail > 0 { Some(s.train_plan(tail, &train_dev, &idx_tail, &optim, clip.as_ref())?) } else { None };
 
     let progress = Progress::new(opts.quiet, cfg.train.epochs);
     let info = gpu.info();

@@ -377,3 +377,32 @@ fn same_seed_same_weights_and_metrics_and_clipping_is_applied() {
     assert!(std::fs::read(a.join("model.safetensors")).unwrap() != std::fs::read(tight.join("model.safetensors")).unwrap());
     assert_same_run(&tight, &again);
 }
+
+/// A device whose max_storage_buffer_binding_size is lowered on purpose (as a small GPU's):
+/// a batch whose activations exceed it is refused before the run starts, naming the tensor,
+/// its size and the limit; a smaller batch of the same model trains.
+#[test]
+fn a_batch_beyond_the_devices_binding_limit_is_refused_before_the_run() {
+    let dir = scratch("limits");
+    let config = dir.join("wide.toml");
+    // conv3d with 64 channels at 14³: 16 samples need 16·64·14³·4 = 11,239,424 bytes.
+    let text = tiny_text().replacen("out_channels = 2\nkernel = 3\nstride = 2", "out_channels = 64\nkernel = 3", 1);
+    assert!(text.contains("out_channels = 64"));
+    std::fs::write(&config, text).unwrap();
+    let (c, out) = (config.display().to_string(), dir.join("run"));
+    let o = out.display().to_string();
+    let limit = [("CNN3D_MAX_STORAGE_BINDING", "4000000")];
+    let mut args = vec!["train", "--config", &c, "--colormap", "none", "--limit-train", "32", "--limit-test", "8", "--epochs", "1", "--quiet", "--out", &o];
+    let (code, _, err) = cnn3d_env(&args, &limit);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("tensor \"conv.y\" needs 11239424 bytes, above this adapter's max_storage_buffer_binding_size of 4000000 bytes"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked") && !err.contains("Validation Error"), "{err}");
+    assert!(!out.exists(), "the refused run wrote {}", out.display());
+    // 4 samples: 2,809,856 bytes, within the limit.
+    args.extend_from_slice(&["--batch-size", "4"]);
+    let (code, _, err) = cnn3d_env(&args, &limit);
+    assert_eq!(code, 0, "{err}");
+}
