@@ -48,8 +48,13 @@ pub enum Error {
     Config { file: String, message: String },
 
     /// A non-finite loss: the run stops rather than train on garbage.
-    #[error("the training loss became {loss} at epoch {epoch}, step {step}; try a lower learning rate (--lr)")]
-    Diverged { epoch: usize, step: usize, loss: f64 },
+    /// `first..=step`: the steps since the last finite reading of the running loss sum (read
+    /// back every few steps only, since each read waits for the GPU).
+    #[error(
+        "the training loss became {loss} at epoch {epoch}, {}; the run stopped there and the last checkpoint was kept. Try a lower learning rate (--lr) or --clip-grad-norm",
+        if first == step { format!("step {step}") } else { format!("within steps {first} to {step}") }
+    )]
+    Diverged { epoch: usize, first: usize, step: usize, loss: f64 },
 
     /// Ctrl-C: the run stopped after a step and saved a checkpoint to continue from.
     #[error("interrupted in epoch {epoch} after step {step} of {steps}; saved a checkpoint: continue with `cnn3d train --resume {}`", dir.display())]

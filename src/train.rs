@@ -481,6 +481,7 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
         let mut bar = progress.epoch(epoch + 1, steps, b);
         // Read the running sums back a few times per epoch only: each read waits for the GPU.
         let report_every = (steps / 20).max(1);
+        let mut last_read = first;
         for step in first..steps {
             let (chunk, idx, plan) = if step < n / b {
                 (&order[step * b..(step + 1) * b], &idx_full, plan_full.as_ref().unwrap())
@@ -504,8 +505,9 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
             if (step + 1) % report_every == 0 || step + 1 == steps || stop {
                 let (loss, correct) = s.sums()?;
                 if !loss.is_finite() {
-                    return Err(Error::Diverged { epoch: epoch + 1, step: step + 1, loss });
+                    return Err(Error::Diverged { epoch: epoch + 1, first: last_read + 1, step: step + 1, loss });
                 }
+                last_read = step + 1;
                 bar.update(step + 1, loss / seen as f64, correct as f64 / seen as f64);
                 if stop {
                     let here = RunPoint {

@@ -446,3 +446,22 @@ fn memory_is_flat_over_fifty_epochs() {
     // 144 steps: less than a plan (uniform buffers, bind groups) compiled per step would leak.
     assert!(late <= early + 1024, "RSS grew from {early} kB after epoch 2 to {late} kB after epoch 50: {rss:?}");
 }
+
+#[test]
+fn a_diverging_run_stops_with_advice_and_keeps_the_last_checkpoint() {
+    let dir = scratch("diverged");
+    let config = tiny_config_file(&dir);
+    let out = dir.join("run");
+    let o = out.display().to_string();
+    let (code, _, err) = cnn3d(&train_args(&config, &o, &["--epochs", "1"]));
+    assert_eq!(code, 0, "{err}");
+    let before: Vec<Vec<u8>> = ["model.safetensors", "optimizer.safetensors"].iter().map(|f| std::fs::read(out.join(f)).unwrap()).collect();
+    // Adam's steps are about lr in size: 1e30 sends the weights, then the loss, to infinity.
+    let (code, _, err) = cnn3d(&["train", "--resume", &o, "--epochs", "2", "--lr", "1e30", "--limit-train", "48", "--limit-test", "16", "--quiet"]);
+    assert_eq!(code, 1, "{err}");
+    // Step 1's loss is that of the good weights; its update is the one that breaks them.
+    assert!(err.contains("the training loss became") && err.contains("at epoch 2, step 2;"), "{err}");
+    assert!(err.contains("lower learning rate (--lr)"), "{err}");
+    let after: Vec<Vec<u8>> = ["model.safetensors", "optimizer.safetensors"].iter().map(|f| std::fs::read(out.join(f)).unwrap()).collect();
+    assert!(before == after, "the last good checkpoint was overwritten");
+}
