@@ -163,5 +163,85 @@ pub struct ModelConfig {
 
 /// Parses a model config from TOML text; `origin` (a file name) prefixes error messages.
 pub fn parse_model(text: &str, origin: &str) -> crate::Result<ModelConfig> {
-    toml::from_str(text).map_err(|e| crate::Error::Config { file: origin.to_string(), message: e.to_string() })
+    toml::from_str(text).map_err(|e| toml_error(origin, e))
+}
+
+/// A TOML or schema error of the file `origin`: toml's message (line, column, the offending
+/// line) with a "did you mean" for a misspelt kind or option.
+pub(crate) fn toml_error(origin: &str, e: toml::de::Error) -> crate::Error {
+    crate::Error::Config { file: origin.to_string(), message: with_suggestion(e.to_string()) }
+}
+
+/// serde's "unknown variant `x`, expected one of `a`, `b`" and "unknown field `x`, expected
+/// one of ..." list the valid names; this appends the one nearest to `x`, if any is near.
+fn with_suggestion(message: String) -> String {
+    let Some((_, rest)) = message.split_once("unknown variant `").or_else(|| message.split_once("unknown field `")) else {
+        return message;
+    };
+    let Some((wanted, rest)) = rest.split_once('`') else {
+        return message;
+    };
+    let Some((_, list)) = rest.split_once("expected one of ") else {
+        return message;
+    };
+    let line = list.lines().next().unwrap_or_default();
+    let candidates = line.split(", ").map(|c| c.trim_matches('`'));
+    match nearest(wanted, candidates) {
+        Some(best) => format!("{}\ndid you mean `{best}`?", message.trim_end()),
+        None => message,
+    }
+}
+
+/// The candidate nearest to `word` by edit distance, if it is near enough to be a typo of it:
+/// at most a third of the word's letters (and at least one) differ.
+pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).max(1);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(&word.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance (insertions, deletions, substitutions), over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, &cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb)).min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_names_a_likely_typo_only() {
+        let kinds = ["conv3d", "max_pool3d", "leaky_relu", "relu", "dense"];
+        assert_eq!(nearest("leaky_rleu", kinds), Some("leaky_relu"));
+        assert_eq!(nearest("Conv3D", kinds), Some("conv3d"));
+        assert_eq!(nearest("maxpool3d", kinds), Some("max_pool3d"));
+        assert_eq!(nearest("lstm", kinds), None);
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+
+    #[test]
+    fn unknown_kinds_and_options_get_a_suggestion() {
+        let e = parse_model("input = [8, 8, 8]\nclasses = 3\n[[layers]]\nkind = \"conv_3d\"\n", "m.toml").unwrap_err().to_string();
+        assert!(e.contains("unknown variant `conv_3d`") && e.ends_with("did you mean `conv3d`?"), "{e}");
+        let e = parse_model("input = [8, 8, 8]\nclasses = 3\n[[layers]]\nkind = \"dense\"\nout_feature = 3\n", "m.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 3") && e.ends_with("did you mean `out_features`?"), "{e}");
+        let e = parse_model("input = [8, 8, 8]\nclasses = 3\n[[layers]]\nkind = \"transformer\"\n", "m.toml").unwrap_err().to_string();
+        assert!(!e.contains("did you mean"), "{e}");
+    }
 }

@@ -48,8 +48,17 @@ pub enum Error {
     Config { file: String, message: String },
 
     /// A non-finite loss: the run stops rather than train on garbage.
-    #[error("the training loss became {loss} at epoch {epoch}, step {step}; try a lower learning rate (--lr)")]
-    Diverged { epoch: usize, step: usize, loss: f64 },
+    /// `first..=step`: the steps since the last finite reading of the running loss sum (read
+    /// back every few steps only, since each read waits for the GPU).
+    #[error(
+        "the training loss became {loss} at epoch {epoch}, {}; the run stopped there and the last checkpoint was kept. Try a lower learning rate (--lr) or --clip-grad-norm",
+        if first == step { format!("step {step}") } else { format!("within steps {first} to {step}") }
+    )]
+    Diverged { epoch: usize, first: usize, step: usize, loss: f64 },
+
+    /// Ctrl-C: the run stopped after a step and saved a checkpoint to continue from.
+    #[error("interrupted in epoch {epoch} after step {step} of {steps}; saved a checkpoint: continue with `cnn3d train --resume {}`", dir.display())]
+    Interrupted { epoch: usize, step: usize, steps: usize, dir: PathBuf },
 
     #[error("unknown kernel {0:?}")]
     UnknownKernel(String),
@@ -95,6 +104,17 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub fn shape(layer: impl Into<String>, message: impl Into<String>) -> Self {
         Error::Shape { layer: layer.into(), message: message.into() }
+    }
+
+    /// Puts a model's shape error (a layer that cannot work, an input the data does not have)
+    /// in the context of the config file `origin` that declared the model; other errors pass.
+    pub fn in_config(self, origin: &str) -> Error {
+        match self {
+            Error::Shape { layer, message } if layer.starts_with("layer ") || layer.starts_with("model") => {
+                Error::Config { file: origin.to_string(), message: format!("{layer}: {message}") }
+            }
+            e => e,
+        }
     }
 
     pub fn io(path: impl Into<PathBuf>, action: &'static str, source: std::io::Error) -> Self {

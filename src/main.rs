@@ -3,6 +3,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -30,6 +32,11 @@ struct Cli {
           value_parser = clap::builder::BoolishValueParser::new())]
     no_tune: bool,
 
+    /// Open the device with at most this max_storage_buffer_binding_size (bytes), to see how
+    /// a run fares on a GPU with smaller limits.
+    #[arg(long, global = true, value_name = "BYTES", env = "CNN3D_MAX_STORAGE_BINDING")]
+    max_storage_binding: Option<u64>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -50,7 +57,7 @@ enum Command {
         #[arg(long)]
         json: bool,
         /// Only these layers (conv3d, max_pool3d, avg_pool3d, activation, dense, batch_norm,
-        /// dropout, softmax_xent, gather); repeat or separate with commas.
+        /// dropout, softmax_xent, optim, clip_grad_norm, gather); repeat or separate with commas.
         #[arg(long, value_delimiter = ',', value_name = "LAYER")]
         layer: Vec<String>,
     },
@@ -124,6 +131,14 @@ struct TrainArgs {
     /// run's profile.json (Chrome trace) and profile.csv.
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..))]
     profile_every: Option<u64>,
+    /// Write the checkpoint (model, optimizer state, epoch) after every N-th epoch and after
+    /// the last; --resume continues from the latest one.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    checkpoint_every: u64,
+    /// Before each update, scale the gradients so that their total 2-norm is at most X
+    /// (torch.nn.utils.clip_grad_norm_).
+    #[arg(long, value_name = "X")]
+    clip_grad_norm: Option<f32>,
     #[command(flatten)]
     data: DataArgs,
 }
@@ -348,6 +363,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
+            // Ctrl-C: the shell's convention for a run ended by SIGINT.
+            if matches!(e.downcast_ref::<cnn3d::Error>(), Some(cnn3d::Error::Interrupted { .. })) {
+                return ExitCode::from(130);
+            }
             // Bad user input (flags naming things that do not exist, unusable data files) exits with 2.
             let data_error = e.downcast_ref::<cnn3d::data::DataError>().is_some();
             let user_error = data_error || e.downcast_ref::<cnn3d::Error>().is_some_and(|e| {
@@ -364,6 +383,7 @@ fn main() -> ExitCode {
                         | cnn3d::Error::TensorUnexpected { .. }
                         | cnn3d::Error::TensorMismatch { .. }
                         | cnn3d::Error::Shape { .. }
+                        | cnn3d::Error::TooLarge { .. }
                 )
             });
             ExitCode::from(if user_error { 2 } else { 1 })
@@ -378,7 +398,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         Tuning::On { cache: cnn3d::tune::default_cache() }
     };
-    let opts = GpuOptions { backend: cli.backend, adapter: cli.adapter.clone(), tune };
+    let opts = GpuOptions { backend: cli.backend, adapter: cli.adapter.clone(), max_storage_binding: cli.max_storage_binding, tune };
     match cli.command {
         Command::Adapters { json } => adapters(cli.backend, json),
         Command::Check { json, layer } => check_cmd(&opts, json, &layer),
@@ -396,10 +416,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
+    let origin = match (&args.config, &args.resume) {
+        (Some(path), _) => path.clone(),
+        (None, Some(dir)) => dir.join("config.toml"),
+        (None, None) => PathBuf::from("assets/seed.toml"),
+    };
     let mut config = match (&args.config, &args.resume) {
-        (Some(path), _) => train::Config::load(path)?,
-        (None, Some(dir)) => train::Config::load(&dir.join("config.toml"))?,
         (None, None) => train::Config::seed(),
+        _ => train::Config::load(&origin)?,
     };
     if let Some(e) = args.epochs {
         config.train.epochs = e;
@@ -421,8 +445,15 @@ fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
     }
     config.validate("the command line")?;
     let out = args.out.clone().or_else(|| args.resume.clone()).unwrap_or_else(default_run_dir);
+    let mut data = args.data.options(config.model.classes, config.train.seed);
+    // A resumed run feeds the model what it was trained on unless the flags say otherwise.
+    if let (Some(dir), None) = (&args.resume, args.data.colormap) {
+        let (colormap, reshape) = eval::recorded_input(&dir.join("model.safetensors"))?;
+        data.colormap = colormap.unwrap_or_default();
+        data.article_reshape |= reshape;
+    }
     let run = train::RunOptions {
-        data: args.data.options(config.model.classes, config.train.seed),
+        data,
         config,
         init: args.init.clone(),
         resume: args.resume.clone(),
@@ -431,9 +462,12 @@ fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
         out: out.clone(),
         quiet: args.quiet,
         profile_every: args.profile_every,
+        checkpoint_every: args.checkpoint_every as usize,
+        clip_grad_norm: args.clip_grad_norm,
+        stop: Some(stop_on_ctrl_c()?),
     };
     let gpu = Gpu::new(opts)?;
-    let summary = train::train(&gpu, &run)?;
+    let summary = train::train(&gpu, &run).map_err(|e| e.in_config(&origin.display().to_string()))?;
     if !args.quiet {
         eprintln!(
             "test accuracy {:.2}%, test loss {:.4}, {:.0} training samples/s, {:.1} s; wrote {}",
@@ -448,6 +482,21 @@ fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
         println!("{}", summary.to_json_line());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A flag that the first Ctrl-C sets (the run ends after its current step, with a
+/// checkpoint); a second Ctrl-C quits at once.
+fn stop_on_ctrl_c() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step and saving a checkpoint (Ctrl-C again to quit now)");
+    })
+    .context("installing the Ctrl-C handler")?;
+    Ok(stop)
 }
 
 /// The config, data and weights `eval` and `predict` run with; also the config's origin.
@@ -469,7 +518,7 @@ fn eval_options(args: &ModelArgs) -> anyhow::Result<(eval::EvalOptions, String)>
 fn eval_cmd(opts: &GpuOptions, args: &EvalArgs) -> anyhow::Result<ExitCode> {
     let (eopts, origin) = eval_options(&args.model)?;
     let gpu = Gpu::new(opts)?;
-    let out = eval::run(&gpu, &eopts)?;
+    let out = eval::run(&gpu, &eopts).map_err(|e| e.in_config(&origin))?;
     let report = eval::Report::new(&out, &eopts.checkpoint, &origin, eopts.split);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -480,9 +529,9 @@ fn eval_cmd(opts: &GpuOptions, args: &EvalArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn predict_cmd(opts: &GpuOptions, args: &PredictArgs) -> anyhow::Result<ExitCode> {
-    let (eopts, _) = eval_options(&args.model)?;
+    let (eopts, origin) = eval_options(&args.model)?;
     let gpu = Gpu::new(opts)?;
-    let out = eval::run(&gpu, &eopts)?;
+    let out = eval::run(&gpu, &eopts).map_err(|e| e.in_config(&origin))?;
     match &args.out {
         Some(path) => {
             let mut bytes = vec![];

@@ -71,6 +71,11 @@ impl MetricsLog {
         write_csv(&self.path, &self.rows)
     }
 
+    /// Keeps the first `epochs` rows (the file is rewritten by the next push).
+    pub fn truncate(&mut self, epochs: usize) {
+        self.rows.truncate(epochs);
+    }
+
     pub fn rows(&self) -> &[EpochMetrics] {
         &self.rows
     }

@@ -125,7 +125,10 @@ impl UpdateRule {
             "sgd" => Ok(UpdateRule::Sgd(SgdConfig::default())),
             "adam" => Ok(UpdateRule::Adam(AdamConfig::adam())),
             "adamw" => Ok(UpdateRule::AdamW(AdamConfig::adamw())),
-            _ => Err(invalid("optimizer.kind", format!("unknown optimizer {kind:?}: expected one of {}", KINDS.join(", ")))),
+            _ => {
+                let hint = crate::config::nearest(kind, KINDS.iter().copied()).map(|k| format!("; did you mean {k:?}?")).unwrap_or_default();
+                Err(invalid("optimizer.kind", format!("unknown optimizer {kind:?}: expected one of {}{hint}", KINDS.join(", "))))
+            }
         }
     }
 

@@ -61,7 +61,7 @@ impl<'g> Bench<'g> {
         let optim = Optimizer::new(gpu, rule, self.session.state.params.len())?;
         let idx = self.indices(batch)?;
         let split = DeviceSplit { data: self.split.data.clone(), labels: self.split.labels.clone(), len: self.split.len };
-        let plan = self.session.train_plan(batch, &split, &idx, &optim)?;
+        let plan = self.session.train_plan(batch, &split, &idx, &optim, None)?;
         Ok(TrainStep { plan, optim, _indices: idx, lr: self.config.optimizer.lr_at(0), t: 0 })
     }
 

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -12,6 +14,7 @@ use crate::config::ModelConfig;
 use crate::data::{self, DataOptions, Dataset, DeviceSplit, Input};
 use crate::error::{Error, Result};
 use crate::gpu::{Buffer, DType, Gpu, Plan};
+use crate::layers::clip_grad_norm::ClipGradNorm;
 use crate::metrics::{EpochMetrics, MetricsLog, Summary};
 use crate::model::Model;
 use crate::network::{Network, State};
@@ -65,8 +68,7 @@ pub const SEED_CONFIG: &str = include_str!("../assets/seed.toml");
 
 impl Config {
     pub fn parse(text: &str, origin: &str) -> Result<Config> {
-        let cfg: Config =
-            toml::from_str(text).map_err(|e| Error::Config { file: origin.to_string(), message: e.to_string() })?;
+        let cfg: Config = toml::from_str(text).map_err(|e| crate::config::toml_error(origin, e))?;
         cfg.validate(origin)?;
         Ok(cfg)
     }
@@ -117,6 +119,14 @@ pub struct RunOptions {
     /// Time every dispatch of one step in K and write it to the run folder's profile.json
     /// and profile.csv (the last recorded step); the other steps are not slowed.
     pub profile_every: Option<u64>,
+    /// Write the checkpoint after every N-th epoch (and after the last one); at least 1.
+    pub checkpoint_every: usize,
+    /// Scale the gradients to at most this total 2-norm before each update
+    /// (torch.nn.utils.clip_grad_norm_), on the GPU inside the step.
+    pub clip_grad_norm: Option<f32>,
+    /// Set (by a Ctrl-C handler) to end the run after the current step with a checkpoint that
+    /// `--resume` continues from exactly.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// The model with its state on the GPU, and plans per batch size.
@@ -160,12 +170,23 @@ impl<'g> Session<'g> {
         Ok(&self.nets[&batch])
     }
 
-    /// gather + train step + update, for `batch` samples of `split` chosen by `indices`.
-    pub(crate) fn train_plan(&mut self, batch: usize, split: &DeviceSplit, indices: &Buffer, optim: &Optimizer) -> Result<Plan> {
+    /// gather + train step (+ gradient clipping) + update, for `batch` samples of `split`
+    /// chosen by `indices`.
+    pub(crate) fn train_plan(
+        &mut self,
+        batch: usize,
+        split: &DeviceSplit,
+        indices: &Buffer,
+        optim: &Optimizer,
+        clip: Option<&ClipGradNorm>,
+    ) -> Result<Plan> {
         self.net(batch)?;
         let net = &self.nets[&batch];
         let mut ops = vec![self.input.gather(batch, split, indices, self.lut.as_ref(), &net.input, &net.labels)?];
         ops.extend(net.train_ops(&self.state)?);
+        if let Some(clip) = clip {
+            ops.extend(clip.ops(&self.state.grads)?);
+        }
         ops.push(optim.update(&self.state.params, &self.state.grads)?);
         self.gpu.compile(&ops)
     }
@@ -273,17 +294,25 @@ impl<'g> Session<'g> {
     /// num_batches_tracked (0 without batch norm).
     pub fn load_weights(&self, path: &Path) -> Result<i64> {
         let ck = checkpoint::load_expected(path, &self.state_dict_specs())?;
+        self.apply_state_dict(&ck, "")
+    }
+
+    /// Writes the state_dict tensors of `ck`, each named `prefix` + its state_dict name and
+    /// already checked against [`Session::state_dict_specs`], to the GPU; returns
+    /// num_batches_tracked.
+    fn apply_state_dict(&self, ck: &checkpoint::Checkpoint, prefix: &str) -> Result<i64> {
         let mut params = vec![];
         let mut buffers = vec![];
         let mut tracked = 0;
+        let get = |name: &str| ck.get(&format!("{prefix}{name}"));
         for layer in &self.model.layers {
             for t in &layer.params {
-                params.push(ck.get(&t.name).and_then(|t| t.as_f32()).unwrap_or_default().to_vec());
+                params.push(get(&t.name).and_then(|t| t.as_f32()).unwrap_or_default().to_vec());
             }
             for t in &layer.buffers {
-                buffers.push(ck.get(&t.name).and_then(|t| t.as_f32()).unwrap_or_default().to_vec());
+                buffers.push(get(&t.name).and_then(|t| t.as_f32()).unwrap_or_default().to_vec());
             }
-            if let Some(n) = ck.get(&format!("{}.num_batches_tracked", layer.name)).and_then(|t| t.as_i64()) {
+            if let Some(n) = get(&format!("{}.num_batches_tracked", layer.name)).and_then(|t| t.as_i64()) {
                 tracked = n.first().copied().unwrap_or(0);
             }
         }
@@ -338,10 +367,38 @@ fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<u32> {
     order
 }
 
+/// Where a run stands: what a checkpoint records and `--resume` continues from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct RunPoint {
+    /// Epochs finished (each with its metrics row).
+    epoch: usize,
+    /// Steps done in the unfinished epoch `epoch + 1`: 0 at an epoch's end, more after Ctrl-C.
+    epoch_step: usize,
+    /// Optimizer steps over the whole run (Adam's t, the dropout masks' step).
+    t: u64,
+    /// The GPU's metric sums and the sample count over the unfinished epoch's steps.
+    loss_sum: f32,
+    correct_sum: u32,
+    seen: usize,
+    batches_tracked: i64,
+}
+
+impl RunPoint {
+    fn epoch_end(epoch: usize, t: u64, batches_tracked: i64) -> RunPoint {
+        RunPoint { epoch, epoch_step: 0, t, loss_sum: 0.0, correct_sum: 0, seen: 0, batches_tracked }
+    }
+}
+
 /// Trains as `opts` says and writes the run's folder; returns the summary.
 pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
     let cfg = &opts.config;
     cfg.validate("the command line")?;
+    if opts.checkpoint_every == 0 {
+        return Err(Error::InvalidOption { field: "--checkpoint-every".into(), message: "must be at least 1 (epochs), got 0".into() });
+    }
+    if let Some(max_norm) = opts.clip_grad_norm {
+        ClipGradNorm::validate(max_norm)?;
+    }
     let started = Instant::now();
     let ds = load_data(&opts.data, opts.limit_train, opts.limit_test)?;
     let seed = cfg.train.seed;
@@ -352,27 +409,12 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
         None => s.state.write_params(gpu, &s.model.init_params(&mut Rng::new(seed)))?,
     }
     let optim = Optimizer::new(gpu, &cfg.optimizer.rule, s.state.params.len())?;
+    let clip = opts.clip_grad_norm.map(|m| ClipGradNorm::new(gpu, s.state.grads.len(), m)).transpose()?;
     let train_dev = s.input.upload(gpu, &ds.train, "train")?;
     let test_dev = s.input.upload(gpu, &ds.test, "test")?;
 
-    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, "creating the run folder", e))?;
-    let (mut log, start_epoch, mut t) = match &opts.resume {
-        Some(dir) => {
-            let (epoch, step, tracked) = resume(&s, &optim, dir)?;
-            batches_tracked = tracked;
-            let log = MetricsLog::resume(dir.join("metrics.csv"))?;
-            if log.rows().len() != epoch {
-                return Err(Error::Config {
-                    file: dir.join("metrics.csv").display().to_string(),
-                    message: format!("holds {} epochs but the checkpoint is from epoch {epoch}", log.rows().len()),
-                });
-            }
-            (log, epoch, step)
-        }
-        None => (MetricsLog::create(opts.out.join("metrics.csv")), 0, 0u64),
-    };
-    crate::atomic::write_atomic(&opts.out.join("config.toml"), cfg.to_toml().as_bytes())?;
-
+    // Every buffer and plan exists before the run folder does: a batch whose tensors exceed the
+    // device's limits is refused (Error::TooLarge names the tensor) before anything is written.
     let b = cfg.train.batch_size;
     let n = ds.train.len();
     // Batch norm cannot train on a batch of one: a last batch of a single sample is skipped
@@ -383,9 +425,32 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
     };
     let steps = n / b + usize::from(tail > 0);
     let idx_full = gpu.zeros("train indices", b.min(n), DType::U32)?;
-    let plan_full = if n >= b { Some(s.train_plan(b, &train_dev, &idx_full, &optim)?) } else { None };
+    let plan_full = if n >= b { Some(s.train_plan(b, &train_dev, &idx_full, &optim, clip.as_ref())?) } else { None };
     let idx_tail = gpu.zeros("train indices (last batch)", tail.max(1), DType::U32)?;
-    let plan_tail = if tail > 0 { Some(s.train_plan(tail, &train_dev, &idx_tail, &optim)?) } else { None };
+    let plan_tail = if tail > 0 { Some(s.train_plan(tail, &train_dev, &idx_tail, &optim, clip.as_ref())?) } else { None };
+
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, "creating the run folder", e))?;
+    let (mut log, at) = match &opts.resume {
+        Some(dir) => {
+            let at = resume(&s, &optim, dir)?;
+            let mut log = MetricsLog::resume(dir.join("metrics.csv"))?;
+            if log.rows().len() < at.epoch {
+                return Err(Error::Config {
+                    file: dir.join("metrics.csv").display().to_string(),
+                    message: format!("holds {} epochs but the checkpoint is from epoch {}", log.rows().len(), at.epoch),
+                });
+            }
+            // metrics.csv is written every epoch, before that epoch's checkpoint (which may
+            // come only every N epochs): rows past the checkpoint are recomputed, identically.
+            log.truncate(at.epoch);
+            (log, at)
+        }
+        None => (MetricsLog::create(opts.out.join("metrics.csv")), RunPoint::epoch_end(0, 0, batches_tracked)),
+    };
+    let mut t = at.t;
+    batches_tracked = at.batches_tracked;
+    crate::atomic::write_atomic(&opts.out.join("config.toml"), cfg.to_toml().as_bytes())?;
+
 
     let progress = Progress::new(opts.quiet, cfg.train.epochs);
     let info = gpu.info();
@@ -399,16 +464,25 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
         ds.source,
         cfg.train.epochs
     ));
-    for epoch in start_epoch..cfg.train.epochs {
+    for epoch in at.epoch..cfg.train.epochs {
         let epoch_start = Instant::now();
         let lr = cfg.optimizer.lr_at(epoch as u64);
         let order = epoch_order(n, seed, epoch, cfg.train.shuffle);
-        s.zero_sums()?;
-        let mut bar = progress.epoch(epoch + 1, steps, b);
+        // A run stopped mid-epoch continues at its next step, with the epoch's sums so far.
+        let first = if epoch == at.epoch { at.epoch_step } else { 0 };
         let mut seen = 0usize;
+        if first > 0 {
+            gpu.write_f32(&s.state.loss_sum, &[at.loss_sum])?;
+            gpu.write_u32(&s.state.correct_sum, &[at.correct_sum])?;
+            seen = at.seen;
+        } else {
+            s.zero_sums()?;
+        }
+        let mut bar = progress.epoch(epoch + 1, steps, b);
         // Read the running sums back a few times per epoch only: each read waits for the GPU.
         let report_every = (steps / 20).max(1);
-        for step in 0..steps {
+        let mut last_read = first;
+        for step in first..steps {
             let (chunk, idx, plan) = if step < n / b {
                 (&order[step * b..(step + 1) * b], &idx_full, plan_full.as_ref().unwrap())
             } else {
@@ -427,12 +501,27 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
             }
             seen += chunk.len();
             batches_tracked += 1;
-            if (step + 1) % report_every == 0 || step + 1 == steps {
+            let stop = opts.stop.as_ref().is_some_and(|f| f.load(Ordering::SeqCst));
+            if (step + 1) % report_every == 0 || step + 1 == steps || stop {
                 let (loss, correct) = s.sums()?;
                 if !loss.is_finite() {
-                    return Err(Error::Diverged { epoch: epoch + 1, step: step + 1, loss });
+                    return Err(Error::Diverged { epoch: epoch + 1, first: last_read + 1, step: step + 1, loss });
                 }
+                last_read = step + 1;
                 bar.update(step + 1, loss / seen as f64, correct as f64 / seen as f64);
+                if stop {
+                    let here = RunPoint {
+                        epoch,
+                        epoch_step: step + 1,
+                        t,
+                        loss_sum: loss as f32,
+                        correct_sum: correct as u32,
+                        seen,
+                        batches_tracked,
+                    };
+                    save_checkpoint(&s, &optim, &opts.out, &here)?;
+                    return Err(Error::Interrupted { epoch: epoch + 1, step: step + 1, steps, dir: opts.out.clone() });
+                }
             }
         }
         let (loss, correct) = s.sums()?;
@@ -449,7 +538,9 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
         };
         log.push(row)?;
         bar.finish(&row);
-        save_checkpoint(&s, &optim, &opts.out, batches_tracked, epoch + 1, t)?;
+        if (epoch + 1) % opts.checkpoint_every == 0 || epoch + 1 == cfg.train.epochs {
+            save_checkpoint(&s, &optim, &opts.out, &RunPoint::epoch_end(epoch + 1, t, batches_tracked))?;
+        }
         crate::plot::write_curves(log.rows(), &format!("cnn3d on {}", ds.source), &opts.out.join("curves.png"), &opts.out.join("curves.svg"))?;
     }
     let mut summary = Summary::from_epochs(log.rows(), info.name.clone(), info.backend.clone())
@@ -459,24 +550,16 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
     Ok(summary)
 }
 
-/// Restores a run folder's last checkpoint: weights, running statistics and optimizer state;
-/// returns (epochs done, optimizer steps done, num_batches_tracked).
-fn resume(s: &Session, optim: &Optimizer, dir: &Path) -> Result<(usize, u64, i64)> {
-    let tracked = s.load_weights(&dir.join("model.safetensors"))?;
+/// The prefix of the model's tensors in optimizer.safetensors.
+const MODEL_PREFIX: &str = "model.";
+
+/// Restores a run folder's last checkpoint from its optimizer.safetensors: weights, running
+/// statistics, optimizer state and where the run stood.
+fn resume(s: &Session, optim: &Optimizer, dir: &Path) -> Result<RunPoint> {
     let path = dir.join("optimizer.safetensors");
-    let specs: Vec<TensorSpec> = optim.state().iter().map(|(name, b)| TensorSpec::f32(*name, &[b.len()])).collect();
+    let mut specs: Vec<TensorSpec> = optim.state().iter().map(|(name, b)| TensorSpec::f32(*name, &[b.len()])).collect();
+    specs.extend(s.state_dict_specs().into_iter().map(|t| TensorSpec { name: format!("{MODEL_PREFIX}{}", t.name), ..t }));
     let ck = checkpoint::load_expected(&path, &specs)?;
-    for (name, b) in optim.state() {
-        if let Some(v) = ck.get(name).and_then(|t| t.as_f32()) {
-            s.gpu.write_f32(b, v)?;
-        }
-    }
-    let meta = |key: &str| -> Result<u64> {
-        ck.metadata.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| Error::Config {
-            file: path.display().to_string(),
-            message: format!("metadata {key:?} is missing or not a number"),
-        })
-    };
     let kind = ck.metadata.get("optimizer").cloned().unwrap_or_default();
     if kind != optim.rule().kind() {
         return Err(Error::Config {
@@ -484,25 +567,56 @@ fn resume(s: &Session, optim: &Optimizer, dir: &Path) -> Result<(usize, u64, i64
             message: format!("holds {kind:?} state but the run's optimizer is {:?}", optim.rule().kind()),
         });
     }
-    Ok((meta("epoch")? as usize, meta("step")?, tracked))
+    fn meta<T: std::str::FromStr>(ck: &checkpoint::Checkpoint, path: &Path, key: &str) -> Result<T> {
+        ck.metadata.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| Error::Config {
+            file: path.display().to_string(),
+            message: format!("metadata {key:?} is missing or not a number"),
+        })
+    }
+    let at = RunPoint {
+        epoch: meta(&ck, &path, "epoch")?,
+        epoch_step: meta(&ck, &path, "epoch_step")?,
+        t: meta(&ck, &path, "step")?,
+        loss_sum: meta(&ck, &path, "loss_sum")?,
+        correct_sum: meta(&ck, &path, "correct_sum")?,
+        seen: meta(&ck, &path, "seen")?,
+        batches_tracked: 0,
+    };
+    for (name, b) in optim.state() {
+        if let Some(v) = ck.get(name).and_then(|t| t.as_f32()) {
+            s.gpu.write_f32(b, v)?;
+        }
+    }
+    let batches_tracked = s.apply_state_dict(&ck, MODEL_PREFIX)?;
+    Ok(RunPoint { batches_tracked, ..at })
 }
 
-/// model.safetensors (PyTorch's state_dict) and optimizer.safetensors (the flat state, with
-/// the epoch and step for --resume), each written atomically.
-fn save_checkpoint(s: &Session, optim: &Optimizer, out: &Path, batches_tracked: i64, epoch: usize, t: u64) -> Result<()> {
+/// model.safetensors: PyTorch's state_dict, the run's product. optimizer.safetensors: the
+/// optimizer state, a copy of the state_dict under `model.` and where the run stands — all
+/// that --resume reads, in ONE atomically written file, so a kill between the two writes
+/// cannot pair weights and optimizer state of different steps. It is written second: a
+/// model.safetensors newer than it is rewritten, identically, by the resumed run.
+fn save_checkpoint(s: &Session, optim: &Optimizer, out: &Path, at: &RunPoint) -> Result<()> {
     let mut meta = BTreeMap::new();
-    meta.insert("epoch".to_string(), epoch.to_string());
-    meta.insert("step".to_string(), t.to_string());
+    meta.insert("epoch".to_string(), at.epoch.to_string());
+    meta.insert("epoch_step".to_string(), at.epoch_step.to_string());
+    meta.insert("step".to_string(), at.t.to_string());
     meta.insert("format".to_string(), "pt".to_string());
     meta.insert(META_COLORMAP.to_string(), s.input.colormap.to_string());
     meta.insert(META_ARTICLE_RESHAPE.to_string(), s.input.article_reshape.to_string());
-    checkpoint::save(&out.join("model.safetensors"), &s.state_dict(batches_tracked)?, &meta)?;
+    let state_dict = s.state_dict(at.batches_tracked)?;
+    checkpoint::save(&out.join("model.safetensors"), &state_dict, &meta)?;
     let mut tensors = vec![];
     for (name, buf) in optim.state() {
         let v = s.gpu.read_f32(buf)?;
         tensors.push(Tensor::f32(*name, &[v.len()], v));
     }
+    tensors.extend(state_dict.into_iter().map(|t| Tensor { name: format!("{MODEL_PREFIX}{}", t.name), ..t }));
     meta.insert("optimizer".to_string(), optim.rule().kind().to_string());
+    // f32's Display is the shortest text that parses back to the same bits.
+    meta.insert("loss_sum".to_string(), at.loss_sum.to_string());
+    meta.insert("correct_sum".to_string(), at.correct_sum.to_string());
+    meta.insert("seen".to_string(), at.seen.to_string());
     checkpoint::save(&out.join("optimizer.safetensors"), &tensors, &meta)
 }
 

@@ -59,6 +59,11 @@ fn optim() {
 }
 
 #[test]
+fn clip_grad_norm() {
+    assert_layer("clip_grad_norm", &["clip_grad_norm.norm", "clip_grad_norm.coef", "clip_grad_norm.scale"]);
+}
+
+#[test]
 fn gather() {
     assert_layer("gather", &["gather.forward", "gather.forward_article", "gather.forward_raw", "gather.labels"]);
 }

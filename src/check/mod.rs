@@ -5,6 +5,7 @@
 pub mod activation;
 pub mod avg_pool3d;
 pub mod batch_norm;
+pub mod clip_grad_norm;
 pub mod conv3d;
 pub mod dense;
 pub mod dropout;
@@ -29,6 +30,7 @@ pub const LAYERS: &[&str] = &[
     "dropout",
     "softmax_xent",
     "optim",
+    "clip_grad_norm",
     "gather",
 ];
 
@@ -197,6 +199,7 @@ pub fn run_layer(gpu: &Gpu, layer: &str) -> Result<Vec<KernelReport>> {
         "activation" => activation::run(gpu),
         "avg_pool3d" => avg_pool3d::run(gpu),
         "batch_norm" => batch_norm::run(gpu),
+        "clip_grad_norm" => clip_grad_norm::run(gpu),
         "conv3d" => conv3d::run(gpu),
         "dense" => dense::run(gpu),
         "dropout" => dropout::run(gpu),

@@ -52,6 +52,9 @@ impl BackendChoice {
 pub struct GpuOptions {
     pub backend: BackendChoice,
     pub adapter: Option<String>,
+    /// Open the device with this max_storage_buffer_binding_size (bytes) when it is below the
+    /// adapter's: how a small GPU is tested on a large one.
+    pub max_storage_binding: Option<u64>,
     /// Whether kernels with several implementations are timed on this adapter at first use
     /// (see [`crate::tune`]); off: every layer takes its default kernels.
     pub tune: Tuning,
@@ -267,7 +270,10 @@ impl Gpu {
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::SHADER_F16;
         let features = adapter.features() & wanted;
-        let limits = adapter.limits();
+        let mut limits = adapter.limits();
+        if let Some(cap) = opts.max_storage_binding {
+            limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("cnn3d"),
@@ -289,7 +295,7 @@ impl Gpu {
             timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             timestamp_query_inside_passes: features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
-            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size as u64,
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_buffer_size: limits.max_buffer_size,
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             min_storage_buffer_offset_alignment: limits.min_storage_buffer_offset_alignment,

@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod avg_pool3d;
 pub mod batch_norm;
+pub mod clip_grad_norm;
 pub mod conv3d;
 pub mod dense;
 pub mod dropout;
