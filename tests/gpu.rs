@@ -93,3 +93,20 @@ fn flat_buffers_bind_each_tensor_on_its_own() {
     let all = g.read_f32(&whole).unwrap();
     assert_eq!(all.iter().filter(|&&v| v != 0.0).count(), 69);
 }
+
+/// A lost device (here destroyed on purpose, as a driver reset would) makes every later step
+/// and read-back an error naming the loss, never a panic or a hang.
+#[test]
+fn a_lost_device_is_an_error_not_a_panic() {
+    let gpu = cnn3d::gpu::Gpu::new(&cnn3d::gpu::GpuOptions { adapter: std::env::var("CNN3D_ADAPTER").ok(), ..Default::default() }).unwrap();
+    let x = gpu.upload_f32("x", &[1.0, -2.0, 3.0, -4.0]).unwrap();
+    let y = gpu.zeros("y", 4, cnn3d::gpu::DType::F32).unwrap();
+    let op = cnn3d::layers::activation::forward(cnn3d::layers::activation::Activation::Relu, &x, &y).unwrap();
+    let plan = gpu.compile(&[op]).unwrap();
+    gpu.run(&plan).unwrap();
+    gpu.lose_device_for_test();
+    let e = gpu.run(&plan).expect_err("a step on a lost device").to_string();
+    assert!(e.contains("lost"), "{e}");
+    let e = gpu.read_f32(&y).expect_err("a read-back from a lost device").to_string();
+    assert!(!e.is_empty());
+}

@@ -242,6 +242,8 @@ pub struct Gpu {
     pub(crate) tuning: Tuning,
     /// Tuning results of this process, by key (see [`crate::tune`]).
     pub(crate) tuned: crate::tune::Memo,
+    /// Why the device was lost, once it is.
+    lost: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl Gpu {
@@ -285,6 +287,14 @@ impl Gpu {
             .map_err(|e| Error::RequestDevice { adapter: ainfo.name.clone(), message: e.to_string() })?;
         // Errors outside our scopes are logged, never the default panic.
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| log::error!("uncaptured wgpu error: {e}")));
+        // A lost device (driver reset, GPU removed, OOM kill) fails every later submit and wait
+        // with this reason instead of hanging or panicking; what was saved stays as it was.
+        let lost = Arc::new(std::sync::Mutex::new(None));
+        let record = lost.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            log::error!("the GPU device was lost ({reason:?}): {message}");
+            *record.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!("{reason:?}: {message}"));
+        });
         let r = report(0, &adapter);
         let info = GpuInfo {
             name: r.name,
@@ -300,7 +310,7 @@ impl Gpu {
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             min_storage_buffer_offset_alignment: limits.min_storage_buffer_offset_alignment,
         };
-        Ok(Gpu { device, queue, limits, info, pipelines: Default::default(), tuning: opts.tune.clone(), tuned: Default::default() })
+        Ok(Gpu { device, queue, limits, info, pipelines: Default::default(), tuning: opts.tune.clone(), tuned: Default::default(), lost })
     }
 
     pub fn info(&self) -> &GpuInfo {
@@ -323,10 +333,27 @@ impl Gpu {
 
     /// Blocks until the GPU has finished all submitted work.
     pub(crate) fn wait(&self) -> Result<()> {
+        self.check_lost("waiting for the GPU")?;
         self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map(|_| ())
-            .map_err(|e| Error::Gpu { context: "waiting for the GPU".into(), message: e.to_string() })
+            .map_err(|e| Error::Gpu { context: "waiting for the GPU".into(), message: e.to_string() })?;
+        self.check_lost("waiting for the GPU")
+    }
+
+    /// An error if the device has been lost.
+    pub(crate) fn check_lost(&self, context: &str) -> Result<()> {
+        match &*self.lost.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(why) => Err(Error::Gpu { context: context.into(), message: format!("the GPU device was lost ({why})") }),
+            None => Ok(()),
+        }
+    }
+
+    /// Loses the device on purpose, as a driver reset would: how tests check that every later
+    /// call fails with an error.
+    #[doc(hidden)]
+    pub fn lose_device_for_test(&self) {
+        self.device.destroy();
     }
 }
 

@@ -139,6 +139,7 @@ impl Gpu {
 
     pub(crate) fn submit_encoded(&self, plan: &Plan, commands: wgpu::CommandBuffer) -> Result<()> {
         let first = plan.steps.first().map_or("", |s| s.label.as_str());
+        self.check_lost("submitting a plan")?;
         self.scoped(|| format!("submitting a plan of {} dispatches (first: {first})", plan.steps.len()), || {
             self.queue.submit([commands])
         })?;
