@@ -1,0 +1,245 @@
+//! PyTorch as the oracle for the whole model: `tests/fixtures/torch_model.safetensors`
+//! (written by `tests/fixtures/make_torch_model.py`) holds the article's module run by PyTorch
+//! in float32 — initial weights, three input batches, the logits, loss and every gradient of
+//! one training step, and the state_dict after 3 SGD (momentum, weight decay) and 3 Adam steps.
+//! cnn3d runs the seed model (assets/seed.toml, dropout p = 0 as in the fixture) from the same
+//! weights on the GPU and must reproduce all of it; its checkpoint must carry PyTorch's names.
+
+mod common;
+use common::gpu;
+
+use std::collections::{BTreeSet, HashMap};
+
+use cnn3d::check::{compare, KernelReport, Tol};
+use cnn3d::checkpoint;
+use cnn3d::config::{LayerSpec, ModelConfig};
+use cnn3d::data::synth::{self, SynthOptions};
+use cnn3d::data::DataOptions;
+use cnn3d::gpu::Gpu;
+use cnn3d::network::Network;
+use cnn3d::optim::{Optimizer, OptimizerConfig};
+use cnn3d::train::Session;
+use safetensors::tensor::Dtype;
+use safetensors::SafeTensors;
+
+const FIXTURE: &[u8] = include_bytes!("fixtures/torch_model.safetensors");
+const STEPS: usize = 3;
+const SEED: u64 = 1;
+
+struct Fixture {
+    st: SafeTensors<'static>,
+    meta: HashMap<String, String>,
+}
+
+impl Fixture {
+    fn load() -> Fixture {
+        let (_, header) = SafeTensors::read_metadata(FIXTURE).expect("torch_model.safetensors has a header");
+        let meta = header.metadata().clone().unwrap_or_default();
+        Fixture { st: SafeTensors::deserialize(FIXTURE).expect("torch_model.safetensors parses"), meta }
+    }
+
+    fn bytes(&self, name: &str, dtype: Dtype) -> &'static [u8] {
+        let t = self.st.tensor(name).unwrap_or_else(|e| panic!("the fixture has no tensor {name}: {e}"));
+        assert_eq!(t.dtype(), dtype, "{name}: dtype");
+        t.data()
+    }
+
+    fn f32s(&self, name: &str) -> Vec<f32> {
+        self.bytes(name, Dtype::F32).chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+    }
+
+    fn f64s(&self, name: &str) -> Vec<f64> {
+        self.f32s(name).iter().map(|&v| v as f64).collect()
+    }
+
+    fn i64s(&self, name: &str) -> Vec<i64> {
+        self.bytes(name, Dtype::I64).chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()
+    }
+
+    /// Batch k's input as the network sees it: q / 255 in f32, as the script computes it.
+    fn input(&self, k: usize) -> Vec<f32> {
+        self.bytes(&format!("x.{k}"), Dtype::U8).iter().map(|&q| q as f32 / 255.0).collect()
+    }
+
+    fn labels(&self, k: usize) -> Vec<u32> {
+        self.i64s(&format!("y.{k}")).iter().map(|&y| u32::try_from(y).expect("a class index")).collect()
+    }
+
+    fn optimizer(&self, which: &str) -> OptimizerConfig {
+        let json = self.meta.get(which).unwrap_or_else(|| panic!("the fixture's metadata has no {which}"));
+        let c: OptimizerConfig = serde_json::from_str(json).unwrap_or_else(|e| panic!("{which}: {json}: {e}"));
+        c.validate().unwrap();
+        c
+    }
+
+    /// The names after `prefix.`: a state_dict's keys.
+    fn keys(&self, prefix: &str) -> BTreeSet<String> {
+        self.st.names().iter().filter_map(|n| n.strip_prefix(&format!("{prefix}.")).map(str::to_string)).collect()
+    }
+}
+
+/// The seed model with the dropout layer's p set to 0: the fixture's module in train mode
+/// has dropout off, so neither side draws a mask (p = 0 keeps every element, scale 1).
+fn model_config() -> ModelConfig {
+    #[derive(serde::Deserialize)]
+    struct Seed {
+        model: ModelConfig,
+    }
+    let mut cfg = toml::from_str::<Seed>(include_str!("../assets/seed.toml")).unwrap().model;
+    let mut dropouts = 0;
+    for layer in &mut cfg.layers {
+        if let LayerSpec::Dropout { p, .. } = layer {
+            *p = 0.0;
+            dropouts += 1;
+        }
+    }
+    assert_eq!(dropouts, 1, "the seed model has one dropout layer");
+    cfg
+}
+
+/// A session of the seed model (its state, and the state_dict/checkpoint path), over a tiny
+/// bundled dataset that only sets the input shape and the 3 colormap channels: the test
+/// writes the network's input directly, past the gather and colormap.
+fn session(g: &Gpu) -> Session<'_> {
+    let ds = synth::generate(&SynthOptions { train: 2, test: 1, seed: 0 }).unwrap();
+    Session::new(g, &model_config(), &ds, &DataOptions::default(), SEED).unwrap()
+}
+
+/// Writes the fixture's initial parameters and running statistics into the session's state.
+fn write_init(g: &Gpu, s: &Session, fx: &Fixture) {
+    let params: Vec<Vec<f32>> = s.model.params().map(|t| fx.f32s(&format!("init.{}", t.name))).collect();
+    let buffers: Vec<Vec<f32>> = s.model.buffers().map(|t| fx.f32s(&format!("init.{}", t.name))).collect();
+    s.state.write_params(g, &params).unwrap();
+    s.state.write_buffers(g, &buffers).unwrap();
+}
+
+fn write_batch(g: &Gpu, net: &Network, fx: &Fixture, k: usize) {
+    g.write_f32(&net.input, &fx.input(k)).unwrap();
+    g.write_u32(&net.labels, &fx.labels(k)).unwrap();
+}
+
+/// Both sides compute in f32 with different summation orders (PyTorch's CPU im2col/GEMM, our
+/// per-workgroup trees): the longest sums — conv1's weight gradient over N·14³ = 10,976
+/// positions, conv2's forward over 864 taps — differ by ~1e-6 of the tensor's scale, and 3
+/// optimizer steps carry those gradient differences into the weights scaled by lr (SGD) or by
+/// at most lr/eps (Adam; the fixture's eps = 1e-2 keeps that bounded, see the script). PyTorch
+/// f32 against PyTorch f64 on this fixture: 3.7e-6 of the scale after the SGD steps, 1.2e-5
+/// after the Adam steps (fc1's bias, whose exact gradient is often 0). So each tensor must
+/// agree within 1e-4 of its largest magnitude (the 1e-4 relative), several times the
+/// expected error, while a wrong index, sign, momentum, bias correction or biased running
+/// variance moves values by far more.
+fn tol_for(want: &[f64]) -> Tol {
+    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    Tol::new(1e-4 * scale, 0.0)
+}
+
+/// Records the comparison of one tensor, named in its report, and prints its error relative to
+/// the tensor's scale (what the tolerance bounds).
+fn check(reports: &mut Vec<KernelReport>, name: &str, got: &[f32], want: &[f64]) {
+    let r = compare(name, "", got, want, tol_for(want));
+    eprintln!("{name:40} max |err| / scale = {:.2e}", r.err_over_tol * 1e-4);
+    reports.push(r);
+}
+
+fn finish(what: &str, reports: Vec<KernelReport>) {
+    let worst = reports.iter().map(|r| r.err_over_tol * 1e-4).fold(0.0, f64::max);
+    eprintln!("{what}: worst max |err| / scale over {} tensors = {worst:.2e}", reports.len());
+    let bad: Vec<String> = reports.iter().filter(|r| !r.pass).map(|r| r.describe()).collect();
+    assert!(bad.is_empty(), "{what}: cnn3d and PyTorch disagree:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn forward_loss_and_gradients_match_pytorch() {
+    let g = gpu();
+    let fx = Fixture::load();
+    let s = session(g);
+    write_init(g, &s, &fx);
+    let n = fx.labels(0).len();
+    let net = Network::new(g, &s.model, n, SEED).unwrap();
+    write_batch(g, &net, &fx, 0);
+    g.write_u32(&s.state.step, &[1]).unwrap();
+    g.run_ops(&net.train_ops(&s.state).unwrap()).unwrap();
+
+    let mut reports = vec![];
+    check(&mut reports, "logits", &g.read_f32(net.logits()).unwrap(), &fx.f64s("logits"));
+    check(&mut reports, "loss", &g.read_f32(&net.loss).unwrap(), &fx.f64s("loss"));
+    finish("forward", reports);
+
+    let mut reports = vec![];
+    for (t, got) in s.model.params().zip(s.state.read_grads(g).unwrap()) {
+        check(&mut reports, &format!("d{}", t.name), &got, &fx.f64s(&format!("grad.{}", t.name)));
+    }
+    finish("gradients", reports);
+}
+
+/// Three training steps (batches 0, 1, 2) from the fixture's initial weights with the
+/// fixture's optimizer `which`, as `cnn3d train` steps: the dropout step and the optimizer's t
+/// count from 1, and num_batches_tracked grows by one per step. Then every state_dict tensor
+/// must match PyTorch's, and the checkpoint written from it must hold PyTorch's keys.
+fn three_steps(which: &str) {
+    let g = gpu();
+    let fx = Fixture::load();
+    let config = fx.optimizer(which);
+    let s = session(g);
+    write_init(g, &s, &fx);
+    let n = fx.labels(0).len();
+    let net = Network::new(g, &s.model, n, SEED).unwrap();
+    let optim = Optimizer::new(g, &config.rule, s.state.params.len()).unwrap();
+    let mut ops = net.train_ops(&s.state).unwrap();
+    ops.push(optim.update(&s.state.params, &s.state.grads).unwrap());
+    let plan = g.compile(&ops).unwrap();
+    for k in 0..STEPS {
+        let t = k as u64 + 1;
+        write_batch(g, &net, &fx, k);
+        g.write_u32(&s.state.step, &[t as u32]).unwrap();
+        // One epoch: the schedule's lr of epoch 0.
+        optim.write_hyper(g, config.lr_at(0), t).unwrap();
+        g.run(&plan).unwrap();
+    }
+
+    let tracked = fx.i64s("init.batch.num_batches_tracked")[0] + STEPS as i64;
+    assert_eq!(fx.i64s(&format!("{which}.batch.num_batches_tracked")), [tracked], "{which}: PyTorch counts one batch per step");
+    let state = s.state_dict(tracked).unwrap();
+    let mut reports = vec![];
+    for t in &state {
+        let name = format!("{which}.{}", t.name);
+        match t.as_f32() {
+            Some(got) => check(&mut reports, &name, got, &fx.f64s(&name)),
+            None => assert_eq!(t.as_i64().unwrap(), fx.i64s(&name), "{name}"),
+        }
+    }
+    finish(&format!("after {STEPS} {which} steps"), reports);
+
+    // The checkpoint as `cnn3d train` writes it loads back with PyTorch's state_dict keys,
+    // shapes and dtypes (the fixture's are PyTorch's own).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    checkpoint::save(&path, &state, &Default::default()).unwrap();
+    let saved = checkpoint::load(&path).unwrap();
+    let keys: BTreeSet<String> = saved.tensors.iter().map(|t| t.name.clone()).collect();
+    assert_eq!(keys, fx.keys(which), "checkpoint keys against PyTorch's state_dict keys");
+    for t in &saved.tensors {
+        let want = fx.st.tensor(&format!("{which}.{}", t.name)).unwrap();
+        assert_eq!(t.shape, want.shape(), "{}: shape", t.name);
+        let dtype = match t.dtype() {
+            checkpoint::DType::F32 => Dtype::F32,
+            checkpoint::DType::I64 => Dtype::I64,
+        };
+        assert_eq!(dtype, want.dtype(), "{}: dtype", t.name);
+    }
+    let by_name = |mut v: Vec<checkpoint::Tensor>| {
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    };
+    assert_eq!(by_name(saved.tensors), by_name(state), "the checkpoint holds the state_dict's values");
+}
+
+#[test]
+fn three_sgd_steps_match_pytorch() {
+    three_steps("sgd");
+}
+
+#[test]
+fn three_adam_steps_match_pytorch() {
+    three_steps("adam");
+}
