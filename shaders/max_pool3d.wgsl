@@ -20,6 +20,21 @@
 // zero:             binding 1 dx (write): dx = 0, one invocation per element of dx
 // backward_scatter: binding 1 indices (read, u32), binding 2 dy (read), binding 3 dx (write):
 //           one invocation per window o: dx[its argmax] = dy[o]
+// forward_windows: as forward, for windows that tile the input (stride = kernel, no padding
+//           or dilation), with the geometry as pipeline constants
+// backward_windows: binding 1 indices (read, u32), binding 2 dy (read), binding 3 dx (write),
+//           binding 4 x (read): for windows that tile the input (stride = kernel, no padding
+//           or dilation), one invocation per window writes every element of it — dy (times
+//           the activation's slope) at its argmax, 0 elsewhere — so dx needs no zeroing pass
+//           where the windows cover the input.
+//
+// A relu or leaky_relu right before the pool is fused into it (pipeline constant ACT: 0 none,
+// 1 relu, 2 leaky_relu with slope p.slope): forward takes the max of f(x) over the window, as
+// the two layers do one after the other (the same formulas as shaders/activation.wgsl, so the
+// same bits), and the backward passes multiply the routed gradient by f'(x) at its position.
+// The activation's output and its gradient are then never written: on a CPU adapter those two
+// full-size passes cost as much as the pool. The backward passes bind x at binding 4; without
+// an activation it is never read and the host binds any read-only buffer there.
 
 struct Params {
     count: u32,
@@ -41,10 +56,11 @@ struct Params {
     dil_d: u32,
     dil_h: u32,
     dil_w: u32,
-    _pad: u32,
+    slope: f32,
 }
 
 override WG: u32 = 64u;
+override ACT: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -56,6 +72,33 @@ override WG: u32 = 64u;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(1) var<storage, read_write> dx_1: array<f32>;
+@group(0) @binding(4) var<storage, read> x_4: array<f32>;
+
+// The fused activation (identity when ACT is 0).
+fn act(v: f32) -> f32 {
+    switch ACT {
+        case 1u: { return select(0.0, v, v > 0.0); }
+        case 2u: { return select(v * p.slope, v, v > 0.0); }
+        default: { return v; }
+    }
+}
+
+// Its gradient g·f'(xv), from the activation's input as PyTorch's relu and leaky_relu.
+fn dact(g: f32, xv: f32) -> f32 {
+    switch ACT {
+        case 1u: { return select(0.0, g, xv > 0.0); }
+        case 2u: { return select(g * p.slope, g, xv > 0.0); }
+        default: { return g; }
+    }
+}
+
+// x at element i of dx's layout, read only when an activation is fused.
+fn x_at(i: u32) -> f32 {
+    if (ACT == 0u) {
+        return 0.0;
+    }
+    return x_4[i];
+}
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
@@ -109,12 +152,12 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
     let tw = taps(ow, p.s_w, p.p_w, p.k_w, p.dil_w, p.in_w);
     // Starting from the first tap equals PyTorch's start from −∞ with that tap's index.
     var best = (td.x * p.in_h + th.x) * p.in_w + tw.x;
-    var m = x[base + best];
+    var m = act(x[base + best]);
     for (var d = td.x; d < td.y; d += p.dil_d) {
         for (var h = th.x; h < th.y; h += p.dil_h) {
             for (var w = tw.x; w < tw.y; w += p.dil_w) {
                 let at = (d * p.in_h + h) * p.in_w + w;
-                let v = x[base + at];
+                let v = act(x[base + at]);
                 if (is_nan(v) || (!is_nan(m) && v > m)) {
                     m = v;
                     best = at;
@@ -155,7 +198,7 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
     }
-    dx[i] = sum;
+    dx[i] = dact(sum, x_at(i));
 }
 
 @compute @workgroup_size(WG)
@@ -177,5 +220,85 @@ fn backward_scatter(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let slice = o / (p.out_d * p.out_h * p.out_w);
-    dx[slice * p.in_d * p.in_h * p.in_w + indices_in[o]] = dy[o];
+    let at = slice * p.in_d * p.in_h * p.in_w + indices_in[o];
+    dx[at] = dact(dy[o], x_at(at));
+}
+
+// The window kernels' geometry as pipeline constants: a CPU adapter divides by a constant with
+// a multiply and unrolls loops of constant length, where runtime sizes cost a division per
+// lane and a loop per axis. Input IN_D×IN_H×IN_W, output OUT_D×OUT_H×OUT_W, window (and
+// stride) KD×KH×KW.
+override IN_D: u32 = 1u;
+override IN_H: u32 = 1u;
+override IN_W: u32 = 1u;
+override OUT_D: u32 = 1u;
+override OUT_H: u32 = 1u;
+override OUT_W: u32 = 1u;
+override KD: u32 = 1u;
+override KH: u32 = 1u;
+override KW: u32 = 1u;
+
+// Where window o of the window kernels starts: the first element of its (n, c) volume, and
+// its first tap inside that volume.
+fn window_start(o: u32) -> vec2<u32> {
+    let ow = o % OUT_W;
+    var r = o / OUT_W;
+    let oh = r % OUT_H;
+    r = r / OUT_H;
+    let od = r % OUT_D;
+    let base = (r / OUT_D) * IN_D * IN_H * IN_W;
+    return vec2<u32>(base, (od * KD * IN_H + oh * KH) * IN_W + ow * KW);
+}
+
+// forward for windows that tile the input (the same scan order and tie rules as forward).
+@compute @workgroup_size(WG)
+fn forward_windows(@builtin(workgroup_id) wid: vec3<u32>,
+                   @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let o = index(wid, nwg, lid);
+    if (o >= p.count) {
+        return;
+    }
+    let s = window_start(o);
+    var best = s.y;
+    var m = act(x[s.x + best]);
+    for (var d = 0u; d < KD; d++) {
+        for (var h = 0u; h < KH; h++) {
+            for (var w = 0u; w < KW; w++) {
+                let at = s.y + (d * IN_H + h) * IN_W + w;
+                let v = act(x[s.x + at]);
+                if (is_nan(v) || (!is_nan(m) && v > m)) {
+                    m = v;
+                    best = at;
+                }
+            }
+        }
+    }
+    y[o] = m;
+    indices[o] = best;
+}
+
+@compute @workgroup_size(WG)
+fn backward_windows(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let o = index(wid, nwg, lid);
+    if (o >= p.count) {
+        return;
+    }
+    let s = window_start(o);
+    let best = s.x + indices_in[o];
+    let g = dy[o];
+    for (var d = 0u; d < KD; d++) {
+        for (var h = 0u; h < KH; h++) {
+            for (var w = 0u; w < KW; w++) {
+                let at = s.x + s.y + (d * IN_H + h) * IN_W + w;
+                var v = 0.0;
+                if (at == best) {
+                    v = dact(g, x_at(at));
+                }
+                dx[at] = v;
+            }
+        }
+    }
 }

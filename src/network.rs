@@ -151,6 +151,7 @@ pub(crate) fn dropout_seed(seed: u64, layer_index: usize) -> u32 {
 }
 
 struct Node {
+    /// The label prefix of its dispatches: the layer's name.
     name: String,
     kernel: Kernel,
     /// Indices into State::param_views / grad_views, and State::buffers.
@@ -165,6 +166,11 @@ struct Node {
     conv: Option<ConvScratch>,
     /// Whether any earlier layer has parameters, i.e. whether dx is needed at all.
     needs_dx: bool,
+    /// An activation whose work the next layer (a max pool) does: it dispatches nothing, and
+    /// its y and dy are its input's buffers.
+    fused_into_next: bool,
+    /// A max pool's fused activation (the previous layer).
+    fused_act: Option<Activation>,
 }
 
 /// The model for a fixed batch size, over a shared [`State`].
@@ -200,17 +206,29 @@ impl Network {
         let mut nodes: Vec<Node> = vec![];
         let (mut p_index, mut b_index) = (0, 0);
         let mut seen_params = false;
-        for layer in &model.layers {
+        for (li, layer) in model.layers.iter().enumerate() {
             let kernel = Kernel::for_layer(layer, batch, seed)?;
+            // relu or leaky_relu then max pooling: one pass (shaders/max_pool3d.wgsl), so the
+            // activation's full-size output and gradient are never written.
+            let fused_into_next = matches!(kernel, Kernel::Act(a) if max_pool3d::fuses(a))
+                && matches!(model.layers.get(li + 1).map(|l| &l.spec), Some(LayerSpec::MaxPool3d { .. }));
+            let fused_act = match (&kernel, nodes.last()) {
+                (Kernel::MaxPool(..), Some(prev)) if prev.fused_into_next => match prev.kernel {
+                    Kernel::Act(a) => Some(a),
+                    _ => None,
+                },
+                _ => None,
+            };
             let params: Vec<usize> = (p_index..p_index + layer.params.len()).collect();
             let buffers: Vec<usize> = (b_index..b_index + layer.buffers.len()).collect();
             p_index += params.len();
             b_index += buffers.len();
             let out_len = batch * numel(&layer.output);
-            let (y, dy) = match (&kernel, nodes.last()) {
+            let view = matches!(kernel, Kernel::Flatten) || fused_into_next;
+            let (y, dy) = match (view, nodes.last()) {
                 // A view: the same buffers as its input.
-                (Kernel::Flatten, Some(prev)) => (prev.y.clone(), prev.dy.clone()),
-                (Kernel::Flatten, None) => (input.clone(), gpu.zeros(&format!("{}.dx", layer.name), out_len, DType::F32)?),
+                (true, Some(prev)) => (prev.y.clone(), prev.dy.clone()),
+                (true, None) => (input.clone(), gpu.zeros(&format!("{}.dx", layer.name), out_len, DType::F32)?),
                 _ => (
                     gpu.zeros(&format!("{}.y", layer.name), out_len, DType::F32)?,
                     gpu.zeros(&format!("{}.dy", layer.name), out_len, DType::F32)?,
@@ -228,7 +246,24 @@ impl Network {
                 Kernel::Conv(c) => Some(c.scratch(gpu, seen_params).map_err(|e| Error::shape(layer.describe(), e.to_string()))?),
                 _ => None,
             };
-            nodes.push(Node { name: layer.name.clone(), kernel, params, buffers, y, dy, aux, conv, needs_dx: seen_params });
+            // Dispatches carry the layer's name; a fused pair's both: `conv_layer1.1+conv_layer1.2`.
+            let name = match (fused_act, nodes.last()) {
+                (Some(_), Some(prev)) => format!("{}+{}", prev.name, layer.name),
+                _ => layer.name.clone(),
+            };
+            nodes.push(Node {
+                name,
+                kernel,
+                params,
+                buffers,
+                y,
+                dy,
+                aux,
+                conv,
+                needs_dx: seen_params,
+                fused_into_next,
+                fused_act,
+            });
             seen_params |= !layer.params.is_empty();
         }
         Ok(Network {
@@ -286,6 +321,7 @@ impl Network {
             outs.push(match node.kernel {
                 Kernel::Drop(_) => prev,
                 Kernel::Flatten => prev,
+                _ if node.fused_into_next => prev,
                 _ => &node.y,
             });
         }
@@ -309,8 +345,11 @@ impl Network {
                     let scratch = node.conv.as_ref().expect("conv nodes have scratch");
                     ops.extend(c.forward(x, p(0), bias, &node.y, scratch)?.into_iter().map(named));
                 }
-                Kernel::MaxPool(pool, shape) => ops.push(named(max_pool3d::forward(pool, *shape, x, &node.y, &node.aux[0])?)),
+                Kernel::MaxPool(pool, shape) => {
+                    ops.push(named(max_pool3d::forward_with(pool, *shape, x, &node.y, &node.aux[0], node.fused_act)?))
+                }
                 Kernel::AvgPool(pool, shape) => ops.push(named(avg_pool3d::forward(pool, *shape, x, &node.y)?)),
+                Kernel::Act(_) if node.fused_into_next => {}
                 Kernel::Act(a) => ops.push(named(activation::forward(*a, x, &node.y)?)),
                 Kernel::Norm(bn) => {
                     let (rm, rv) = (&state.buffers[node.buffers[0]], &state.buffers[node.buffers[1]]);
@@ -358,7 +397,9 @@ impl Network {
                 }
                 Kernel::MaxPool(pool, shape) => {
                     if let Some(dx) = dx {
-                        ops.extend(max_pool3d::backward(pool, *shape, &node.aux[0], &node.dy, dx)?.into_iter().map(named));
+                        // Fused: x and dx are the activation's input and its gradient (views).
+                        let act = node.fused_act.map(|a| (a, x));
+                        ops.extend(max_pool3d::backward_with(pool, *shape, &node.aux[0], &node.dy, dx, act)?.into_iter().map(named));
                     }
                 }
                 Kernel::AvgPool(pool, shape) => {
@@ -366,6 +407,7 @@ impl Network {
                         ops.push(named(avg_pool3d::backward(pool, *shape, &node.dy, dx)?));
                     }
                 }
+                Kernel::Act(_) if node.fused_into_next => {}
                 Kernel::Act(a) => {
                     if let Some(dx) = dx {
                         ops.push(named(activation::backward(*a, x, &node.y, &node.dy, dx)?));

@@ -1,9 +1,11 @@
-//! max_pool3d forward (y and indices) and backward against the reference.
+//! max_pool3d forward (y and indices) and backward against the reference, alone and with a
+//! relu or leaky_relu fused into it (against the two references one after the other).
 
 use crate::error::Result;
 use crate::gpu::{DType, Gpu};
+use crate::layers::activation::Activation;
 use crate::layers::max_pool3d::{self as layer, MaxPool3d};
-use crate::reference::max_pool3d as reference;
+use crate::reference::{activation as act_reference, max_pool3d as reference};
 use crate::rng::Rng;
 
 use super::{compare, compare_u32, f64s, shape_str, KernelReport, Tol};
@@ -23,17 +25,35 @@ struct Case {
     x_shape: [usize; 5],
     pool: MaxPool3d,
     values: Values,
+    /// An activation fused before the pool.
+    act: Option<Activation>,
 }
 
 fn cases() -> Result<Vec<Case>> {
     let case = |x_shape, k, s, p, d, values| -> Result<Case> {
-        Ok(Case { x_shape, pool: MaxPool3d::new(k, s, p, d)?, values })
+        Ok(Case { x_shape, pool: MaxPool3d::new(k, s, p, d)?, values, act: None })
     };
+    let fused = |c: Result<Case>, act| -> Result<Case> { Ok(Case { act: Some(act), ..c? }) };
     Ok(vec![
         // Odd sizes, every option different per axis.
         case([2, 3, 5, 7, 9], [2, 3, 2], [1, 2, 2], [1, 1, 0], [1, 1, 2], Values::Uniform)?,
         // The article's MaxPool3d(2): 14³ → 7³.
-        Case { x_shape: [2, 4, 14, 14, 14], pool: MaxPool3d::cubic(2)?, values: Values::Uniform },
+        Case { x_shape: [2, 4, 14, 14, 14], pool: MaxPool3d::cubic(2)?, values: Values::Uniform, act: None },
+        // Windows that tile all but a remainder of the input (5 → 2 along every axis).
+        Case { x_shape: [3, 5, 5, 7, 9], pool: MaxPool3d::cubic(2)?, values: Values::Uniform, act: None },
+        Case { x_shape: [2, 3, 9, 6, 7], pool: MaxPool3d::new([3, 2, 1], [3, 2, 1], [0; 3], [1; 3])?, values: Values::Ties, act: None },
+        // Stride past the window: inputs between windows get no gradient.
+        case([2, 3, 7, 8, 9], [2; 3], [3, 3, 4], [0; 3], [1; 3], Values::Uniform)?,
+        // The article's LeakyReLU + MaxPool3d(2) fused, on the tiling and the remainder path.
+        Case { x_shape: [2, 4, 14, 14, 14], pool: MaxPool3d::cubic(2)?, values: Values::Uniform, act: Some(Activation::LeakyRelu(0.01)) },
+        Case { x_shape: [3, 5, 5, 7, 9], pool: MaxPool3d::cubic(2)?, values: Values::Uniform, act: Some(Activation::LeakyRelu(0.2)) },
+        // Relu: all-negative windows tie at 0 (the first tap wins, its gradient is 0).
+        Case { x_shape: [2, 3, 9, 6, 7], pool: MaxPool3d::new([3, 2, 1], [3, 2, 1], [0; 3], [1; 3])?, values: Values::Uniform, act: Some(Activation::Relu) },
+        fused(case([2, 3, 7, 8, 9], [2; 3], [3, 3, 4], [0; 3], [1; 3], Values::Uniform), Activation::Relu)?,
+        // A negative slope makes f decreasing below 0: the max is taken of f(x), not of x.
+        fused(case([1, 2, 6, 7, 5], [3; 3], [1; 3], [1, 0, 1], [1; 3], Values::Uniform), Activation::LeakyRelu(-0.5))?,
+        fused(case([2, 3, 7, 6, 5], [3, 2, 3], [1, 1, 2], [1, 1, 1], [1; 3], Values::Ties), Activation::LeakyRelu(0.01))?,
+        fused(case([1, 2, 5, 6, 7], [2; 3], [1; 3], [1, 0, 1], [1, 2, 1], Values::NanAndNegInf), Activation::LeakyRelu(0.01))?,
         // Overlapping windows: each input element lies in up to 27 of them.
         case([1, 2, 6, 7, 5], [3; 3], [1; 3], [1, 0, 1], [1; 3], Values::Uniform)?,
         // Ties everywhere, in overlapping windows.
@@ -62,7 +82,7 @@ fn fill(rng: &mut Rng, n: usize, values: Values) -> Vec<f32> {
 pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut out = vec![];
     let mut rng = Rng::new(0x3A9);
-    for Case { x_shape, pool, values } in cases()? {
+    for Case { x_shape, pool, values, act } in cases()? {
         let y_shape = pool.output_shape(x_shape)?;
         let (x_len, y_len) = (x_shape.iter().product(), y_shape.iter().product());
         let x = fill(&mut rng, x_len, values);
@@ -74,26 +94,37 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         // dx starts as garbage: the pass must write every element (the scatter path zeroes
         // the elements no window picked).
         let dxb = gpu.upload_f32("dx", &vec![f32::NAN; x_len])?;
-        let mut ops = vec![layer::forward(&pool, x_shape, &xb, &yb, &ib)?];
-        ops.extend(layer::backward(&pool, x_shape, &ib, &dyb, &dxb)?);
+        let mut ops = vec![layer::forward_with(&pool, x_shape, &xb, &yb, &ib, act)?];
+        ops.extend(layer::backward_with(&pool, x_shape, &ib, &dyb, &dxb, act.map(|a| (a, &xb)))?);
         gpu.run_ops(&ops)?;
-        let (yr, ir) = reference::forward(&pool, x_shape, &f64s(&x));
+        let x64 = f64s(&x);
+        let fx = match act {
+            Some(a) => act_reference::forward(a, &x64),
+            None => x64.clone(),
+        };
+        let (yr, ir) = reference::forward(&pool, x_shape, &fx);
         // The reference's own indices: when the GPU's match them (checked exactly) the backward
         // is judged alone, and wrong GPU indices cannot send the reference out of bounds.
-        let dxr = reference::backward(&pool, x_shape, &ir, &f64s(&g));
+        let mut dxr = reference::backward(&pool, x_shape, &ir, &f64s(&g));
+        if let Some(a) = act {
+            dxr = act_reference::backward(a, &x64, &fx, &dxr);
+        }
         let shape = format!(
-            "{} k{:?} s{:?} p{:?} d{:?}",
+            "{}{} k{:?} s{:?} p{:?} d{:?}",
+            act.map(|a| format!("{a:?} then ")).unwrap_or_default(),
             shape_str(&x_shape),
             pool.kernel,
             pool.stride,
             pool.padding,
             pool.dilation
         );
-        // The max selects an input value: exact, NaN and −∞ included.
-        out.push(compare("max_pool3d.forward", &shape, &gpu.read_f32(&yb)?, &yr, Tol::new(0.0, 0.0)));
+        // The max selects an input value: exact, NaN and −∞ included. A fused leaky_relu
+        // multiplies in f32 where the reference does in f64: one rounding, 2⁻²⁴ relative.
+        let tol = if act.is_some() { Tol::new(0.0, 1.2e-7) } else { Tol::new(0.0, 0.0) };
+        out.push(compare("max_pool3d.forward", &shape, &gpu.read_f32(&yb)?, &yr, tol));
         out.push(compare_u32("max_pool3d.forward", &shape, &gpu.read_u32(&ib)?, &ir));
         // dx sums at most 27 dy terms of |dy| < 1 in f32 (kernel 3, stride 1): the error is
-        // below 26 · 2⁻²⁴ · 27 ≈ 4.2e-5.
+        // below 26 · 2⁻²⁴ · 27 ≈ 4.2e-5 (and a fused slope's product adds one rounding).
         out.push(compare("max_pool3d.backward", &shape, &gpu.read_f32(&dxb)?, &dxr, Tol::new(5e-5, 1e-5)));
     }
     Ok(out)

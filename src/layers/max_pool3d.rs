@@ -7,6 +7,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Buffer, DType, Op, Shader};
+use crate::layers::activation::Activation;
 
 use super::{expect_len, expect_positive, u32_of, window_out, Dims3};
 
@@ -125,8 +126,45 @@ impl MaxPool3d {
             dil_d: u("dilation", self.dilation[0])?,
             dil_h: u("dilation", self.dilation[1])?,
             dil_w: u("dilation", self.dilation[2])?,
-            _pad: 0,
+            slope: 0.0,
         })
+    }
+
+    /// Windows that tile the input: stride = kernel, no padding, no dilation (MaxPool3d(k)).
+    fn plain(&self) -> bool {
+        self.stride == self.kernel && self.padding == [0; 3] && self.dilation == [1; 3]
+    }
+}
+
+/// Whether `act` right before a max pool can be fused into it ([`forward_with`]): relu and
+/// leaky_relu, whose gradient the pool can apply at the argmax from the activation's input.
+pub fn fuses(act: Activation) -> bool {
+    matches!(act, Activation::Relu | Activation::LeakyRelu(_))
+}
+
+/// The shader's ACT constant and slope for a fused activation.
+fn act_constant(act: Option<Activation>) -> Result<(u32, f32)> {
+    match act {
+        None => Ok((0, 0.0)),
+        Some(Activation::Relu) => Ok((1, 0.0)),
+        Some(Activation::LeakyRelu(s)) => Ok((2, s)),
+        Some(other) => Err(Error::shape(LAYER, format!("only relu and leaky_relu fuse into max pooling, not {}", other.name()))),
+    }
+}
+
+/// The geometry constants of the window kernels (`forward_windows`, `backward_windows`).
+fn window_constants(op: Op, pool: &MaxPool3d, x_shape: [usize; 5], out: [usize; 5]) -> Op {
+    let names = [("IN_D", x_shape[2]), ("IN_H", x_shape[3]), ("IN_W", x_shape[4]), ("OUT_D", out[2]), ("OUT_H", out[3]), ("OUT_W", out[4])];
+    let kernel = [("KD", pool.kernel[0]), ("KH", pool.kernel[1]), ("KW", pool.kernel[2])];
+    // Sizes fit in u32: params() checked them.
+    names.into_iter().chain(kernel).fold(op, |op, (k, v)| op.with_constant(k, v as u32))
+}
+
+/// The kernel label: `max_pool3d.forward`, or `leaky_relu+max_pool3d.forward` when fused.
+fn label(act: Option<Activation>, pass: &str) -> String {
+    match act {
+        None => format!("{LAYER}.{pass}"),
+        Some(a) => format!("{}+{LAYER}.{pass}", a.name()),
     }
 }
 
@@ -153,7 +191,8 @@ struct Params {
     dil_d: u32,
     dil_h: u32,
     dil_w: u32,
-    _pad: u32,
+    /// The fused leaky_relu's slope.
+    slope: f32,
 }
 
 fn numel(shape: [usize; 5]) -> usize {
@@ -169,41 +208,93 @@ fn expect_indices(b: &Buffer) -> Result<()> {
 
 /// y = max over each window of x, indices = where (one invocation per output element).
 pub fn forward(pool: &MaxPool3d, x_shape: [usize; 5], x: &Buffer, y: &Buffer, indices: &Buffer) -> Result<Op> {
+    forward_with(pool, x_shape, x, y, indices, None)
+}
+
+/// [`forward`] of `act(x)`, with the activation (relu or leaky_relu, see [`fuses`]) applied
+/// inside the pool: y and indices are those of the two layers one after the other, and f(x)
+/// is never stored.
+pub fn forward_with(pool: &MaxPool3d, x_shape: [usize; 5], x: &Buffer, y: &Buffer, indices: &Buffer, act: Option<Activation>) -> Result<Op> {
     let y_len = numel(pool.output_shape(x_shape)?);
     expect_len(LAYER, "x", x, numel(x_shape))?;
     expect_len(LAYER, "y", y, y_len)?;
     expect_len(LAYER, "indices", indices, y_len)?;
     expect_indices(indices)?;
-    let p = pool.params(x_shape, y_len)?;
-    // One comparison per window element; reads x, writes y and the argmax.
+    let (kind, slope) = act_constant(act)?;
+    let p = Params { slope, ..pool.params(x_shape, y_len)? };
+    // One comparison (and activation) per window element; reads x, writes y and the argmax.
     let window = pool.kernel.iter().product::<usize>() as u64;
-    Ok(Op::threads(format!("{LAYER}.forward"), Shader::MaxPool3d, "forward", &p, &[x, y, indices], y_len)
-        .with_cost(y_len as u64 * window, 4 * (numel(x_shape) + 2 * y_len) as u64))
+    let flops = y_len as u64 * window * if act.is_some() { 2 } else { 1 };
+    let entry = if pool.plain() { "forward_windows" } else { "forward" };
+    let op = Op::threads(label(act, "forward"), Shader::MaxPool3d, entry, &p, &[x, y, indices], y_len)
+        .with_constant("ACT", kind)
+        .with_cost(flops, 4 * (numel(x_shape) + 2 * y_len) as u64);
+    Ok(if pool.plain() { window_constants(op, pool, x_shape, pool.output_shape(x_shape)?) } else { op })
 }
 
 /// dx = Σ dy over the windows whose argmax is this element: with overlapping windows one
-/// invocation per input element, gathering (no atomics); else dx = 0 and one invocation per
-/// window writing its argmax's gradient.
+/// invocation per input element, gathering (no atomics); with windows that tile the input one
+/// invocation per window writing all of it; else dx = 0 and one invocation per window writing
+/// its argmax's gradient.
 pub fn backward(pool: &MaxPool3d, x_shape: [usize; 5], indices: &Buffer, dy: &Buffer, dx: &Buffer) -> Result<Vec<Op>> {
+    backward_with(pool, x_shape, indices, dy, dx, None)
+}
+
+/// [`backward`] of [`forward_with`]: with `Some((act, x))` the gradient with respect to the
+/// activation's input x, dx = (pool's dx) · f'(x).
+pub fn backward_with(
+    pool: &MaxPool3d,
+    x_shape: [usize; 5],
+    indices: &Buffer,
+    dy: &Buffer,
+    dx: &Buffer,
+    act: Option<(Activation, &Buffer)>,
+) -> Result<Vec<Op>> {
     let y_len = numel(pool.output_shape(x_shape)?);
     let x_len = numel(x_shape);
     expect_len(LAYER, "indices", indices, y_len)?;
     expect_indices(indices)?;
     expect_len(LAYER, "dy", dy, y_len)?;
     expect_len(LAYER, "dx", dx, x_len)?;
-    let p = pool.params(x_shape, x_len)?;
-    let label = format!("{LAYER}.backward");
+    let (kind, slope) = act_constant(act.map(|(a, _)| a))?;
+    // Binding 4 is read only with an activation; without one any read-only buffer stands in.
+    let x = match act {
+        Some((_, x)) => {
+            expect_len(LAYER, "x", x, x_len)?;
+            x
+        }
+        None => indices,
+    };
+    let label = label(act.map(|(a, _)| a), "backward");
+    // Per routed gradient: the activation's product, and its x read.
+    let (act_flops, act_bytes) = if act.is_some() { (1, 4) } else { (0, 0) };
+    let op = |entry: &'static str, count: usize, flops: u64, bytes: u64| -> Result<Op> {
+        let p = Params { slope, ..pool.params(x_shape, count)? };
+        Ok(Op::threads(label.clone(), Shader::MaxPool3d, entry, &p, &[indices, dy, dx, x], count)
+            .with_constant("ACT", kind)
+            .with_cost(flops, bytes))
+    };
     let overlapping = (0..3).any(|a| pool.stride[a] < (pool.kernel[a] - 1) * pool.dilation[a] + 1);
     if overlapping {
         // One add per routed gradient; reads indices and dy, writes dx.
-        return Ok(vec![Op::threads(label, Shader::MaxPool3d, "backward", &p, &[indices, dy, dx], x_len)
-            .with_cost(y_len as u64, 4 * (2 * y_len + x_len) as u64)]);
+        return Ok(vec![op("backward", x_len, (y_len + act_flops * x_len) as u64, (4 * (2 * y_len + x_len) + act_bytes * x_len) as u64)?]);
     }
-    let scatter = pool.params(x_shape, y_len)?;
-    Ok(vec![
-        Op::threads(label.clone(), Shader::MaxPool3d, "zero", &p, &[dx], x_len).with_cost(0, 4 * x_len as u64),
-        Op::threads(label, Shader::MaxPool3d, "backward_scatter", &scatter, &[indices, dy, dx], y_len).with_cost(0, 4 * 3 * y_len as u64),
-    ])
+    let routed = ((act_flops * y_len) as u64, (4 * 3 * y_len + act_bytes * y_len) as u64);
+    let mut ops = vec![];
+    let covered = pool.plain() && (0..3).all(|a| x_shape[2 + a] % pool.kernel[a] == 0);
+    if !covered {
+        let p = pool.params(x_shape, x_len)?;
+        ops.push(Op::threads(label.clone(), Shader::MaxPool3d, "zero", &p, &[dx], x_len).with_cost(0, 4 * x_len as u64));
+    }
+    if pool.plain() {
+        // Writes every element of every window: reads indices and dy, writes dx.
+        let window = pool.kernel.iter().product::<usize>();
+        let op = op("backward_windows", y_len, routed.0, routed.1 - (4 * y_len) as u64 + (4 * y_len * window) as u64)?;
+        ops.push(window_constants(op, pool, x_shape, pool.output_shape(x_shape)?));
+    } else {
+        ops.push(op("backward_scatter", y_len, routed.0, routed.1)?);
+    }
+    Ok(ops)
 }
 
 #[cfg(test)]
