@@ -385,13 +385,42 @@ impl Conv3d {
             ("conv3d.pack_backward_input", "pack_backward")
         };
         let bytes = 4 * (self.weight_len() + b.floats()) as u64;
-        let mut ops = vec![Op::threads(label, Shader::Conv3d, entry, &p, &[weight, blocks], b.floats()).with_cost(0, bytes)];
+        let mut ops = vec![self.geometry(out, Op::threads(label, Shader::Conv3d, entry, &p, &[weight, blocks], b.floats()).with_cost(0, bytes))];
         if let Some(bias) = bias {
             let mut p = self.params(out, b.groups * OC_TILE);
             p.rows = b.blocks as u32;
-            ops.push(Op::threads("conv3d.pack_bias", Shader::Conv3d, "pack_bias", &p, &[bias, blocks], b.groups * OC_TILE));
+            ops.push(self.geometry(out, Op::threads("conv3d.pack_bias", Shader::Conv3d, "pack_bias", &p, &[bias, blocks], b.groups * OC_TILE)));
         }
         ops
+    }
+
+    /// The geometry as the tiled kernels' pipeline constants (`G_*` in shaders/conv3d.wgsl),
+    /// the same values as [`Conv3d::params`].
+    fn geometry(&self, out: Dims3, op: Op) -> Op {
+        let p = self.params(out, 0);
+        let values = [
+            ("G_C_IN", p.c_in),
+            ("G_C_OUT", p.c_out),
+            ("G_IN_D", p.in_d),
+            ("G_IN_H", p.in_h),
+            ("G_IN_W", p.in_w),
+            ("G_OUT_D", p.out_d),
+            ("G_OUT_H", p.out_h),
+            ("G_OUT_W", p.out_w),
+            ("G_K_D", p.k_d),
+            ("G_K_H", p.k_h),
+            ("G_K_W", p.k_w),
+            ("G_S_D", p.s_d),
+            ("G_S_H", p.s_h),
+            ("G_S_W", p.s_w),
+            ("G_P_D", p.p_d),
+            ("G_P_H", p.p_h),
+            ("G_P_W", p.p_w),
+            ("G_DIL_D", p.dil_d),
+            ("G_DIL_H", p.dil_h),
+            ("G_DIL_W", p.dil_w),
+        ];
+        values.into_iter().fold(op, |op, (k, v)| op.with_constant(k, v))
     }
 
     /// Invocations of the tiled kernels: one per two output positions along W.
@@ -412,8 +441,9 @@ impl Conv3d {
         p.tap = tap as u32;
         let view = blocks.view((g * b.blocks + j) * BLOCK_FLOATS, BLOCK_FLOATS, "conv3d weight block");
         let f = share * p.r_n as f64 / reduce as f64;
-        Op::threads(label, Shader::Conv3d, entry, &p, &[src, &view, dst], threads)
-            .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64)
+        let op = Op::threads(label, Shader::Conv3d, entry, &p, &[src, &view, dst], threads)
+            .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64);
+        self.geometry(out, op)
     }
 
     /// y = conv(x, weight) (+ bias). `bias` must be given exactly when `has_bias`.
@@ -501,8 +531,9 @@ impl Conv3d {
         let groups = splits * self.c_out.div_ceil(OC_TILE) * tiles;
         let mut p = self.params(out, groups);
         p.rows = ROWS_PER_SPLIT as u32;
-        let mut ops = vec![Op::groups("conv3d.backward_weight", Shader::Conv3d, entry, &p, &[x, dy, part], groups)
-            .with_cost(self.macs_flops(out), self.cost_bytes(out))];
+        let op = Op::groups("conv3d.backward_weight", Shader::Conv3d, entry, &p, &[x, dy, part], groups)
+            .with_cost(self.macs_flops(out), self.cost_bytes(out));
+        let mut ops = vec![self.geometry(out, op)];
         if splits > 1 {
             let mut p = self.params(out, len);
             p.rows = splits as u32;
