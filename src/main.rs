@@ -227,7 +227,8 @@ struct BenchArgs {
     /// Untimed runs before each measurement.
     #[arg(long, default_value_t = 1)]
     warmup: usize,
-    /// Inference batch sizes; a batch this adapter cannot hold is reported as skipped.
+    /// Inference batch sizes; a batch this adapter cannot hold runs as equal micro-batches
+    /// that it can (or is reported as skipped when not even one sample fits).
     #[arg(long, value_delimiter = ',', default_value = "100,1000", value_name = "N,...")]
     infer_batch: Vec<usize>,
     /// M = N = K of the GEMM microbenchmark (the dense kernel).
@@ -614,7 +615,10 @@ fn bench_cmd(opts: &GpuOptions, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     }
     for i in &r.inference {
         match (&i.samples_per_s, &i.skipped) {
-            (Some(s), _) => println!("infer       batch {:>5}: {:>10.1} samples/s (min {:.1}, max {:.1})", i.batch, s.median, s.min, s.max),
+            (Some(s), _) => {
+                let micro = i.micro_batch.map(|m| format!(", as {} micro-batches of {m} (adapter limits)", i.batch / m)).unwrap_or_default();
+                println!("infer       batch {:>5}: {:>10.1} samples/s (min {:.1}, max {:.1}{micro})", i.batch, s.median, s.min, s.max)
+            }
             (None, why) => println!("infer       batch {:>5}: skipped: {}", i.batch, why.as_deref().unwrap_or("")),
         }
     }

@@ -354,6 +354,10 @@ pub struct InferBench {
     pub batch: usize,
     /// `None` when skipped.
     pub samples_per_s: Option<Stats>,
+    /// When the batch's tensors exceed the adapter's limits: the largest divisor of `batch`
+    /// that fits, run batch / micro_batch times back to back (the same work; eval-mode
+    /// layers do not depend on the batch). `None` when the batch ran whole.
+    pub micro_batch: Option<usize>,
     /// Why it was skipped (e.g. a tensor above the adapter's binding limit).
     pub skipped: Option<String>,
 }
@@ -446,18 +450,21 @@ pub fn bench(gpu: &Gpu, config: &Config, opts: &BenchOptions) -> Result<BenchRep
     }
     let mut inference = vec![];
     for &batch in &opts.infer_batches {
-        match b.infer_step(batch) {
-            Ok(plan) => {
+        match infer_plan(&mut b, batch) {
+            Ok((plan, micro)) => {
+                let runs = batch / micro;
+                let run = || (0..runs).try_for_each(|_| gpu.run(&plan));
                 for _ in 0..opts.warmup {
-                    gpu.run(&plan)?;
+                    run()?;
                 }
-                let secs = time_reps(opts.reps, || gpu.run(&plan))?;
+                let secs = time_reps(opts.reps, run)?;
                 let rates: Vec<f64> = secs.iter().map(|s| batch as f64 / s).collect();
-                inference.push(InferBench { batch, samples_per_s: Some(Stats::of(&rates)), skipped: None });
+                let micro_batch = (micro < batch).then_some(micro);
+                inference.push(InferBench { batch, samples_per_s: Some(Stats::of(&rates)), micro_batch, skipped: None });
             }
             // A batch whose tensors this adapter cannot bind is a finding, not a failure.
             Err(e @ (Error::TooLarge { .. } | Error::GridTooLarge { .. })) => {
-                inference.push(InferBench { batch, samples_per_s: None, skipped: Some(e.to_string()) })
+                inference.push(InferBench { batch, samples_per_s: None, micro_batch: None, skipped: Some(e.to_string()) })
             }
             Err(e) => return Err(e),
         }
@@ -483,6 +490,28 @@ pub fn bench(gpu: &Gpu, config: &Config, opts: &BenchOptions) -> Result<BenchRep
         layers,
         gemm,
     })
+}
+
+/// The inference plan for `batch` samples, or, when its tensors exceed the adapter's limits,
+/// for the largest divisor of `batch` that fits (with that micro-batch size). The error of the
+/// whole batch when not even one sample fits.
+fn infer_plan(b: &mut Bench, batch: usize) -> Result<(Plan, usize)> {
+    let whole = match b.infer_step(batch) {
+        Ok(plan) => return Ok((plan, batch)),
+        Err(e @ (Error::TooLarge { .. } | Error::GridTooLarge { .. })) => e,
+        Err(e) => return Err(e),
+    };
+    for parts in 2..=batch {
+        if batch % parts != 0 {
+            continue;
+        }
+        match b.infer_step(batch / parts) {
+            Ok(plan) => return Ok((plan, batch / parts)),
+            Err(Error::TooLarge { .. } | Error::GridTooLarge { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(whole)
 }
 
 /// An m = n = k = `size` matmul with each of the project's kernels that computes one — the
