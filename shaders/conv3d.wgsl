@@ -331,9 +331,10 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
 //                        1 x (read), 2 block (uniform), 3 y (read_write)
 //   zero                 out = 0, one invocation per element
 //                        1 out (write)
-//   backward_input_tiled one dispatch per tap; one invocation per two output positions as
-//                        forward, for input channels c0..c0+OC and the block's output channels
-//                        r0..: dx[the input position the tap reads] += Σ dy·w
+//   backward_input_tiled one dispatch per tap (and block, where a tap's columns span two);
+//                        one invocation per two output positions as forward, for input
+//                        channels c0..c0+OC and output channels r0..r0+r_n, whose columns
+//                        start at p.rows: dx[the input position the tap reads] += Σ dy·w
 //                        1 dy (read), 2 block (uniform), 3 dx (read_write)
 //   backward_weight_tiled one workgroup of 64 per (tap, 8 input channels, OC output
 //                        channels, split of `rows` output rows (n, od, oh)); lanes take rows
@@ -390,8 +391,10 @@ const BLOCK: u32 = 4096u;
 var<workgroup> lanes: array<vec4<f32>, 1024>;
 
 // Which weight goes into float `f` of the packed blocks, or -1 for a zero. Forward blocks:
-// block g·blocks + j holds output channels g·OC.. and input channels j·per..; backward blocks:
-// input channels g·OC.. and output channels j·per... `per` = p.r_n, blocks = p.rows.
+// block g·blocks + j holds output channels g·OC.. and input channels j·per.. (per = p.r_n,
+// blocks = p.rows), column (r, tap). Backward blocks: input channels g·OC.., and the columns
+// (tap, output channel) of all taps in tap-major order, BLOCK·4/OC to a block, so that
+// backward_input_tiled's dispatch of one tap reads every output channel from one block.
 fn packed_source(f: u32, forward: bool) -> i32 {
     let taps = G_K_D * G_K_H * G_K_W;
     let bi = f / (BLOCK * 4u);
@@ -400,13 +403,16 @@ fn packed_source(f: u32, forward: bool) -> i32 {
     let j = bi % p.rows;
     let col = within / OC;
     let ch = g * OC + within % OC;
-    let r = j * p.r_n + col / taps;
-    let tap = col % taps;
     if (forward) {
+        let r = j * p.r_n + col / taps;
+        let tap = col % taps;
         if (col / taps >= p.r_n || r >= G_C_IN || ch >= G_C_OUT) { return -1; }
         return i32((ch * G_C_IN + r) * taps + tap);
     }
-    if (col / taps >= p.r_n || r >= G_C_OUT || ch >= G_C_IN) { return -1; }
+    let k = j * (BLOCK * 4u / OC) + col;
+    let tap = k / G_C_OUT;
+    let r = k % G_C_OUT;
+    if (tap >= taps || ch >= G_C_IN) { return -1; }
     return i32((r * G_C_IN + ch) * taps + tap);
 }
 
@@ -625,7 +631,6 @@ fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     // input position this tap reads, and no two output positions share it, so the dispatch
     // adds to dx without races (dx is zeroed first; taps follow in order).
     let o = out_pair(thread_index(wid, nwg, lid));
-    let taps = G_K_D * G_K_H * G_K_W;
     let kw = p.tap % G_K_W;
     let kh = (p.tap / G_K_W) % G_K_H;
     let kd = p.tap / (G_K_W * G_K_H);
@@ -634,9 +639,10 @@ fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     let next = select(0u, 1u, o.second);
     var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     var b = a;
+    // Output channels r0.. of this tap sit in consecutive columns from p.rows on.
     for (var r = 0u; r < p.r_n; r++) {
         let yi = (o.n * G_C_OUT + p.r0 + r) * ovol + at;
-        mac2(&a, &b, dy[yi], dy[yi + next], r * taps + p.tap);
+        mac2(&a, &b, dy[yi], dy[yi + next], p.rows + r);
     }
     let zd = o.od * G_S_D + kd * G_DIL_D;
     let zh = o.oh * G_S_H + kh * G_DIL_H;

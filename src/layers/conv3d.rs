@@ -27,6 +27,8 @@ const BLOCK_FLOATS: usize = 16384;
 /// Weight columns (reduction channel × tap) of OC_TILE floats per block; the last column's
 /// slot holds the bias.
 const BLOCK_COLS: usize = BLOCK_FLOATS / OC_TILE - 1;
+/// Columns of a backward_input block, which has no bias.
+const BWD_COLS: usize = BLOCK_FLOATS / OC_TILE;
 /// Output rows (n, od, oh) per backward_weight_tiled workgroup: 16 per lane, so that a lane's
 /// loop stays short and large layers still give the GPU many workgroups.
 const ROWS_PER_SPLIT: usize = 64 * 16;
@@ -144,6 +146,13 @@ impl Blocks {
         let per = (BLOCK_COLS / taps).min(reduce);
         (per > 0).then(|| Blocks { per, blocks: reduce.div_ceil(per), groups: channels.div_ceil(OC_TILE) })
     }
+    /// backward_input's blocks: the (tap, output channel) columns of all taps in tap-major
+    /// order, [`BWD_COLS`] a block (no bias slot), so that one tap's output channels are
+    /// consecutive and each dispatch of a tap reads them all from one block.
+    fn tap_major(c_out: usize, c_in: usize, taps: usize) -> Blocks {
+        Blocks { per: BWD_COLS, blocks: (taps * c_out).div_ceil(BWD_COLS), groups: c_in.div_ceil(OC_TILE) }
+    }
+
     fn floats(&self) -> usize {
         self.groups * self.blocks * BLOCK_FLOATS
     }
@@ -347,7 +356,7 @@ impl Conv3d {
         Ok(ConvScratch {
             choice,
             forward_blocks: blocks(choice.forward, Blocks::new(self.c_in, self.c_out, taps), "forward")?,
-            backward_blocks: blocks(choice.backward_input, Blocks::new(self.c_out, self.c_in, taps), "backward_input")?,
+            backward_blocks: blocks(choice.backward_input, Some(Blocks::tap_major(self.c_out, self.c_in, taps)), "backward_input")?,
             part,
         })
     }
@@ -495,16 +504,35 @@ impl Conv3d {
             return Ok(vec![Op::threads("conv3d.backward_input", Shader::Conv3d, "backward_input", &p, &[dy, weight, dx], threads)
                 .with_cost(self.macs_flops(out), self.cost_bytes(out))]);
         };
-        let b = Blocks::new(self.c_out, self.c_in, self.taps()).expect("scratch was made for this geometry");
-        let mut ops = self.pack(out, b, false, weight, None, blocks);
-        // dx = 0, then one dispatch per (group, block, tap) adds each tap's contributions.
-        ops.push(Op::threads("conv3d.backward_input", Shader::Conv3d, "zero", &self.params(out, dx.len()), &[dx], dx.len()).with_cost(0, 4 * dx.len() as u64));
         let taps = self.taps();
+        let b = Blocks::tap_major(self.c_out, self.c_in, taps);
+        if blocks.len() != b.floats() {
+            return Err(Error::shape(LAYER, "backward_input's weight blocks were made for another geometry"));
+        }
+        let mut ops = self.pack(out, b, false, weight, None, blocks);
+        // dx = 0, then one dispatch per (group, tap) (two where a tap's columns cross into the
+        // next block) adds each tap's contributions.
+        ops.push(Op::threads("conv3d.backward_input", Shader::Conv3d, "zero", &self.params(out, dx.len()), &[dx], dx.len()).with_cost(0, 4 * dx.len() as u64));
+        let threads = self.pairs(out);
         for g in 0..b.groups {
-            for j in 0..b.blocks {
-                for tap in 0..taps {
-                    let share = 1.0 / (b.groups * taps) as f64;
-                    ops.push(self.tiled(out, b, self.c_out, (g, j, tap), "conv3d.backward_input", "backward_input_tiled", dy, blocks, dx, share));
+            for tap in 0..taps {
+                let (first, end) = (tap * self.c_out, (tap + 1) * self.c_out);
+                let mut k = first;
+                while k < end {
+                    let j = k / BWD_COLS;
+                    let stop = end.min((j + 1) * BWD_COLS);
+                    let mut p = self.params(out, threads);
+                    p.c0 = (g * OC_TILE) as u32;
+                    p.r0 = (k - first) as u32;
+                    p.r_n = (stop - k) as u32;
+                    p.rows = (k - j * BWD_COLS) as u32;
+                    p.tap = tap as u32;
+                    let view = blocks.view((g * b.blocks + j) * BLOCK_FLOATS, BLOCK_FLOATS, "conv3d weight block");
+                    let f = (stop - k) as f64 / (self.c_out * taps * b.groups) as f64;
+                    let op = Op::threads("conv3d.backward_input", Shader::Conv3d, "backward_input_tiled", &p, &[dy, &view, dx], threads)
+                        .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64);
+                    ops.push(self.geometry(out, op));
+                    k = stop;
                 }
             }
         }
