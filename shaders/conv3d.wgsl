@@ -829,6 +829,138 @@ fn backward_weight_columns(@builtin(workgroup_id) wid: vec3<u32>,
     }
 }
 
+// backward_weight as the forward kernels compute: dy goes into uniform blocks of rows
+// (pack_rows), and each invocation accumulates 16 output channels × 2 weight columns
+// k = ci·taps + tap over the block's rows (n, od, oh, ow), reading one x value per column and
+// row and the 16 dy values of the row from the block at a workgroup-uniform index. One
+// dispatch per block, in order; every one after the first adds to dw (ACCUMULATE), so the
+// sums keep one order.
+// A block's column (r, g) (16 floats) holds dy of output channels g·OC.. at row r0 + r, for
+// groups = ⌈CO/OC⌉ columns a row and p.rows rows a block.
+fn rows_source(f: u32) -> i32 {
+    let groups = (G_C_OUT + OC - 1u) / OC;
+    let positions = G_OUT_D * G_OUT_H * G_OUT_W;
+    let b = f / (BLOCK * 4u);
+    let within = f % (BLOCK * 4u);
+    let r = within / (groups * OC);
+    let co = within % (groups * OC);
+    let row = b * p.rows + r;
+    if (r >= p.rows || co >= G_C_OUT || row >= p.n * positions) { return -1; }
+    return i32(((row / positions) * G_C_OUT + co) * positions + row % positions);
+}
+
+// pack_rows: one invocation per float of all blocks: dy → row blocks.
+//   1 dy (read), 2 packed (write)
+@compute @workgroup_size(WG)
+fn pack_rows(@builtin(workgroup_id) wid: vec3<u32>,
+             @builtin(num_workgroups) nwg: vec3<u32>,
+             @builtin(local_invocation_index) lid: u32) {
+    let f = thread_index(wid, nwg, lid);
+    if (f >= p.total) {
+        return;
+    }
+    let s = rows_source(f);
+    packed[f] = select(0.0, w_1[max(s, 0)], s >= 0);
+}
+
+// Where column k = ci·taps + tap reads x, relative to an output position: its input
+// channel's offset and its tap's coordinates times the dilation.
+struct Col {
+    ci: u32,
+    d: u32,
+    h: u32,
+    w: u32,
+}
+
+fn col_of(k: u32) -> Col {
+    let taps = G_K_D * G_K_H * G_K_W;
+    let tap = k % taps;
+    return Col((k / taps) * G_IN_D * G_IN_H * G_IN_W, (tap / (G_K_W * G_K_H)) * G_DIL_D, ((tap / G_K_W) % G_K_H) * G_DIL_H,
+               (tap % G_K_W) * G_DIL_W);
+}
+
+// x at column c for output position (od, oh, ow) of the sample starting at xn; 0 in the padding.
+fn x_col(c: Col, xn: u32, od: u32, oh: u32, ow: u32) -> f32 {
+    let zd = od * G_S_D + c.d;
+    let zh = oh * G_S_H + c.h;
+    let zw = ow * G_S_W + c.w;
+    let ok = zd >= G_P_D && zd < G_IN_D + G_P_D && zh >= G_P_H && zh < G_IN_H + G_P_H && zw >= G_P_W && zw < G_IN_W + G_P_W;
+    return select(0.0, x[select(0u, xn + c.ci + ((zd - G_P_D) * G_IN_H + zh - G_P_H) * G_IN_W + zw - G_P_W, ok)], ok);
+}
+
+// dw[co·cols + k] = (dw[…] if ACCUMULATE) + v, for the channels of group g that exist.
+fn put_dw(g: u32, k: u32, cols: u32, acc: Acc) {
+    for (var j = 0u; j < OC; j++) {
+        let co = g * OC + j;
+        if (co < G_C_OUT) {
+            var v: f32;
+            switch j / 4u {
+                case 0u: { v = acc.a0[j % 4u]; }
+                case 1u: { v = acc.a1[j % 4u]; }
+                case 2u: { v = acc.a2[j % 4u]; }
+                default: { v = acc.a3[j % 4u]; }
+            }
+            let at = co * cols + k;
+            if (ACCUMULATE) {
+                v += dw[at];
+            }
+            dw[at] = v;
+        }
+    }
+}
+
+// backward_weight_rows: one invocation per (pair of columns, group of OC output channels), for
+// the block's p.r_n rows from row p.r0 on.
+//   1 x (read), 2 block (uniform), 3 dw (read_write)
+@compute @workgroup_size(WG)
+fn backward_weight_rows(@builtin(workgroup_id) wid: vec3<u32>,
+                        @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let groups = (G_C_OUT + OC - 1u) / OC;
+    let cols = G_C_IN * G_K_D * G_K_H * G_K_W;
+    let count = (cols + 1u) / 2u * groups;
+    let i = thread_index(wid, nwg, lid);
+    // Lanes past the end repeat the last invocation (their sums are not written), so that
+    // every lane stays active and the block index stays uniform.
+    let t = min(i, count - 1u);
+    let g = t % groups;
+    let k = (t / groups) * 2u;
+    let second = k + 1u < cols;
+    let c1 = col_of(k);
+    let c2 = col_of(min(k + 1u, cols - 1u));
+    let positions = G_OUT_D * G_OUT_H * G_OUT_W;
+    let vol = G_C_IN * G_IN_D * G_IN_H * G_IN_W;
+    let first = p.r0 % positions;
+    var ow = first % G_OUT_W;
+    var oh = (first / G_OUT_W) % G_OUT_H;
+    var od = first / (G_OUT_W * G_OUT_H);
+    var xn = (p.r0 / positions) * vol;
+    var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    var b = a;
+    for (var r = 0u; r < p.r_n; r++) {
+        mac2(&a, &b, x_col(c1, xn, od, oh, ow), x_col(c2, xn, od, oh, ow), r * groups + g);
+        ow++;
+        if (ow == G_OUT_W) {
+            ow = 0u;
+            oh++;
+            if (oh == G_OUT_H) {
+                oh = 0u;
+                od++;
+                if (od == G_OUT_D) {
+                    od = 0u;
+                    xn += vol;
+                }
+            }
+        }
+    }
+    if (i < count) {
+        put_dw(g, k, cols, a);
+        if (second) {
+            put_dw(g, k + 1u, cols, b);
+        }
+    }
+}
+
 @compute @workgroup_size(WG)
 fn backward_weight_sum(@builtin(workgroup_id) wid: vec3<u32>,
                        @builtin(num_workgroups) nwg: vec3<u32>,

@@ -21,6 +21,10 @@ use crate::rng::Rng;
 /// This process's results, by cache key.
 pub(crate) type Memo = Mutex<BTreeMap<String, ConvChoice>>;
 
+/// The version a cache must carry to be read: cnn3d's, and a revision of the candidate set
+/// (raised when kernels are added or changed, so that old choices are measured again).
+const CACHE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " kernels 2");
+
 /// The cache file: tuning results by key, with the version of cnn3d that measured them.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 struct CacheFile {
@@ -63,7 +67,7 @@ fn key(gpu: &Gpu, g: &Conv3d) -> String {
 fn read_cache(path: &Path) -> CacheFile {
     match std::fs::read(path) {
         Ok(bytes) => match serde_json::from_slice::<CacheFile>(&bytes) {
-            Ok(c) if c.version == env!("CARGO_PKG_VERSION") => c,
+            Ok(c) if c.version == CACHE_VERSION => c,
             Ok(_) => CacheFile::default(),
             Err(e) => {
                 log::warn!("ignoring the tuning cache {}: {e}", path.display());
@@ -76,7 +80,7 @@ fn read_cache(path: &Path) -> CacheFile {
 
 fn write_cache(path: &Path, key: &str, choice: ConvChoice) -> Result<()> {
     let mut c = read_cache(path);
-    c.version = env!("CARGO_PKG_VERSION").to_string();
+    c.version = CACHE_VERSION.to_string();
     c.conv3d.insert(key.to_string(), choice);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating", e))?;
@@ -226,7 +230,15 @@ fn pick<K: Copy + std::fmt::Debug>(
         if !verify(gpu, small.0, with(k), pass, small.1)? {
             continue;
         }
-        let t = time(gpu, g, with(k), pass, full, best.map(|(_, b)| b))?;
+        let t = match time(gpu, g, with(k), pass, full, best.map(|(_, b)| b)) {
+            Ok(t) => t,
+            // A candidate whose scratch does not fit this adapter at the real batch is out.
+            Err(e @ Error::TooLarge { .. }) => {
+                log::debug!("tuning {pass:?}: {k:?} skipped: {e}");
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         log::debug!("tuning {pass:?}: {k:?} {:.1} ms", t * 1e3);
         if best.is_none_or(|(_, b)| t < b) {
             best = Some((k, t));

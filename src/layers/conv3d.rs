@@ -95,12 +95,15 @@ pub enum Kernels {
 }
 
 /// The kernels of backward_weight: 8 input channels at one tap a workgroup, or 8 consecutive
-/// (channel, tap) columns (no idle lanes when there are fewer than 8 input channels).
+/// (channel, tap) columns (no idle lanes when there are fewer than 8 input channels), both
+/// reducing over row splits; or `Rows`: dy packed into uniform blocks of rows, one dispatch a
+/// block, each invocation 16 output channels × 2 columns (as forward computes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WeightKernels {
     Channels,
     Columns,
+    Rows,
 }
 
 /// Which kernels each pass of one convolution runs with (see [`crate::tune`]).
@@ -115,7 +118,11 @@ impl std::fmt::Display for ConvChoice {
     /// `forward/backward_input/backward_weight` kernels, e.g. `tiled/tiled/columns`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let k = |k: Kernels| if k == Kernels::Tiled { "tiled" } else { "direct" };
-        let w = if self.backward_weight == WeightKernels::Channels { "channels" } else { "columns" };
+        let w = match self.backward_weight {
+            WeightKernels::Channels => "channels",
+            WeightKernels::Columns => "columns",
+            WeightKernels::Rows => "rows",
+        };
         write!(f, "{}/{}/{w}", k(self.forward), k(self.backward_input))
     }
 }
@@ -130,6 +137,8 @@ pub struct ConvScratch {
     backward_blocks: Option<Buffer>,
     /// backward_weight's per-split sums, when the rows are split.
     part: Option<Buffer>,
+    /// backward_weight's row blocks of dy (the rows kernels).
+    row_blocks: Option<Buffer>,
 }
 
 /// How reduction channels split into uniform blocks: `per` channels a block, `blocks` blocks
@@ -317,10 +326,16 @@ impl Conv3d {
     }
 
     /// The kernels that usually win: tiled where the kernel's taps fit a uniform block; for
-    /// the weight gradient, channels from 8 input channels on.
+    /// the weight gradient, from 8 input channels on the rows kernels (16 output channels or
+    /// more) or channels, below that columns (lavapipe, the article's conv2: rows 108 ms,
+    /// channels 182 ms; conv1 (3 input channels): columns 146 ms, rows 212+ ms).
     pub fn default_choice(&self) -> ConvChoice {
         let tiled = if self.taps() <= BLOCK_COLS { Kernels::Tiled } else { Kernels::Direct };
-        let weight = if self.c_in >= 2 * CI4 { WeightKernels::Channels } else { WeightKernels::Columns };
+        let weight = match (self.c_in >= 2 * CI4, self.candidates().1.contains(&WeightKernels::Rows)) {
+            (true, true) => WeightKernels::Rows,
+            (true, false) => WeightKernels::Channels,
+            (false, _) => WeightKernels::Columns,
+        };
         ConvChoice { forward: tiled, backward_input: tiled, backward_weight: weight }
     }
 
@@ -330,7 +345,13 @@ impl Conv3d {
         if self.taps() <= BLOCK_COLS {
             k.insert(0, Kernels::Tiled);
         }
-        (k, vec![WeightKernels::Channels, WeightKernels::Columns])
+        let mut w = vec![WeightKernels::Channels, WeightKernels::Columns];
+        // A row of dy must fit in one uniform block, and a row of fewer than 16 channels would
+        // pad the blocks to several times dy's size.
+        if (OC_TILE..=BWD_COLS * OC_TILE).contains(&self.c_out) {
+            w.push(WeightKernels::Rows);
+        }
+        (k, w)
     }
 
     /// The buffers `choice` needs on `gpu`; an error if it cannot run this geometry.
@@ -347,8 +368,15 @@ impl Conv3d {
                 )),
             }
         };
+        let row_blocks = match choice.backward_weight {
+            WeightKernels::Rows if self.c_out.div_ceil(OC_TILE) > BWD_COLS => {
+                return Err(Error::shape(LAYER, format!("the rows kernels hold at most {} output channels, this layer has {}", BWD_COLS * OC_TILE, self.c_out)))
+            }
+            WeightKernels::Rows => Some(gpu.zeros_uniform("conv3d dy row blocks", self.row_blocks(out) * BLOCK_FLOATS)?),
+            _ => None,
+        };
         let splits = self.splits(out);
-        let part = if splits > 1 {
+        let part = if splits > 1 && choice.backward_weight != WeightKernels::Rows {
             Some(gpu.zeros("conv3d dweight per split", splits * self.weight_len(), crate::gpu::DType::F32)?)
         } else {
             None
@@ -358,6 +386,7 @@ impl Conv3d {
             forward_blocks: blocks(choice.forward, Blocks::new(self.c_in, self.c_out, taps), "forward")?,
             backward_blocks: blocks(choice.backward_input, Some(Blocks::tap_major(self.c_out, self.c_in, taps)), "backward_input")?,
             part,
+            row_blocks,
         })
     }
 
@@ -367,6 +396,17 @@ impl Conv3d {
 
     fn weight_len(&self) -> usize {
         self.weight_shape().iter().product()
+    }
+
+    /// Rows (n, od, oh, ow) of dy in one uniform block of the rows kernels: a row is
+    /// ⌈Cout/16⌉ columns of 16 floats.
+    fn rows_per_block(&self) -> usize {
+        (BWD_COLS / self.c_out.div_ceil(OC_TILE)).max(1)
+    }
+
+    /// The row blocks of the rows kernels.
+    fn row_blocks(&self, out: Dims3) -> usize {
+        (self.n * out.iter().product::<usize>()).div_ceil(self.rows_per_block())
     }
 
     /// backward_weight's row splits.
@@ -546,6 +586,9 @@ impl Conv3d {
         let out = self.check("x", x, "dy", dy)?;
         let len = self.weight_len();
         expect_len(LAYER, "dweight", dweight, len)?;
+        if scratch.choice.backward_weight == WeightKernels::Rows {
+            return self.backward_weight_rows(out, x, dy, dweight, scratch);
+        }
         let splits = self.splits(out);
         let part = match (&scratch.part, splits) {
             (_, 1) => dweight,
@@ -555,6 +598,7 @@ impl Conv3d {
         let (entry, tiles) = match scratch.choice.backward_weight {
             WeightKernels::Channels => ("backward_weight_tiled", self.c_in.div_ceil(2 * CI4) * self.taps()),
             WeightKernels::Columns => ("backward_weight_columns", (self.c_in * self.taps()).div_ceil(2 * CI4)),
+            WeightKernels::Rows => unreachable!("handled above"),
         };
         let groups = splits * self.c_out.div_ceil(OC_TILE) * tiles;
         let mut p = self.params(out, groups);
@@ -569,6 +613,37 @@ impl Conv3d {
                 Op::threads("conv3d.backward_weight_sum", Shader::Conv3d, "backward_weight_sum", &p, &[part, dweight], len)
                     .with_cost((splits * len) as u64, 4 * ((splits + 1) * len) as u64),
             );
+        }
+        Ok(ops)
+    }
+
+    /// backward_weight with the rows kernels: pack dy into row blocks, then one dispatch per
+    /// block, the first writing dweight and the others adding to it.
+    fn backward_weight_rows(&self, out: Dims3, x: &Buffer, dy: &Buffer, dweight: &Buffer, scratch: &ConvScratch) -> Result<Vec<Op>> {
+        let blocks = match &scratch.row_blocks {
+            Some(b) if b.len() == self.row_blocks(out) * BLOCK_FLOATS => b,
+            _ => return Err(Error::shape(LAYER, "backward_weight's row blocks were made for another geometry")),
+        };
+        let per = self.rows_per_block();
+        let rows = self.n * out.iter().product::<usize>();
+        let mut p = self.params(out, blocks.len());
+        p.rows = per as u32;
+        let pack = Op::threads("conv3d.pack_rows", Shader::Conv3d, "pack_rows", &p, &[dy, blocks], blocks.len())
+            .with_cost(0, 4 * (dy.len() + blocks.len()) as u64);
+        let mut ops = vec![self.geometry(out, pack)];
+        let cols = self.c_in * self.taps();
+        let threads = cols.div_ceil(2) * self.c_out.div_ceil(OC_TILE);
+        for j in 0..self.row_blocks(out) {
+            let r0 = j * per;
+            let mut p = self.params(out, threads);
+            p.r0 = r0 as u32;
+            p.r_n = per.min(rows - r0) as u32;
+            let view = blocks.view(j * BLOCK_FLOATS, BLOCK_FLOATS, "conv3d dy row block");
+            let f = p.r_n as f64 / rows as f64;
+            let op = Op::threads("conv3d.backward_weight", Shader::Conv3d, "backward_weight_rows", &p, &[x, &view, dweight], threads)
+                .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64)
+                .with_constant("ACCUMULATE", u32::from(j > 0));
+            ops.push(self.geometry(out, op));
         }
         Ok(ops)
     }
