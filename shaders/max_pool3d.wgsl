@@ -109,6 +109,11 @@ fn is_nan(v: f32) -> bool {
     return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u;
 }
 
+// Whether tap value v replaces the running max m: NaN wins, ties keep the earlier tap.
+fn wins(v: f32, m: f32) -> bool {
+    return is_nan(v) || (!is_nan(m) && v > m);
+}
+
 // Taps of window o along one axis that fall inside [0, size): first tap, and one past the
 // last tap's position (step by dil from first while below it).
 fn taps(o: u32, s: u32, pad: u32, k: u32, dil: u32, size: u32) -> vec2<u32> {
@@ -158,7 +163,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
             for (var w = tw.x; w < tw.y; w += p.dil_w) {
                 let at = (d * p.in_h + h) * p.in_w + w;
                 let v = act(x[base + at]);
-                if (is_nan(v) || (!is_nan(m) && v > m)) {
+                if (wins(v, m)) {
                     m = v;
                     best = at;
                 }
@@ -267,7 +272,7 @@ fn forward_windows(@builtin(workgroup_id) wid: vec3<u32>,
             for (var w = 0u; w < KW; w++) {
                 let at = s.y + (d * IN_H + h) * IN_W + w;
                 let v = act(x[s.x + at]);
-                if (is_nan(v) || (!is_nan(m) && v > m)) {
+                if (wins(v, m)) {
                     m = v;
                     best = at;
                 }
