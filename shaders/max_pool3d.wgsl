@@ -26,7 +26,7 @@
 //           binding 4 x (read): for windows that tile the input (stride = kernel, no padding
 //           or dilation), one invocation per window writes every element of it — dy (times
 //           the activation's slope) at its argmax, 0 elsewhere — so dx needs no zeroing pass
-//           where the windows cover the input.
+//           where the windows cover the input. With IN_PLACE, dx may be x's own buffer.
 //
 // A relu or leaky_relu right before the pool is fused into it (pipeline constant ACT: 0 none,
 // 1 relu, 2 leaky_relu with slope p.slope): forward takes the max of f(x) over the window, as
@@ -92,10 +92,18 @@ fn dact(g: f32, xv: f32) -> f32 {
     }
 }
 
+// backward_windows may write dx over x (IN_PLACE): each invocation owns its window and reads x
+// at the argmax before it writes that element, so the layer before the pool can keep its output
+// and the gradient of it in one buffer. x is then read from dx, and binding 4 is a stand-in.
+override IN_PLACE: bool = false;
+
 // x at element i of dx's layout, read only when an activation is fused.
 fn x_at(i: u32) -> f32 {
     if (ACT == 0u) {
         return 0.0;
+    }
+    if (IN_PLACE) {
+        return dx[i];
     }
     return x_4[i];
 }

@@ -471,11 +471,12 @@ fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
     let summary = train::train(&gpu, &run).map_err(|e| e.in_config(&origin.display().to_string()))?;
     if !args.quiet {
         eprintln!(
-            "test accuracy {:.2}%, test loss {:.4}, {:.0} training samples/s, {:.1} s; wrote {}",
+            "test accuracy {:.2}%, test loss {:.4}, {:.0} training samples/s, {:.1} s, {:.1} MiB of GPU memory; wrote {}",
             summary.test_acc * 100.0,
             summary.test_loss,
             summary.samples_per_s,
             summary.seconds,
+            summary.gpu_memory_bytes.unwrap_or(0) as f64 / MIB,
             out.display()
         );
     }
@@ -627,6 +628,15 @@ fn bench_cmd(opts: &GpuOptions, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         let opt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.2}"));
         println!("  {:<24} {:>10.3} ms {:>6.1}% {:>9} GFLOP/s {:>8} GB/s", l.layer, l.ms, 100.0 * l.share, opt(l.gflops), opt(l.gbps));
     }
+    let m = &r.memory;
+    println!(
+        "gpu memory, training at batch {}: {:.1} MiB ({:.1} MiB of it the bench's {} samples; a dataset of N samples adds {:.1} KiB each)",
+        m.batch,
+        m.train_bytes as f64 / MIB,
+        m.dataset_bytes as f64 / MIB,
+        m.dataset_samples,
+        m.bytes_per_sample as f64 / 1024.0
+    );
     let g = &r.gemm;
     for c in &g.candidates {
         println!("gemm {}x{}x{} {:<36} {:>10.3} ms {:>8.2} GFLOP/s", g.m, g.n, g.k, c.kernel, c.ms.median, c.gflops);
@@ -634,6 +644,8 @@ fn bench_cmd(opts: &GpuOptions, args: &BenchArgs) -> anyhow::Result<ExitCode> {
     println!("best gemm: {} at {:.2} GFLOP/s", g.kernel, g.gflops);
     Ok(ExitCode::SUCCESS)
 }
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 /// `runs/<UTC date-time>`, from the system clock (no time-zone database needed).
 fn default_run_dir() -> PathBuf {

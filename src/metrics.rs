@@ -155,6 +155,10 @@ pub struct Summary {
     pub seconds: f64,
     /// Training throughput over all epochs.
     pub samples_per_s: f64,
+    /// The most device memory the run's tensors held at once (dataset, weights, optimizer
+    /// state, activations, kernel scratch), in bytes; absent in summaries of older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_memory_bytes: Option<u64>,
 }
 
 impl Summary {
@@ -181,6 +185,7 @@ impl Summary {
             backend: backend.into(),
             seconds: rows.iter().map(|r| r.seconds).filter(|s| s.is_finite()).sum(),
             samples_per_s,
+            gpu_memory_bytes: None,
         })
     }
 

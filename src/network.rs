@@ -150,6 +150,32 @@ pub(crate) fn dropout_seed(seed: u64, layer_index: usize) -> u32 {
     crate::rng::Rng::new(seed ^ (layer_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64() as u32
 }
 
+/// Whether layer `li`'s output and its gradient can share one buffer: it is a convolution whose
+/// output goes (through a relu / leaky_relu fused into the pool, or directly) into a max pool
+/// whose windows tile it. The pool's backward then writes the gradient over the output, which
+/// nothing reads afterwards (the convolution's own backward reads its input and dy only).
+fn dy_over_y(model: &Model, li: usize) -> bool {
+    let spec = |k: usize| model.layers.get(k).map(|l| &l.spec);
+    if !matches!(spec(li), Some(LayerSpec::Conv3d { .. })) {
+        return false;
+    }
+    let pool = match spec(li + 1) {
+        Some(LayerSpec::Relu { .. } | LayerSpec::LeakyRelu { .. }) => li + 2,
+        _ => li + 1,
+    };
+    let out = &model.layers[li].output;
+    match spec(pool) {
+        Some(LayerSpec::MaxPool3d { kernel, stride, padding, dilation, .. }) => {
+            let k = kernel.dims();
+            stride.unwrap_or(*kernel).dims() == k
+                && padding.dims() == [0; 3]
+                && dilation.dims() == [1; 3]
+                && (0..3).all(|a| out[1 + a] % k[a] == 0)
+        }
+        _ => false,
+    }
+}
+
 struct Node {
     /// The label prefix of its dispatches: the layer's name.
     name: String,
@@ -157,7 +183,7 @@ struct Node {
     /// Indices into State::param_views / grad_views, and State::buffers.
     params: Vec<usize>,
     buffers: Vec<usize>,
-    /// Output, and the gradient with respect to it.
+    /// Output, and the gradient with respect to it (one buffer where [`dy_over_y`]).
     y: Buffer,
     dy: Buffer,
     /// Max pooling's argmax, batch norm's saved mean and invstd.
@@ -229,10 +255,11 @@ impl Network {
                 // A view: the same buffers as its input.
                 (true, Some(prev)) => (prev.y.clone(), prev.dy.clone()),
                 (true, None) => (input.clone(), gpu.zeros(&format!("{}.dx", layer.name), out_len, DType::F32)?),
-                _ => (
-                    gpu.zeros(&format!("{}.y", layer.name), out_len, DType::F32)?,
-                    gpu.zeros(&format!("{}.dy", layer.name), out_len, DType::F32)?,
-                ),
+                _ => {
+                    let y = gpu.zeros(&format!("{}.y", layer.name), out_len, DType::F32)?;
+                    let dy = if dy_over_y(model, li) { y.clone() } else { gpu.zeros(&format!("{}.dy", layer.name), out_len, DType::F32)? };
+                    (y, dy)
+                }
             };
             let aux = match &kernel {
                 Kernel::MaxPool(..) => vec![gpu.zeros(&format!("{}.indices", layer.name), out_len, DType::U32)?],

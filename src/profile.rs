@@ -371,6 +371,19 @@ pub struct LayerBench {
     pub gbps: Option<f64>,
 }
 
+/// Device memory of training: everything the tensors hold once the SGD step is built (dataset,
+/// weights, gradients, optimizer state, activations and their gradients, kernel scratch).
+#[derive(Clone, Debug, Serialize)]
+pub struct MemoryBench {
+    pub batch: usize,
+    pub train_bytes: u64,
+    /// Of train_bytes, the bench's own dataset (a few hundred samples)...
+    pub dataset_bytes: u64,
+    pub dataset_samples: usize,
+    /// ...whose device copy takes this much per sample (values and label).
+    pub bytes_per_sample: u64,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct GemmBench {
     pub m: usize,
@@ -406,6 +419,7 @@ pub struct BenchReport {
     pub inference: Vec<InferBench>,
     /// From one profiled SGD training step at the training batch size.
     pub layers: Vec<LayerBench>,
+    pub memory: MemoryBench,
     pub gemm: GemmBench,
 }
 
@@ -427,9 +441,20 @@ pub fn bench(gpu: &Gpu, config: &Config, opts: &BenchOptions) -> Result<BenchRep
     let mut b = Bench::new(gpu, config)?;
     let mut train = vec![];
     let mut layers = vec![];
+    let mut memory = None;
     for kind in ["sgd", "adam"] {
         let rule = UpdateRule::defaults(kind)?;
         let mut step = b.train_step(opts.batch, &rule)?;
+        if kind == "sgd" {
+            let dataset_bytes = 4 * (b.split.data.len() + b.split.labels.len()) as u64;
+            memory = Some(MemoryBench {
+                batch: opts.batch,
+                train_bytes: gpu.memory().live_bytes,
+                dataset_bytes,
+                dataset_samples: b.split.len,
+                bytes_per_sample: dataset_bytes / b.split.len.max(1) as u64,
+            });
+        }
         for _ in 0..opts.warmup {
             b.run(&mut step)?;
         }
@@ -488,6 +513,7 @@ pub fn bench(gpu: &Gpu, config: &Config, opts: &BenchOptions) -> Result<BenchRep
         train,
         inference,
         layers,
+        memory: memory.expect("the SGD step ran first"),
         gemm,
     })
 }

@@ -546,6 +546,7 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
     let mut summary = Summary::from_epochs(log.rows(), info.name.clone(), info.backend.clone())
         .ok_or_else(|| Error::shape("train", "no epoch finished"))?;
     summary.seconds = started.elapsed().as_secs_f64();
+    summary.gpu_memory_bytes = Some(gpu.memory().peak_bytes);
     summary.write(&opts.out.join("summary.json"))?;
     Ok(summary)
 }

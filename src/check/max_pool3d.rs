@@ -27,28 +27,34 @@ struct Case {
     values: Values,
     /// An activation fused before the pool.
     act: Option<Activation>,
+    /// Backward writes dx over x (one buffer), as the training step does for a convolution
+    /// whose output the pool's windows tile.
+    in_place: bool,
 }
 
 fn cases() -> Result<Vec<Case>> {
     let case = |x_shape, k, s, p, d, values| -> Result<Case> {
-        Ok(Case { x_shape, pool: MaxPool3d::new(k, s, p, d)?, values, act: None })
+        Ok(Case { x_shape, pool: MaxPool3d::new(k, s, p, d)?, values, act: None, in_place: false })
     };
     let fused = |c: Result<Case>, act| -> Result<Case> { Ok(Case { act: Some(act), ..c? }) };
     Ok(vec![
         // Odd sizes, every option different per axis.
         case([2, 3, 5, 7, 9], [2, 3, 2], [1, 2, 2], [1, 1, 0], [1, 1, 2], Values::Uniform)?,
         // The article's MaxPool3d(2): 14³ → 7³.
-        Case { x_shape: [2, 4, 14, 14, 14], pool: MaxPool3d::cubic(2)?, values: Values::Uniform, act: None },
+        Case { x_shape: [2, 4, 14, 14, 14], pool: MaxPool3d::cubic(2)?, values: Values::Uniform, act: None, in_place: false },
         // Windows that tile all but a remainder of the input (5 → 2 along every axis).
-        Case { x_shape: [3, 5, 5, 7, 9], pool: MaxPool3d::cubic(2)?, values: Values::Uniform, act: None },
-        Case { x_shape: [2, 3, 9, 6, 7], pool: MaxPool3d::new([3, 2, 1], [3, 2, 1], [0; 3], [1; 3])?, values: Values::Ties, act: None },
+        Case { x_shape: [3, 5, 5, 7, 9], pool: MaxPool3d::cubic(2)?, values: Values::Uniform, act: None, in_place: false },
+        Case { x_shape: [2, 3, 9, 6, 7], pool: MaxPool3d::new([3, 2, 1], [3, 2, 1], [0; 3], [1; 3])?, values: Values::Ties, act: None, in_place: false },
         // Stride past the window: inputs between windows get no gradient.
         case([2, 3, 7, 8, 9], [2; 3], [3, 3, 4], [0; 3], [1; 3], Values::Uniform)?,
         // The article's LeakyReLU + MaxPool3d(2) fused, on the tiling and the remainder path.
-        Case { x_shape: [2, 4, 14, 14, 14], pool: MaxPool3d::cubic(2)?, values: Values::Uniform, act: Some(Activation::LeakyRelu(0.01)) },
-        Case { x_shape: [3, 5, 5, 7, 9], pool: MaxPool3d::cubic(2)?, values: Values::Uniform, act: Some(Activation::LeakyRelu(0.2)) },
+        Case { x_shape: [2, 4, 14, 14, 14], pool: MaxPool3d::cubic(2)?, values: Values::Uniform, act: Some(Activation::LeakyRelu(0.01)), in_place: false },
+        Case { x_shape: [3, 5, 5, 7, 9], pool: MaxPool3d::cubic(2)?, values: Values::Uniform, act: Some(Activation::LeakyRelu(0.2)), in_place: false },
+        // In place: dx written over x (the article's conv_layer1 output and its gradient).
+        Case { x_shape: [2, 4, 14, 14, 14], pool: MaxPool3d::cubic(2)?, values: Values::Uniform, act: Some(Activation::LeakyRelu(0.01)), in_place: true },
+        Case { x_shape: [2, 3, 9, 6, 7], pool: MaxPool3d::new([3, 2, 1], [3, 2, 1], [0; 3], [1; 3])?, values: Values::Ties, act: Some(Activation::Relu), in_place: true },
         // Relu: all-negative windows tie at 0 (the first tap wins, its gradient is 0).
-        Case { x_shape: [2, 3, 9, 6, 7], pool: MaxPool3d::new([3, 2, 1], [3, 2, 1], [0; 3], [1; 3])?, values: Values::Uniform, act: Some(Activation::Relu) },
+        Case { x_shape: [2, 3, 9, 6, 7], pool: MaxPool3d::new([3, 2, 1], [3, 2, 1], [0; 3], [1; 3])?, values: Values::Uniform, act: Some(Activation::Relu), in_place: false },
         fused(case([2, 3, 7, 8, 9], [2; 3], [3, 3, 4], [0; 3], [1; 3], Values::Uniform), Activation::Relu)?,
         // A negative slope makes f decreasing below 0: the max is taken of f(x), not of x.
         fused(case([1, 2, 6, 7, 5], [3; 3], [1; 3], [1, 0, 1], [1; 3], Values::Uniform), Activation::LeakyRelu(-0.5))?,
@@ -82,7 +88,7 @@ fn fill(rng: &mut Rng, n: usize, values: Values) -> Vec<f32> {
 pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut out = vec![];
     let mut rng = Rng::new(0x3A9);
-    for Case { x_shape, pool, values, act } in cases()? {
+    for Case { x_shape, pool, values, act, in_place } in cases()? {
         let y_shape = pool.output_shape(x_shape)?;
         let (x_len, y_len) = (x_shape.iter().product(), y_shape.iter().product());
         let x = fill(&mut rng, x_len, values);
@@ -93,7 +99,7 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         let dyb = gpu.upload_f32("dy", &g)?;
         // dx starts as garbage: the pass must write every element (the scatter path zeroes
         // the elements no window picked).
-        let dxb = gpu.upload_f32("dx", &vec![f32::NAN; x_len])?;
+        let dxb = if in_place { xb.clone() } else { gpu.upload_f32("dx", &vec![f32::NAN; x_len])? };
         let mut ops = vec![layer::forward_with(&pool, x_shape, &xb, &yb, &ib, act)?];
         ops.extend(layer::backward_with(&pool, x_shape, &ib, &dyb, &dxb, act.map(|a| (a, &xb)))?);
         gpu.run_ops(&ops)?;
@@ -110,7 +116,8 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
             dxr = act_reference::backward(a, &x64, &fx, &dxr);
         }
         let shape = format!(
-            "{}{} k{:?} s{:?} p{:?} d{:?}",
+            "{}{}{} k{:?} s{:?} p{:?} d{:?}",
+            if in_place { "in place: " } else { "" },
             act.map(|a| format!("{a:?} then ")).unwrap_or_default(),
             shape_str(&x_shape),
             pool.kernel,

@@ -1,5 +1,6 @@
 //! Device buffers of f32 or u32 elements, with upload and read-back.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -12,11 +13,53 @@ pub enum DType {
     U32,
 }
 
+/// Bytes of the device buffers that tensors hold (every allocation through [`Gpu::zeros`] and
+/// the functions built on it; read-back staging and timestamp buffers are not counted): now,
+/// and the most at any one time.
+#[derive(Debug, Default)]
+pub(crate) struct Memory {
+    live: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl Memory {
+    fn add(&self, bytes: u64) {
+        let now = self.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+}
+
+/// A device buffer that gives its bytes back to the count when the last handle drops.
+pub(crate) struct Raw {
+    buffer: wgpu::Buffer,
+    memory: Arc<Memory>,
+}
+
+impl std::ops::Deref for Raw {
+    type Target = wgpu::Buffer;
+    fn deref(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        self.memory.live.fetch_sub(self.buffer.size(), Ordering::Relaxed);
+    }
+}
+
+/// Device memory held by tensors, in bytes (see [`Gpu::memory`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MemoryUse {
+    pub live_bytes: u64,
+    pub peak_bytes: u64,
+}
+
 /// A storage buffer on the device, or a view of `len` elements at `offset` into one (see
 /// [`Gpu::flat`]). Cloning is cheap (shared handle).
 #[derive(Clone)]
 pub struct Buffer {
-    pub(crate) raw: Arc<wgpu::Buffer>,
+    pub(crate) raw: Arc<Raw>,
     /// In elements; a multiple of the adapter's storage offset alignment.
     offset: usize,
     len: usize,
@@ -36,6 +79,11 @@ impl Buffer {
     pub(crate) fn view(&self, offset: usize, len: usize, label: &str) -> Buffer {
         assert!(offset + len <= self.len, "view {offset}+{len} past the end of {self:?}");
         Buffer { raw: self.raw.clone(), offset: self.offset + offset, len, dtype: self.dtype, label: label.into() }
+    }
+
+    /// Whether both are the same elements of the same device buffer (one aliases the other).
+    pub fn same(&self, other: &Buffer) -> bool {
+        Arc::ptr_eq(&self.raw, &other.raw) && self.offset == other.offset && self.len == other.len
     }
 
     /// Number of 4-byte elements.
@@ -69,6 +117,17 @@ impl Buffer {
 }
 
 impl Gpu {
+    /// Device memory that tensors hold now, and the most they held at once since the device
+    /// was opened or since [`Gpu::reset_peak_memory`].
+    pub fn memory(&self) -> MemoryUse {
+        MemoryUse { live_bytes: self.memory.live.load(Ordering::Relaxed), peak_bytes: self.memory.peak.load(Ordering::Relaxed) }
+    }
+
+    /// Starts a new peak from what is held now.
+    pub fn reset_peak_memory(&self) {
+        self.memory.peak.store(self.memory.live.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     /// Refuses a tensor larger than one storage binding or one buffer of this adapter.
     pub fn check_fits(&self, label: &str, elements: usize) -> Result<()> {
         let bytes = elements as u64 * 4;
@@ -118,7 +177,8 @@ impl Gpu {
                 })
             },
         )?;
-        Ok(Buffer { raw: Arc::new(raw), offset: 0, len, dtype, label: label.into() })
+        self.memory.add(size);
+        Ok(Buffer { raw: Arc::new(Raw { buffer: raw, memory: self.memory.clone() }), offset: 0, len, dtype, label: label.into() })
     }
 
     /// One zero-filled buffer holding several tensors, and a view of each: every tensor starts

@@ -244,6 +244,8 @@ pub struct Gpu {
     pub(crate) tuned: crate::tune::Memo,
     /// Why the device was lost, once it is.
     lost: Arc<std::sync::Mutex<Option<String>>>,
+    /// The bytes tensors hold (see [`Gpu::memory`]).
+    pub(crate) memory: Arc<super::buffer::Memory>,
 }
 
 impl Gpu {
@@ -310,7 +312,7 @@ impl Gpu {
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             min_storage_buffer_offset_alignment: limits.min_storage_buffer_offset_alignment,
         };
-        Ok(Gpu { device, queue, limits, info, pipelines: Default::default(), tuning: opts.tune.clone(), tuned: Default::default(), lost })
+        Ok(Gpu { device, queue, limits, info, pipelines: Default::default(), tuning: opts.tune.clone(), tuned: Default::default(), lost, memory: Default::default() })
     }
 
     pub fn info(&self) -> &GpuInfo {

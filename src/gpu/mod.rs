@@ -7,7 +7,7 @@ mod plan;
 mod profiler;
 mod shaders;
 
-pub use buffer::{Buffer, DType};
+pub use buffer::{Buffer, DType, MemoryUse};
 pub use context::{list_adapters, AdapterReport, BackendChoice, Gpu, GpuInfo, GpuOptions, Tuning};
 pub use plan::{grid_2d, Op, Plan, WG};
 pub use profiler::{DispatchTime, StepProfile, TimingMethod};

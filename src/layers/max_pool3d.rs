@@ -241,7 +241,8 @@ pub fn backward(pool: &MaxPool3d, x_shape: [usize; 5], indices: &Buffer, dy: &Bu
 }
 
 /// [`backward`] of [`forward_with`]: with `Some((act, x))` the gradient with respect to the
-/// activation's input x, dx = (pool's dx) · f'(x).
+/// activation's input x, dx = (pool's dx) · f'(x). dx may be x itself (the same buffer) where
+/// the windows tile x: it is then overwritten.
 pub fn backward_with(
     pool: &MaxPool3d,
     x_shape: [usize; 5],
@@ -257,13 +258,24 @@ pub fn backward_with(
     expect_len(LAYER, "dy", dy, y_len)?;
     expect_len(LAYER, "dx", dx, x_len)?;
     let (kind, slope) = act_constant(act.map(|(a, _)| a))?;
-    // Binding 4 is read only with an activation; without one any read-only buffer stands in.
+    let covered = pool.plain() && (0..3).all(|a| x_shape[2 + a] % pool.kernel[a] == 0);
+    // dx over x: only the window kernel, over windows that cover x, reads each x before it
+    // writes there.
+    let in_place = act.is_some_and(|(_, x)| x.same(dx));
+    if in_place && !covered {
+        return Err(Error::shape(
+            LAYER,
+            "dx can share x's buffer only where the windows tile the input (stride = kernel, no padding or dilation, sizes divisible)",
+        ));
+    }
+    // Binding 4 is read only with an activation (and not in place); else any read-only buffer
+    // stands in.
     let x = match act {
-        Some((_, x)) => {
+        Some((_, x)) if !in_place => {
             expect_len(LAYER, "x", x, x_len)?;
             x
         }
-        None => indices,
+        _ => indices,
     };
     let label = label(act.map(|(a, _)| a), "backward");
     // Per routed gradient: the activation's product, and its x read.
@@ -281,7 +293,6 @@ pub fn backward_with(
     }
     let routed = ((act_flops * y_len) as u64, (4 * 3 * y_len + act_bytes * y_len) as u64);
     let mut ops = vec![];
-    let covered = pool.plain() && (0..3).all(|a| x_shape[2 + a] % pool.kernel[a] == 0);
     if !covered {
         let p = pool.params(x_shape, x_len)?;
         ops.push(Op::threads(label.clone(), Shader::MaxPool3d, "zero", &p, &[dx], x_len).with_cost(0, 4 * x_len as u64));
@@ -290,7 +301,7 @@ pub fn backward_with(
         // Writes every element of every window: reads indices and dy, writes dx.
         let window = pool.kernel.iter().product::<usize>();
         let op = op("backward_windows", y_len, routed.0, routed.1 - (4 * y_len) as u64 + (4 * y_len * window) as u64)?;
-        ops.push(window_constants(op, pool, x_shape, pool.output_shape(x_shape)?));
+        ops.push(window_constants(op, pool, x_shape, pool.output_shape(x_shape)?).with_constant("IN_PLACE", u32::from(in_place)));
     } else {
         ops.push(op("backward_scatter", y_len, routed.0, routed.1)?);
     }
