@@ -1,20 +1,22 @@
 // Gather: the samples of one batch from the device copy of a dataset, through a colormap or raw,
 // and their labels.
 //
-// Layouts: data (N, C, S) f32, S = D·H·W voxels, NCDHW per sample. For a colormap C = 1 and the
-//   values are already min-max scaled to [0, 1] per sample (on the host, in f32, as matplotlib).
+// Layouts: data (N, C, S) f32, S = D·H·W voxels, NCDHW per sample (raw). For a colormap, codes
+//   (N, ⌈S/4⌉) u32: each voxel's table entry e (0..255, computed on the host from the value
+//   min-max scaled per sample in f32, as matplotlib: e = min(floor(t · 256), 255), 0 for t <= 0
+//   or NaN), four to a word, voxel s in byte s % 4 of word s / 4.
 //   labels (N) u32; indices (B) u32, the samples of this batch; lut (256, 3) f32 RGB.
 //   x (B, C_out, S) f32: the batch's input activations; y (B) u32: its labels.
 // Invocation: one per element of x; workgroups on a 2D grid, linear id = wid.y * nwg.x + wid.x.
 //   Invocations i < B also write y[i] = labels[indices[i]].
 //   An index >= N gives zeros and label 0 instead of reading out of bounds.
 //
-// forward (C_out = 3): entry e = min(floor(t · 256), 255), 0 for t <= 0 — matplotlib's binning.
-//   p.article = 0: x[b, c, s] = lut[e(data[n, s]), c]        channels-last RGB moved to channels first
-//   p.article = 1: x[b, o]    = lut[e(data[n, o / 3]), o % 3] the article's plain reshape of it
+// forward (C_out = 3):
+//   p.article = 0: x[b, c, s] = lut[e(n, s), c]        channels-last RGB moved to channels first
+//   p.article = 1: x[b, o]    = lut[e(n, o / 3), o % 3] the article's plain reshape of it
 // forward_raw (C_out = C): x[b, c, s] = data[n, c, s]
 //
-// forward:     binding 1 data, 2 labels, 3 indices (read), 4 x, 5 y (write), 6 lut (read)
+// forward:     binding 1 codes, 2 labels, 3 indices (read), 4 x, 5 y (write), 6 lut (read)
 // forward_raw: binding 1 data, 2 labels, 3 indices (read), 4 x, 5 y (write)
 
 struct Params {
@@ -24,7 +26,8 @@ struct Params {
     in_len: u32,
     out_len: u32,
     article: u32,
-    _pad0: u32,
+    // Words of codes per sample (forward).
+    words: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -34,6 +37,7 @@ override WG: u32 = 64u;
 @group(0) @binding(0) var<uniform> p: Params;
 
 @group(0) @binding(1) var<storage, read> data: array<f32>;
+@group(0) @binding(1) var<storage, read> codes: array<u32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read> indices: array<u32>;
 @group(0) @binding(4) var<storage, read_write> x: array<f32>;
@@ -80,9 +84,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
         voxel = o % p.in_len;
         c = o / p.in_len;
     }
-    let v = data[n * p.in_len + voxel] * 256.0;
-    // v > 0 is false for NaN too; u32() of a huge value saturates, min keeps it in the table.
-    let e = select(0u, min(u32(v), 255u), v > 0.0);
+    let e = (codes[n * p.words + voxel / 4u] >> (8u * (voxel % 4u))) & 0xffu;
     x[i] = lut[e * 3u + c];
 }
 

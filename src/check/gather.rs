@@ -43,7 +43,11 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
                 Mode::Raw => raw.clone(),
                 _ => raw.chunks(voxels).flat_map(colormap::min_max_scale).collect(),
             };
-            let data_b = gpu.upload_f32("data", &data)?;
+            // The colormap's device copy: each sample's table entries, a byte each.
+            let data_b = match mode {
+                Mode::Raw => gpu.upload_f32("data", &data)?,
+                _ => gpu.upload_u32("codes", &data.chunks(voxels).flat_map(colormap::pack_codes).collect::<Vec<u32>>())?,
+            };
             let labels_b = gpu.upload_u32("labels", &labels)?;
             let idx_b = gpu.upload_u32("indices", &indices)?;
             let x_b = gpu.zeros("x", g.out_len(), DType::F32)?;

@@ -3,8 +3,9 @@
 //! (its 256-entry lookup table from ColorBrewer's 9 Oranges colours, `Normalize` in float32 for
 //! float32 data, and `Colormap.__call__`'s binning).
 //!
-//! The GPU applies the table when it gathers a batch (`shaders/gather.wgsl`); the host only
-//! scales each sample once ([`min_max_scale`]), so that the GPU's binning is exact too.
+//! The GPU applies the table when it gathers a batch (`shaders/gather.wgsl`); the host scales
+//! each sample once ([`min_max_scale`]) and bins it ([`pack_codes`]: the table entry, a byte a
+//! voxel on the device), so that the GPU's colours are matplotlib's bit for bit.
 
 use std::fmt;
 
@@ -124,6 +125,17 @@ pub fn lut_index(t: f32) -> usize {
     }
 }
 
+/// One sample's table entries ([`lut_index`] of each min-max scaled value), four to a u32
+/// word, the first voxel in the lowest byte; the last word padded with zeros. What the device
+/// copy of a colormapped dataset holds: the colormap's 256 entries make one byte per voxel
+/// exact, a quarter of the f32 values' memory.
+pub fn pack_codes(scaled: &[f32]) -> Vec<u32> {
+    scaled
+        .chunks(4)
+        .map(|four| four.iter().enumerate().fold(0u32, |w, (i, &t)| w | (lut_index(t) as u32) << (8 * i)))
+        .collect()
+}
+
 /// One sample scaled to [0, 1] by its own minimum and maximum, as matplotlib's
 /// `ScalarMappable.to_rgba` does with a fresh `Normalize`: in float32, `(x - min) / (max - min)`,
 /// all zeros when the sample is constant.
@@ -190,6 +202,9 @@ mod tests {
         assert_eq!(lut_index(1.0 / 256.0 - f32::EPSILON / 256.0), 0);
         assert_eq!(lut_index(-0.5), 0);
         assert_eq!(lut_index(7.0), 255);
+        // Four entries a word, the first in the lowest byte; a partial last word padded with 0.
+        assert_eq!(pack_codes(&[0.0, 1.0, 0.5, 1.0 / 256.0, 7.0]), vec![0x0180_ff00, 0xff]);
+        assert_eq!(pack_codes(&[f32::NAN, -1.0]), vec![0]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ pub struct Input {
     pub dims: [usize; 3],
 }
 
-/// One split on the device: values as [`Input::device_values`] lays them out, and labels.
+/// One split on the device: values as [`Input::upload`] lays them out, and labels.
 #[derive(Clone, Debug)]
 pub struct DeviceSplit {
     pub data: Buffer,
@@ -59,19 +59,20 @@ impl Input {
         }
     }
 
-    /// What the device copy of a split holds: each sample min-max scaled (in f32, exactly as
-    /// matplotlib does) for the colormap, the raw values without one.
-    pub fn device_values(&self, split: &Split) -> Vec<f32> {
-        match self.colormap {
-            Colormap::Oranges => split.x.chunks(split.sample_len.max(1)).flat_map(colormap::min_max_scale).collect(),
-            Colormap::None => split.x.clone(),
-        }
-    }
-
-    /// Uploads a split once; batches are then gathered from it on the GPU. Fails naming the
-    /// adapter's limit when the split does not fit one storage binding.
+    /// Uploads a split once; batches are then gathered from it on the GPU. For the colormap,
+    /// each voxel's table entry from its sample's min-max scaled value (in f32, exactly as
+    /// matplotlib), one byte a voxel ([`colormap::pack_codes`]); the raw f32 values without
+    /// one. Fails naming the adapter's limit when the split does not fit one storage binding.
     pub fn upload(&self, gpu: &Gpu, split: &Split, name: &str) -> Result<DeviceSplit> {
-        let data = gpu.upload_f32(&format!("{name} data"), &self.device_values(split))?;
+        let label = format!("{name} data");
+        let data = match self.colormap {
+            Colormap::Oranges => {
+                let codes: Vec<u32> =
+                    split.x.chunks(split.sample_len.max(1)).flat_map(|s| colormap::pack_codes(&colormap::min_max_scale(s))).collect();
+                gpu.upload_u32(&label, &codes)?
+            }
+            Colormap::None => gpu.upload_f32(&label, &split.x)?,
+        };
         let labels = gpu.upload_u32(&format!("{name} labels"), &split.y)?;
         Ok(DeviceSplit { data, labels, len: split.len() })
     }

@@ -1,7 +1,8 @@
 //! Gather: a batch's input activations from the device copy of a dataset, through the colormap
 //! (or raw), and the batch's labels. Shader: `shaders/gather.wgsl`.
 //!
-//! Shapes: data (N, C, S) with S = D·H·W; labels (N); indices (B); lut (256, 3);
+//! Shapes: data (N, C, S) f32 with S = D·H·W, raw, or for a colormap (N, ⌈S/4⌉) u32 of table
+//! entries four to a word ([`crate::data::colormap::pack_codes`]); labels (N); indices (B); lut (256, 3);
 //! x (B, C_out, S) with C_out = 3 for a colormap and C raw; y (B).
 
 use bytemuck::{Pod, Zeroable};
@@ -47,6 +48,15 @@ impl Gather {
         self.batch * self.out_channels() * self.voxels
     }
 
+    /// u32 words per sample in the device copy of the data: C·S f32 values raw, ⌈S/4⌉ words of
+    /// table entries for a colormap.
+    pub fn data_len(&self) -> usize {
+        match self.mode {
+            Mode::Raw => self.channels * self.voxels,
+            Mode::Colormap | Mode::ArticleReshape => self.voxels.div_ceil(4),
+        }
+    }
+
     /// The kernel's name in reports and profiles.
     pub fn kernel(&self) -> &'static str {
         match self.mode {
@@ -65,7 +75,8 @@ struct Params {
     in_len: u32,
     out_len: u32,
     article: u32,
-    _pad: [u32; 3],
+    words: u32,
+    _pad: [u32; 2],
 }
 
 /// x[b] = input of sample indices[b], y[b] = labels[indices[b]]. `lut` (256 × 3 RGB) is needed
@@ -74,25 +85,30 @@ pub fn forward(g: &Gather, data: &Buffer, labels: &Buffer, indices: &Buffer, lut
     if g.batch == 0 || g.voxels == 0 || g.channels == 0 {
         return Err(Error::shape(LAYER, format!("batch, channels and voxels must be positive, got {g:?}")));
     }
-    expect_len(LAYER, "data", data, g.samples * g.channels * g.voxels)?;
+    expect_len(LAYER, "data", data, g.samples * g.data_len())?;
+    let want = if g.mode == Mode::Raw { crate::gpu::DType::F32 } else { crate::gpu::DType::U32 };
+    if data.dtype() != want {
+        return Err(Error::shape(LAYER, format!("the data of a {} gather must be {want:?}, got {:?}", g.kernel(), data.dtype())));
+    }
     expect_len(LAYER, "labels", labels, g.samples)?;
     expect_len(LAYER, "indices", indices, g.batch)?;
     expect_len(LAYER, "x", x, g.out_len())?;
     expect_len(LAYER, "y", y, g.batch)?;
-    u32_of(LAYER, "data elements", g.samples * g.channels * g.voxels)?;
+    u32_of(LAYER, "data elements", g.samples * g.data_len())?;
     let p = Params {
         batch: u32_of(LAYER, "batch", g.batch)?,
         samples: u32_of(LAYER, "samples", g.samples)?,
         in_len: u32_of(LAYER, "values per sample", g.channels * g.voxels)?,
         out_len: u32_of(LAYER, "outputs per sample", g.out_channels() * g.voxels)?,
         article: (g.mode == Mode::ArticleReshape) as u32,
-        _pad: [0; 3],
+        words: u32_of(LAYER, "words per sample", g.data_len())?,
+        _pad: [0; 2],
     };
     u32_of(LAYER, "batch outputs", g.out_len())?;
     let label = g.kernel().to_string();
     // Reads the chosen samples and writes the batch; the colormap bins each value and reads
     // its table entry (a few flops and one table read per output value).
-    let (out, read) = (g.out_len() as u64, (g.batch * g.channels * g.voxels) as u64);
+    let (out, read) = (g.out_len() as u64, (g.batch * g.data_len()) as u64);
     let (flops, lut_bytes) = match g.mode {
         Mode::Raw => (0, 0),
         Mode::Colormap | Mode::ArticleReshape => (2 * out, 4 * out),
