@@ -150,14 +150,20 @@ pub(crate) fn dropout_seed(seed: u64, layer_index: usize) -> u32 {
     crate::rng::Rng::new(seed ^ (layer_index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)).next_u64() as u32
 }
 
-/// Whether layer `li`'s output and its gradient can share one buffer: it is a convolution whose
-/// output goes (through a relu / leaky_relu fused into the pool, or directly) into a max pool
-/// whose windows tile it. The pool's backward then writes the gradient over the output, which
-/// nothing reads afterwards (the convolution's own backward reads its input and dy only).
+/// Whether layer `li`'s output and its gradient can share one buffer, because the pass that
+/// writes the gradient is the last to read the output:
+/// - a pool whose output feeds a convolution: the convolution's backward reads its input for
+///   the weight gradient before it writes the input gradient (and a pool's own backward reads
+///   only dy and its indices);
+/// - a convolution whose output goes (through a relu / leaky_relu fused into the pool, or
+///   directly) into a max pool whose windows tile it: the pool's backward writes the gradient
+///   over the output in place (the convolution's own backward reads its input and dy only).
 fn dy_over_y(model: &Model, li: usize) -> bool {
     let spec = |k: usize| model.layers.get(k).map(|l| &l.spec);
-    if !matches!(spec(li), Some(LayerSpec::Conv3d { .. })) {
-        return false;
+    match spec(li) {
+        Some(LayerSpec::MaxPool3d { .. } | LayerSpec::AvgPool3d { .. }) => return matches!(spec(li + 1), Some(LayerSpec::Conv3d { .. })),
+        Some(LayerSpec::Conv3d { .. }) => {}
+        _ => return false,
     }
     let pool = match spec(li + 1) {
         Some(LayerSpec::Relu { .. } | LayerSpec::LeakyRelu { .. }) => li + 2,
@@ -414,12 +420,13 @@ impl Network {
             match &node.kernel {
                 Kernel::Conv(c) => {
                     let scratch = node.conv.as_ref().expect("conv nodes have scratch");
-                    if let Some(dx) = dx {
-                        ops.extend(c.backward_input(&node.dy, p(0), dx, scratch)?.into_iter().map(named));
-                    }
+                    // Weight first: dx may be x's own buffer (see dy_over_y).
                     ops.extend(c.backward_weight(x, &node.dy, g(0), scratch)?.into_iter().map(named));
                     if c.has_bias {
                         ops.push(named(c.backward_bias(&node.dy, g(1))?));
+                    }
+                    if let Some(dx) = dx {
+                        ops.extend(c.backward_input(&node.dy, p(0), dx, scratch)?.into_iter().map(named));
                     }
                 }
                 Kernel::MaxPool(pool, shape) => {
