@@ -63,9 +63,10 @@ pub enum Error {
     #[error("unknown kernel {0:?}")]
     UnknownKernel(String),
 
-    /// A file system operation on a run artifact or input file failed.
-    #[error("{action} {}: {source}", path.display())]
-    Io { path: PathBuf, action: &'static str, source: std::io::Error },
+    /// A file system operation on a run artifact or input file failed. (The OS error is in
+    /// the message, not a `source`: printed with its chain it would appear twice.)
+    #[error("{action} {}: {error}", path.display())]
+    Io { path: PathBuf, action: &'static str, error: std::io::Error },
 
     /// The bytes of a checkpoint are not a well-formed safetensors file (garbage, truncated).
     #[error("{}: not a valid safetensors file: {reason}", path.display())]
@@ -117,7 +118,12 @@ impl Error {
         }
     }
 
+    /// Whether a file the user named could not be read (a bad input, not a failing system).
+    pub fn is_unreadable_input(&self) -> bool {
+        matches!(self, Error::Io { action, .. } if action.starts_with("reading"))
+    }
+
     pub fn io(path: impl Into<PathBuf>, action: &'static str, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), action, source }
+        Error::Io { path: path.into(), action, error: source }
     }
 }

@@ -385,7 +385,7 @@ fn main() -> ExitCode {
                         | cnn3d::Error::TensorMismatch { .. }
                         | cnn3d::Error::Shape { .. }
                         | cnn3d::Error::TooLarge { .. }
-                )
+                ) || e.is_unreadable_input()
             });
             ExitCode::from(if user_error { 2 } else { 1 })
         }

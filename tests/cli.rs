@@ -29,6 +29,20 @@ fn adapters_json_lists_limits_and_timestamps() {
 }
 
 #[test]
+fn missing_input_files_are_usage_errors_named_once() {
+    for args in [
+        &["train", "--config", "no-such-config.toml", "--quiet"][..],
+        &["eval", "--checkpoint", "no-such-model.safetensors", "--config", "assets/seed.toml"][..],
+    ] {
+        let (code, _, err) = cnn3d(args);
+        assert_eq!(code, 2, "{args:?}: stderr: {err}");
+        let file = args.iter().find(|a| a.starts_with("no-such")).unwrap();
+        assert!(err.contains("reading") && err.contains(file), "{args:?}: stderr: {err}");
+        assert_eq!(err.matches("No such file").count(), 1, "{args:?}: the OS error once: {err}");
+    }
+}
+
+#[test]
 fn unknown_backend_is_a_usage_error() {
     let (code, _, err) = cnn3d(&["--backend", "glide", "adapters"]);
     assert_eq!(code, 2);
