@@ -215,20 +215,42 @@ fn time(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data, best: O
     Ok(t.elapsed().as_secs_f64())
 }
 
+/// Samples of the probe that screens a candidate before it runs at the real batch.
+const PROBE: usize = 8;
+
 /// The fastest of `candidates` that is right, checked on one sample of `g` and timed on `g`.
-fn pick<K: Copy + std::fmt::Debug>(
+/// The default kernel goes first; each later candidate first runs on a probe of [`PROBE`]
+/// samples, and one whose probe, scaled to the batch, already takes 3× the best is out
+/// without its (then long) run at the real batch: a slow candidate costs a fraction of a
+/// second of start-up instead of seconds.
+#[allow(clippy::too_many_arguments)]
+fn pick<K: Copy + std::fmt::Debug + PartialEq>(
     gpu: &Gpu,
     g: &Conv3d,
     pass: Pass,
     candidates: &[K],
+    default: K,
     with: impl Fn(K) -> ConvChoice,
     small: (&Conv3d, &Data),
+    probe: Option<(&Conv3d, &Data)>,
     full: &Data,
 ) -> Result<K> {
     let mut best: Option<(K, f64)> = None;
-    for &k in candidates {
+    let order = candidates.iter().copied().filter(|&k| k == default).chain(candidates.iter().copied().filter(|&k| k != default));
+    for k in order {
         if !verify(gpu, small.0, with(k), pass, small.1)? {
             continue;
+        }
+        if let (Some((_, b)), Some((pg, pd))) = (best, probe) {
+            let scaled = match time(gpu, pg, with(k), pass, pd, None) {
+                Ok(t) => t * g.n as f64 / pg.n as f64,
+                Err(Error::TooLarge { .. }) => f64::INFINITY,
+                Err(e) => return Err(e),
+            };
+            if scaled > 3.0 * b {
+                log::debug!("tuning {pass:?}: {k:?} out after its probe (~{:.1} ms at the batch)", scaled * 1e3);
+                continue;
+            }
         }
         let t = match time(gpu, g, with(k), pass, full, best.map(|(_, b)| b)) {
             Ok(t) => t,
@@ -252,15 +274,29 @@ fn measure(gpu: &Gpu, g: &Conv3d, backward_input: bool) -> Result<ConvChoice> {
     let small_g = Conv3d { n: 1, ..*g };
     let small = Data::new(gpu, &small_g, 0x7E57)?;
     let full = Data::new(gpu, g, 0x7E58)?;
+    // A probe only where it is much smaller than the batch.
+    let probe_g = Conv3d { n: PROBE, ..*g };
+    let probe_data = if g.n >= 4 * PROBE { Some(Data::new(gpu, &probe_g, 0x7E59)?) } else { None };
+    let probe = probe_data.as_ref().map(|d| (&probe_g, d));
     let base = g.default_choice();
+    let small = (&small_g, &small);
     let (kernels, weight) = g.candidates();
-    let forward = pick(gpu, g, Pass::Forward, &kernels, |k| ConvChoice { forward: k, ..base }, (&small_g, &small), &full)?;
+    let forward = pick(gpu, g, Pass::Forward, &kernels, base.forward, |k| ConvChoice { forward: k, ..base }, small, probe, &full)?;
     let backward_input = if backward_input {
-        pick(gpu, g, Pass::BackwardInput, &kernels, |k| ConvChoice { backward_input: k, ..base }, (&small_g, &small), &full)?
+        pick(gpu, g, Pass::BackwardInput, &kernels, base.backward_input, |k| ConvChoice { backward_input: k, ..base }, small, probe, &full)?
     } else {
         base.backward_input
     };
-    let backward_weight: WeightKernels =
-        pick(gpu, g, Pass::BackwardWeight, &weight, |k| ConvChoice { backward_weight: k, ..base }, (&small_g, &small), &full)?;
+    let backward_weight: WeightKernels = pick(
+        gpu,
+        g,
+        Pass::BackwardWeight,
+        &weight,
+        base.backward_weight,
+        |k| ConvChoice { backward_weight: k, ..base },
+        small,
+        probe,
+        &full,
+    )?;
     Ok(ConvChoice { forward, backward_input, backward_weight })
 }

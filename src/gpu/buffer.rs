@@ -139,7 +139,7 @@ impl Gpu {
                 limit: self.limits.max_buffer_size,
             });
         }
-        let binding = self.limits.max_storage_buffer_binding_size as u64;
+        let binding = self.limits.max_storage_buffer_binding_size;
         if bytes > binding {
             return Err(Error::TooLarge {
                 tensor: label.into(),
