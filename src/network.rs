@@ -170,14 +170,8 @@ fn dy_over_y(model: &Model, li: usize) -> bool {
         _ => li + 1,
     };
     let out = &model.layers[li].output;
-    match spec(pool) {
-        Some(LayerSpec::MaxPool3d { kernel, stride, padding, dilation, .. }) => {
-            let k = kernel.dims();
-            stride.unwrap_or(*kernel).dims() == k
-                && padding.dims() == [0; 3]
-                && dilation.dims() == [1; 3]
-                && (0..3).all(|a| out[1 + a] % k[a] == 0)
-        }
+    match model.layers.get(pool).map(|l| Kernel::for_layer(l, 1, 0)) {
+        Some(Ok(Kernel::MaxPool(p, _))) => p.tiles([out[1], out[2], out[3]]),
         _ => false,
     }
 }

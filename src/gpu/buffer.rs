@@ -118,14 +118,9 @@ impl Buffer {
 
 impl Gpu {
     /// Device memory that tensors hold now, and the most they held at once since the device
-    /// was opened or since [`Gpu::reset_peak_memory`].
+    /// was opened.
     pub fn memory(&self) -> MemoryUse {
         MemoryUse { live_bytes: self.memory.live.load(Ordering::Relaxed), peak_bytes: self.memory.peak.load(Ordering::Relaxed) }
-    }
-
-    /// Starts a new peak from what is held now.
-    pub fn reset_peak_memory(&self) {
-        self.memory.peak.store(self.memory.live.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// Refuses a tensor larger than one storage binding or one buffer of this adapter.

@@ -134,6 +134,13 @@ impl MaxPool3d {
     fn plain(&self) -> bool {
         self.stride == self.kernel && self.padding == [0; 3] && self.dilation == [1; 3]
     }
+
+    /// Whether the windows cover an input of size (D, H, W) exactly, each element in one
+    /// window: plain windows and sizes divisible by the kernel. The backward then writes every
+    /// element of dx from its window, and may write it over x ([`backward_with`]).
+    pub fn tiles(&self, input: Dims3) -> bool {
+        self.plain() && (0..3).all(|a| input[a] % self.kernel[a] == 0)
+    }
 }
 
 /// Whether `act` right before a max pool can be fused into it ([`forward_with`]): relu and
@@ -258,7 +265,7 @@ pub fn backward_with(
     expect_len(LAYER, "dy", dy, y_len)?;
     expect_len(LAYER, "dx", dx, x_len)?;
     let (kind, slope) = act_constant(act.map(|(a, _)| a))?;
-    let covered = pool.plain() && (0..3).all(|a| x_shape[2 + a] % pool.kernel[a] == 0);
+    let covered = pool.tiles([x_shape[2], x_shape[3], x_shape[4]]);
     // dx over x: only the window kernel, over windows that cover x, reads each x before it
     // writes there.
     let in_place = act.is_some_and(|(_, x)| x.same(dx));
