@@ -331,10 +331,10 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
 //                        1 x (read), 2 block (uniform), 3 y (read_write)
 //   zero                 out = 0, one invocation per element
 //                        1 out (write)
-//   backward_input_tiled one dispatch per tap (and block, where a tap's columns span two);
-//                        one invocation per two output positions as forward, for input
-//                        channels c0..c0+OC and output channels r0..r0+r_n, whose columns
-//                        start at p.rows: dx[the input position the tap reads] += Σ dy·w
+//   backward_input_tiled one dispatch per (kw, block of output channels r0..r0+r_n); one
+//                        invocation per input row (n, id, ih) and two output positions
+//                        along W, for input channels c0..c0+OC: dx[the input positions tap
+//                        kw of the pair reads] += Σ over (kd, kh) and r of dy·w
 //                        1 dy (read), 2 block (uniform), 3 dx (read_write)
 //   backward_weight_tiled one workgroup of 64 per (tap, 8 input channels, OC output
 //                        channels, split of `rows` output rows (n, od, oh)); lanes take rows
@@ -392,16 +392,17 @@ var<workgroup> lanes: array<vec4<f32>, 1024>;
 
 // Which weight goes into float `f` of the packed blocks, or -1 for a zero. Forward blocks:
 // block g·blocks + j holds output channels g·OC.. and input channels j·per.. (per = p.r_n,
-// blocks = p.rows), column (r, tap). Backward blocks: input channels g·OC.., and the columns
-// (tap, output channel) of all taps in tap-major order, BLOCK·4/OC to a block, so that
-// backward_input_tiled's dispatch of one tap reads every output channel from one block.
+// blocks = p.rows), column (r, tap). Backward blocks: block g·blocks + kw·chunks + j (chunks =
+// blocks / K_W) holds input channels g·OC.., tap column kw and output channels j·per..,
+// column (kd·K_H + kh)·per + r, so that one dispatch of backward_input_tiled (one kw, one
+// chunk of output channels) reads every weight it needs from one block.
 fn packed_source(f: u32, forward: bool) -> i32 {
     let taps = G_K_D * G_K_H * G_K_W;
     let bi = f / (BLOCK * 4u);
     let within = f % (BLOCK * 4u);
+    let col = within / OC;
     let g = bi / p.rows;
     let j = bi % p.rows;
-    let col = within / OC;
     let ch = g * OC + within % OC;
     if (forward) {
         let r = j * p.r_n + col / taps;
@@ -409,11 +410,13 @@ fn packed_source(f: u32, forward: bool) -> i32 {
         if (col / taps >= p.r_n || r >= G_C_IN || ch >= G_C_OUT) { return -1; }
         return i32((ch * G_C_IN + r) * taps + tap);
     }
-    let k = j * (BLOCK * 4u / OC) + col;
-    let tap = k / G_C_OUT;
-    let r = k % G_C_OUT;
-    if (tap >= taps || ch >= G_C_IN) { return -1; }
-    return i32((r * G_C_IN + ch) * taps + tap);
+    let chunks = p.rows / G_K_W;
+    let kw = j / chunks;
+    let r = (j % chunks) * p.r_n + col % p.r_n;
+    let kh = (col / p.r_n) % G_K_H;
+    let kd = col / (p.r_n * G_K_H);
+    if (kd >= G_K_D || r >= G_C_OUT || ch >= G_C_IN) { return -1; }
+    return i32((r * G_C_IN + ch) * taps + (kd * G_K_H + kh) * G_K_W + kw);
 }
 
 @compute @workgroup_size(WG)
@@ -482,9 +485,13 @@ fn mac2(a: ptr<function, Acc>, b: ptr<function, Acc>, v: f32, u: f32, col: u32) 
 }
 
 // The output positions of invocation i of the tiled kernels: two neighbours along W,
-// (n, od, oh, ow) and ow + 1 (which may be past the row: `second` is false then). Positions
-// past the end are clamped to the last pair so that every lane stays active (stores are
-// masked by `valid`), which keeps the block's index uniform.
+// (n, od, oh, ow) and ow + 1, or with PAIR_N two samples, (n, od, oh, ow) and n + 1; the
+// second may be past the row or the batch (`second` is false then). The host pairs along the
+// axis that leaves fewer positions idle (an odd OW wastes 1/(OW + 1) of the work along W).
+// Positions past the end are clamped to the last pair so that every lane stays active (stores
+// are masked by `valid`), which keeps the block's index uniform.
+override PAIR_N: bool = false;
+
 struct Pair {
     n: u32,
     od: u32,
@@ -495,12 +502,30 @@ struct Pair {
 }
 
 fn out_pair(i: u32) -> Pair {
-    let pairs = (G_OUT_W + 1u) / 2u;
     var t = min(i, p.total - 1u);
+    if (PAIR_N) {
+        let ow = t % G_OUT_W; t = t / G_OUT_W;
+        let oh = t % G_OUT_H; t = t / G_OUT_H;
+        let od = t % G_OUT_D;
+        let n = (t / G_OUT_D) * 2u;
+        return Pair(n, od, oh, ow, n + 1u < p.n, i < p.total);
+    }
+    let pairs = (G_OUT_W + 1u) / 2u;
     let ow = (t % pairs) * 2u; t = t / pairs;
     let oh = t % G_OUT_H; t = t / G_OUT_H;
     let od = t % G_OUT_D;
     return Pair(t / G_OUT_D, od, oh, ow, ow + 1u < G_OUT_W, i < p.total);
+}
+
+// Where the second position of a pair lies: G_S_W further along W in the padded input, or
+// with PAIR_N at the same position in the next sample, `channels`·`vol` elements on in a
+// tensor of that many channels of `vol` positions.
+fn second_step_w() -> u32 {
+    return select(G_S_W, 0u, PAIR_N);
+}
+
+fn second_sample(channels: u32, vol: u32) -> u32 {
+    return select(0u, channels * vol, PAIR_N);
 }
 
 // Whether forward_tiled adds to y (every block of a channel group but the first) and whether
@@ -554,18 +579,19 @@ fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     var kh = 0u;
     var kw = 0u;
     var xc = (o.n * G_C_IN + p.r0) * vol;
+    let x2 = second_sample(G_C_IN, vol);
     for (var col = 0u; col < cols; col++) {
         // Along each axis z = o·stride + k·dilation is the coordinate in the padded input.
         let zd = o.od * G_S_D + kd * G_DIL_D;
         let zh = o.oh * G_S_H + kh * G_DIL_H;
         let zw = o.ow * G_S_W + kw * G_DIL_W;
-        let zw2 = zw + G_S_W;
+        let zw2 = zw + second_step_w();
         let vh = zd >= G_P_D && zd < G_IN_D + G_P_D && zh >= G_P_H && zh < G_IN_H + G_P_H;
         let row = xc + ((zd - G_P_D) * G_IN_H + zh - G_P_H) * G_IN_W;
         let ok = vh && zw >= G_P_W && zw < G_IN_W + G_P_W;
         let ok2 = vh && o.second && zw2 >= G_P_W && zw2 < G_IN_W + G_P_W;
         let v = select(0.0, x[select(0u, row + zw - G_P_W, ok)], ok);
-        let u = select(0.0, x[select(0u, row + zw2 - G_P_W, ok2)], ok2);
+        let u = select(0.0, x[select(0u, row + zw2 - G_P_W + x2, ok2)], ok2);
         mac2(&a, &b, v, u, col);
         kw++;
         if (kw == G_K_W) {
@@ -586,7 +612,7 @@ fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>,
         let at = (o.n * G_C_OUT + p.c0) * ovol + (o.od * G_OUT_H + o.oh) * G_OUT_W + o.ow;
         put_forward(at, ovol, a);
         if (o.second) {
-            put_forward(at + 1u, ovol, b);
+            put_forward(at + select(1u, G_C_OUT * ovol, PAIR_N), ovol, b);
         }
     }
 }
@@ -623,39 +649,77 @@ fn add_dx(at: u32, stride: u32, acc: Acc) {
     add4(at + 12u * stride, stride, 12u, acc.a3);
 }
 
+// The positions of invocation i of backward_input_tiled: input row (n, id, ih) and two
+// neighbouring output positions ow, ow + 1 along W (`second`, `valid` as in Pair). (id, ih) is
+// the slowest index and n the next, so that the lanes of a workgroup share (id, ih), and with
+// it the taps (kd, kh) that reach them: the loops over taps stay uniform.
+struct RowPair {
+    n: u32,
+    id: u32,
+    ih: u32,
+    ow: u32,
+    second: bool,
+    valid: bool,
+}
+
+fn in_pair(i: u32) -> RowPair {
+    var t = min(i, p.total - 1u);
+    if (PAIR_N) {
+        let ow = t % G_OUT_W; t = t / G_OUT_W;
+        let samples = (p.n + 1u) / 2u;
+        let n = (t % samples) * 2u; t = t / samples;
+        let ih = t % G_IN_H;
+        return RowPair(n, t / G_IN_H, ih, ow, n + 1u < p.n, i < p.total);
+    }
+    let pairs = (G_OUT_W + 1u) / 2u;
+    let ow = (t % pairs) * 2u; t = t / pairs;
+    let n = t % p.n; t = t / p.n;
+    let ih = t % G_IN_H;
+    return RowPair(n, t / G_IN_H, ih, ow, ow + 1u < G_OUT_W, i < p.total);
+}
+
 @compute @workgroup_size(WG)
 fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>,
                         @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
-    // One tap per dispatch: each output position sends Σ over output channels dy·w to the one
-    // input position this tap reads, and no two output positions share it, so the dispatch
-    // adds to dx without races (dx is zeroed first; taps follow in order).
-    let o = out_pair(thread_index(wid, nwg, lid));
-    let kw = p.tap % G_K_W;
-    let kh = (p.tap / G_K_W) % G_K_H;
-    let kd = p.tap / (G_K_W * G_K_H);
+    // One dispatch per kw (and block of output channels): the invocation of input row
+    // (n, id, ih) and output pair (ow, ow + 1) gathers Σ dy·w over the taps (kd, kh) whose
+    // output row reads its row, and adds the sums to the input positions that tap kw of ow and
+    // ow + 1 reads. No two invocations share such a position, so the dispatch adds to dx
+    // without races (dx is zeroed first; the kw follow in order).
+    let o = in_pair(thread_index(wid, nwg, lid));
     let ovol = G_OUT_D * G_OUT_H * G_OUT_W;
-    let at = (o.od * G_OUT_H + o.oh) * G_OUT_W + o.ow;
-    let next = select(0u, 1u, o.second);
+    let next = select(0u, select(1u, G_C_OUT * ovol, PAIR_N), o.second);
     var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     var b = a;
-    // Output channels r0.. of this tap sit in consecutive columns from p.rows on.
-    for (var r = 0u; r < p.r_n; r++) {
-        let yi = (o.n * G_C_OUT + p.r0 + r) * ovol + at;
-        mac2(&a, &b, dy[yi], dy[yi + next], p.rows + r);
+    for (var kd = 0u; kd < G_K_D; kd++) {
+        let od = out_pos(o.id, kd, G_S_D, G_P_D, G_DIL_D, G_OUT_D);
+        if (od >= G_OUT_D) {
+            continue;
+        }
+        for (var kh = 0u; kh < G_K_H; kh++) {
+            let oh = out_pos(o.ih, kh, G_S_H, G_P_H, G_DIL_H, G_OUT_H);
+            if (oh >= G_OUT_H) {
+                continue;
+            }
+            // Output channels r0.. of tap (kd, kh) sit in consecutive columns, p.rows apart per tap.
+            let col = (kd * G_K_H + kh) * p.rows;
+            var yi = (o.n * G_C_OUT + p.r0) * ovol + (od * G_OUT_H + oh) * G_OUT_W + o.ow;
+            for (var r = 0u; r < p.r_n; r++) {
+                mac2(&a, &b, dy[yi], dy[yi + next], col + r);
+                yi += ovol;
+            }
+        }
     }
-    let zd = o.od * G_S_D + kd * G_DIL_D;
-    let zh = o.oh * G_S_H + kh * G_DIL_H;
-    let zw = o.ow * G_S_W + kw * G_DIL_W;
-    let zw2 = zw + G_S_W;
-    let vrow = o.valid && zd >= G_P_D && zd < G_IN_D + G_P_D && zh >= G_P_H && zh < G_IN_H + G_P_H;
+    let zw = o.ow * G_S_W + p.tap * G_DIL_W;
+    let zw2 = zw + second_step_w();
     let vol = G_IN_D * G_IN_H * G_IN_W;
-    let xrow = (o.n * G_C_IN + p.c0) * vol + ((zd - G_P_D) * G_IN_H + zh - G_P_H) * G_IN_W;
-    if (vrow && zw >= G_P_W && zw < G_IN_W + G_P_W) {
+    let xrow = (o.n * G_C_IN + p.c0) * vol + (o.id * G_IN_H + o.ih) * G_IN_W;
+    if (o.valid && zw >= G_P_W && zw < G_IN_W + G_P_W) {
         add_dx(xrow + zw - G_P_W, vol, a);
     }
-    if (vrow && o.second && zw2 >= G_P_W && zw2 < G_IN_W + G_P_W) {
-        add_dx(xrow + zw2 - G_P_W, vol, b);
+    if (o.valid && o.second && zw2 >= G_P_W && zw2 < G_IN_W + G_P_W) {
+        add_dx(xrow + zw2 - G_P_W + second_sample(G_C_IN, vol), vol, b);
     }
 }
 

@@ -155,11 +155,13 @@ impl Blocks {
         let per = (BLOCK_COLS / taps).min(reduce);
         (per > 0).then(|| Blocks { per, blocks: reduce.div_ceil(per), groups: channels.div_ceil(OC_TILE) })
     }
-    /// backward_input's blocks: the (tap, output channel) columns of all taps in tap-major
-    /// order, [`BWD_COLS`] a block (no bias slot), so that one tap's output channels are
-    /// consecutive and each dispatch of a tap reads them all from one block.
-    fn tap_major(c_out: usize, c_in: usize, taps: usize) -> Blocks {
-        Blocks { per: BWD_COLS, blocks: (taps * c_out).div_ceil(BWD_COLS), groups: c_in.div_ceil(OC_TILE) }
+    /// backward_input's blocks: for each tap column kw, the (kd, kh, output channel) columns
+    /// of `per` output channels a block (as many as fit [`BWD_COLS`], no bias slot), so that
+    /// one dispatch (one kw, one chunk of output channels) reads them all from one block;
+    /// `blocks` = K_W · chunks. `None` if one (kd, kh) plane of taps does not fit a block.
+    fn kw_major(c_out: usize, c_in: usize, kernel: Dims3) -> Option<Blocks> {
+        let per = (BWD_COLS / (kernel[0] * kernel[1])).min(c_out);
+        (per > 0).then(|| Blocks { per, blocks: kernel[2] * c_out.div_ceil(per), groups: c_in.div_ceil(OC_TILE) })
     }
 
     fn floats(&self) -> usize {
@@ -384,7 +386,7 @@ impl Conv3d {
         Ok(ConvScratch {
             choice,
             forward_blocks: blocks(choice.forward, Blocks::new(self.c_in, self.c_out, taps), "forward")?,
-            backward_blocks: blocks(choice.backward_input, Some(Blocks::tap_major(self.c_out, self.c_in, taps)), "backward_input")?,
+            backward_blocks: blocks(choice.backward_input, Blocks::kw_major(self.c_out, self.c_in, self.kernel), "backward_input")?,
             part,
             row_blocks,
         })
@@ -472,9 +474,25 @@ impl Conv3d {
         values.into_iter().fold(op, |op, (k, v)| op.with_constant(k, v))
     }
 
-    /// Invocations of the tiled kernels: one per two output positions along W.
+    /// Whether the tiled kernels pair two samples at one position (`PAIR_N` in the shader)
+    /// rather than two neighbours along W: where that leaves fewer positions idle (an odd OW
+    /// idles one position of every row, an odd N one sample of the batch).
+    fn pair_samples(&self, out: Dims3) -> bool {
+        self.n.div_ceil(2) * 2 * out[2] < self.n * out[2].div_ceil(2) * 2
+    }
+
+    /// Pairs along the paired axis of `rows` rows of OW output positions per sample.
+    fn pairs_of(&self, out: Dims3, rows: usize) -> usize {
+        if self.pair_samples(out) {
+            self.n.div_ceil(2) * rows * out[2]
+        } else {
+            self.n * rows * out[2].div_ceil(2)
+        }
+    }
+
+    /// Invocations of forward_tiled: one per two output positions.
     fn pairs(&self, out: Dims3) -> usize {
-        self.n * out[0] * out[1] * out[2].div_ceil(2)
+        self.pairs_of(out, out[0] * out[1])
     }
 
     /// The tiled kernel `entry` for channel group g, block j (and `tap`, backward_input),
@@ -492,7 +510,7 @@ impl Conv3d {
         let f = share * p.r_n as f64 / reduce as f64;
         let op = Op::threads(label, Shader::Conv3d, entry, &p, &[src, &view, dst], threads)
             .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64);
-        self.geometry(out, op)
+        self.geometry(out, op).with_constant("PAIR_N", u32::from(self.pair_samples(out)))
     }
 
     /// y = conv(x, weight) (+ bias). `bias` must be given exactly when `has_bias`.
@@ -544,35 +562,32 @@ impl Conv3d {
             return Ok(vec![Op::threads("conv3d.backward_input", Shader::Conv3d, "backward_input", &p, &[dy, weight, dx], threads)
                 .with_cost(self.macs_flops(out), self.cost_bytes(out))]);
         };
-        let taps = self.taps();
-        let b = Blocks::tap_major(self.c_out, self.c_in, taps);
+        let b = Blocks::kw_major(self.c_out, self.c_in, self.kernel).expect("scratch was made for this geometry");
         if blocks.len() != b.floats() {
             return Err(Error::shape(LAYER, "backward_input's weight blocks were made for another geometry"));
         }
         let mut ops = self.pack(out, b, false, weight, None, blocks);
-        // dx = 0, then one dispatch per (group, tap) (two where a tap's columns cross into the
-        // next block) adds each tap's contributions.
+        // dx = 0, then one dispatch per (group, kw, chunk of output channels) adds its
+        // contributions.
         ops.push(Op::threads("conv3d.backward_input", Shader::Conv3d, "zero", &self.params(out, dx.len()), &[dx], dx.len()).with_cost(0, 4 * dx.len() as u64));
-        let threads = self.pairs(out);
+        // One invocation per input row (id, ih) and two output positions.
+        let threads = self.pairs_of(out, self.input[0] * self.input[1]);
+        let chunks = b.blocks / self.kernel[2];
         for g in 0..b.groups {
-            for tap in 0..taps {
-                let (first, end) = (tap * self.c_out, (tap + 1) * self.c_out);
-                let mut k = first;
-                while k < end {
-                    let j = k / BWD_COLS;
-                    let stop = end.min((j + 1) * BWD_COLS);
+            for kw in 0..self.kernel[2] {
+                for j in 0..chunks {
+                    let r0 = j * b.per;
                     let mut p = self.params(out, threads);
                     p.c0 = (g * OC_TILE) as u32;
-                    p.r0 = (k - first) as u32;
-                    p.r_n = (stop - k) as u32;
-                    p.rows = (k - j * BWD_COLS) as u32;
-                    p.tap = tap as u32;
-                    let view = blocks.view((g * b.blocks + j) * BLOCK_FLOATS, BLOCK_FLOATS, "conv3d weight block");
-                    let f = (stop - k) as f64 / (self.c_out * taps * b.groups) as f64;
+                    p.r0 = r0 as u32;
+                    p.r_n = b.per.min(self.c_out - r0) as u32;
+                    p.rows = b.per as u32;
+                    p.tap = kw as u32;
+                    let view = blocks.view((g * b.blocks + kw * chunks + j) * BLOCK_FLOATS, BLOCK_FLOATS, "conv3d weight block");
+                    let f = p.r_n as f64 / (self.c_out * self.kernel[2] * b.groups) as f64;
                     let op = Op::threads("conv3d.backward_input", Shader::Conv3d, "backward_input_tiled", &p, &[dy, &view, dx], threads)
                         .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64);
-                    ops.push(self.geometry(out, op));
-                    k = stop;
+                    ops.push(self.geometry(out, op).with_constant("PAIR_N", u32::from(self.pair_samples(out))));
                 }
             }
         }
