@@ -467,7 +467,7 @@ struct Acc {
 }
 
 // Adds v·(column col of the block) to a and u·(the same column) to b: the block's four loads
-// serve both positions of the invocation.
+// serve both positions.
 fn mac2(a: ptr<function, Acc>, b: ptr<function, Acc>, v: f32, u: f32, col: u32) {
     let q = col * (OC / 4u);
     let w0 = block[q];
@@ -484,48 +484,90 @@ fn mac2(a: ptr<function, Acc>, b: ptr<function, Acc>, v: f32, u: f32, col: u32) 
     (*b).a3 += u * w3;
 }
 
-// The output positions of invocation i of the tiled kernels: two neighbours along W,
-// (n, od, oh, ow) and ow + 1, or with PAIR_N two samples, (n, od, oh, ow) and n + 1; the
-// second may be past the row or the batch (`second` is false then). The host pairs along the
-// axis that leaves fewer positions idle (an odd OW wastes 1/(OW + 1) of the work along W).
-// Positions past the end are clamped to the last pair so that every lane stays active (stores
-// are masked by `valid`), which keeps the block's index uniform.
-override PAIR_N: bool = false;
+// mac2 for four positions: the block's loads, which a CPU adapter pays more for than for the
+// products, serve all four (lavapipe: forward ~25% faster than with two).
+fn mac4(a: ptr<function, Acc>, b: ptr<function, Acc>, c: ptr<function, Acc>, d: ptr<function, Acc>, v: vec4<f32>, col: u32) {
+    let q = col * (OC / 4u);
+    let w0 = block[q];
+    let w1 = block[q + 1u];
+    let w2 = block[q + 2u];
+    let w3 = block[q + 3u];
+    (*a).a0 += v.x * w0;
+    (*a).a1 += v.x * w1;
+    (*a).a2 += v.x * w2;
+    (*a).a3 += v.x * w3;
+    (*b).a0 += v.y * w0;
+    (*b).a1 += v.y * w1;
+    (*b).a2 += v.y * w2;
+    (*b).a3 += v.y * w3;
+    (*c).a0 += v.z * w0;
+    (*c).a1 += v.z * w1;
+    (*c).a2 += v.z * w2;
+    (*c).a3 += v.z * w3;
+    (*d).a0 += v.w * w0;
+    (*d).a1 += v.w * w1;
+    (*d).a2 += v.w * w2;
+    (*d).a3 += v.w * w3;
+}
 
-struct Pair {
+// The output positions of an invocation of the tiled kernels: 2 or 4 positions k, each
+// pos_w(k) further along W and pos_n(k) samples further on than the first, (n, ·, ·, ow). LAYOUT
+// (set by the host to the one that leaves the fewest positions idle, 4 positions where that
+// costs little; see Conv3d::layout):
+//   0  two neighbours along W          2  two along W in two samples      4  four along W
+//   1  two samples                     3  four samples
+// Positions past the row or the batch do not exist (has[k] false; their sums are computed and
+// dropped). Invocations past the end are clamped to the last one so that every lane stays
+// active (stores are masked by `valid`), which keeps the block's index uniform.
+override LAYOUT: u32 = 0u;
+
+fn four() -> bool {
+    return LAYOUT >= 2u;
+}
+
+// The extent of an invocation's positions along W and along N.
+fn extent_w() -> u32 {
+    return select(select(1u, 2u, LAYOUT == 0u || LAYOUT == 2u), 4u, LAYOUT == 4u);
+}
+
+fn extent_n() -> u32 {
+    return select(select(1u, 2u, LAYOUT == 1u || LAYOUT == 2u), 4u, LAYOUT == 3u);
+}
+
+fn pos_w(k: u32) -> u32 {
+    return k % extent_w();
+}
+
+fn pos_n(k: u32) -> u32 {
+    return k / extent_w();
+}
+
+struct Quad {
     n: u32,
     od: u32,
     oh: u32,
     ow: u32,
-    second: bool,
+    has: vec4<bool>,
     valid: bool,
 }
 
-fn out_pair(i: u32) -> Pair {
-    var t = min(i, p.total - 1u);
-    if (PAIR_N) {
-        let ow = t % G_OUT_W; t = t / G_OUT_W;
-        let oh = t % G_OUT_H; t = t / G_OUT_H;
-        let od = t % G_OUT_D;
-        let n = (t / G_OUT_D) * 2u;
-        return Pair(n, od, oh, ow, n + 1u < p.n, i < p.total);
+// The positions that exist of an invocation starting at sample n, position ow along W.
+fn has_of(n: u32, ow: u32) -> vec4<bool> {
+    var h = vec4<bool>(false);
+    for (var k = 0u; k < 4u; k++) {
+        h[k] = (k < 2u || four()) && ow + pos_w(k) < G_OUT_W && n + pos_n(k) < p.n;
     }
-    let pairs = (G_OUT_W + 1u) / 2u;
-    let ow = (t % pairs) * 2u; t = t / pairs;
+    return h;
+}
+
+fn out_quad(i: u32) -> Quad {
+    var t = min(i, p.total - 1u);
+    let ws = (G_OUT_W + extent_w() - 1u) / extent_w();
+    let ow = (t % ws) * extent_w(); t = t / ws;
     let oh = t % G_OUT_H; t = t / G_OUT_H;
     let od = t % G_OUT_D;
-    return Pair(t / G_OUT_D, od, oh, ow, ow + 1u < G_OUT_W, i < p.total);
-}
-
-// Where the second position of a pair lies: G_S_W further along W in the padded input, or
-// with PAIR_N at the same position in the next sample, `channels`·`vol` elements on in a
-// tensor of that many channels of `vol` positions.
-fn second_step_w() -> u32 {
-    return select(G_S_W, 0u, PAIR_N);
-}
-
-fn second_sample(channels: u32, vol: u32) -> u32 {
-    return select(0u, channels * vol, PAIR_N);
+    let n = (t / G_OUT_D) * extent_n();
+    return Quad(n, od, oh, ow, has_of(n, ow), i < p.total);
 }
 
 // Whether forward_tiled adds to y (every block of a channel group but the first) and whether
@@ -568,10 +610,12 @@ fn put_forward(at: u32, stride: u32, acc: Acc) {
 fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
-    let o = out_pair(thread_index(wid, nwg, lid));
+    let o = out_quad(thread_index(wid, nwg, lid));
     let vol = G_IN_D * G_IN_H * G_IN_W;
     var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     var b = a;
+    var c = a;
+    var d = a;
     // One loop over the block's columns (channel, kd, kh, kw), the tap counted along: a CPU
     // adapter pays per loop level and iteration, and kernels are often 3 or 1 wide.
     let cols = p.r_n * G_K_D * G_K_H * G_K_W;
@@ -579,20 +623,23 @@ fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     var kh = 0u;
     var kw = 0u;
     var xc = (o.n * G_C_IN + p.r0) * vol;
-    let x2 = second_sample(G_C_IN, vol);
     for (var col = 0u; col < cols; col++) {
         // Along each axis z = o·stride + k·dilation is the coordinate in the padded input.
         let zd = o.od * G_S_D + kd * G_DIL_D;
         let zh = o.oh * G_S_H + kh * G_DIL_H;
-        let zw = o.ow * G_S_W + kw * G_DIL_W;
-        let zw2 = zw + second_step_w();
         let vh = zd >= G_P_D && zd < G_IN_D + G_P_D && zh >= G_P_H && zh < G_IN_H + G_P_H;
         let row = xc + ((zd - G_P_D) * G_IN_H + zh - G_P_H) * G_IN_W;
-        let ok = vh && zw >= G_P_W && zw < G_IN_W + G_P_W;
-        let ok2 = vh && o.second && zw2 >= G_P_W && zw2 < G_IN_W + G_P_W;
-        let v = select(0.0, x[select(0u, row + zw - G_P_W, ok)], ok);
-        let u = select(0.0, x[select(0u, row + zw2 - G_P_W + x2, ok2)], ok2);
-        mac2(&a, &b, v, u, col);
+        var v = vec4<f32>(0.0);
+        for (var k = 0u; k < select(2u, 4u, four()); k++) {
+            let zw = (o.ow + pos_w(k)) * G_S_W + kw * G_DIL_W;
+            let ok = vh && o.has[k] && zw >= G_P_W && zw < G_IN_W + G_P_W;
+            v[k] = select(0.0, x[select(0u, row + zw - G_P_W + pos_n(k) * G_C_IN * vol, ok)], ok);
+        }
+        if (four()) {
+            mac4(&a, &b, &c, &d, v, col);
+        } else {
+            mac2(&a, &b, v.x, v.y, col);
+        }
         kw++;
         if (kw == G_K_W) {
             kw = 0u;
@@ -610,10 +657,11 @@ fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     if (o.valid) {
         let ovol = G_OUT_D * G_OUT_H * G_OUT_W;
         let at = (o.n * G_C_OUT + p.c0) * ovol + (o.od * G_OUT_H + o.oh) * G_OUT_W + o.ow;
-        put_forward(at, ovol, a);
-        if (o.second) {
-            put_forward(at + select(1u, G_C_OUT * ovol, PAIR_N), ovol, b);
-        }
+        let g = G_C_OUT * ovol;
+        if (o.has.x) { put_forward(at, ovol, a); }
+        if (o.has.y) { put_forward(at + pos_w(1u) + pos_n(1u) * g, ovol, b); }
+        if (o.has.z) { put_forward(at + pos_w(2u) + pos_n(2u) * g, ovol, c); }
+        if (o.has.w) { put_forward(at + pos_w(3u) + pos_n(3u) * g, ovol, d); }
     }
 }
 
@@ -649,33 +697,27 @@ fn add_dx(at: u32, stride: u32, acc: Acc) {
     add4(at + 12u * stride, stride, 12u, acc.a3);
 }
 
-// The positions of invocation i of backward_input_tiled: input row (n, id, ih) and two
-// neighbouring output positions ow, ow + 1 along W (`second`, `valid` as in Pair). (id, ih) is
-// the slowest index and n the next, so that the lanes of a workgroup share (id, ih), and with
-// it the taps (kd, kh) that reach them: the loops over taps stay uniform.
-struct RowPair {
-    n: u32,
-    id: u32,
-    ih: u32,
-    ow: u32,
-    second: bool,
-    valid: bool,
+// The positions of invocation i of backward_input_tiled: input row (n, id, ih) and the output
+// positions of `LAYOUT` from (n, ow) on (as forward's, in Quad's od and oh: id and ih). The
+// input row is the slowest index and n the next, so that the lanes of a workgroup share
+// (id, ih), and with it the taps (kd, kh) that reach them: the loops over taps stay uniform.
+fn in_quad(i: u32) -> Quad {
+    var t = min(i, p.total - 1u);
+    let ws = (G_OUT_W + extent_w() - 1u) / extent_w();
+    let ow = (t % ws) * extent_w(); t = t / ws;
+    let ns = (p.n + extent_n() - 1u) / extent_n();
+    let n = (t % ns) * extent_n(); t = t / ns;
+    let ih = t % G_IN_H;
+    return Quad(n, t / G_IN_H, ih, ow, has_of(n, ow), i < p.total);
 }
 
-fn in_pair(i: u32) -> RowPair {
-    var t = min(i, p.total - 1u);
-    if (PAIR_N) {
-        let ow = t % G_OUT_W; t = t / G_OUT_W;
-        let samples = (p.n + 1u) / 2u;
-        let n = (t % samples) * 2u; t = t / samples;
-        let ih = t % G_IN_H;
-        return RowPair(n, t / G_IN_H, ih, ow, n + 1u < p.n, i < p.total);
+// Adds position k's sums to dx at the input position that tap p.tap (kw) of it reads, if both
+// exist; xrow: the first position's input row.
+fn add_at(o: Quad, k: u32, xrow: u32, vol: u32, acc: Acc) {
+    let zw = (o.ow + pos_w(k)) * G_S_W + p.tap * G_DIL_W;
+    if (o.valid && o.has[k] && zw >= G_P_W && zw < G_IN_W + G_P_W) {
+        add_dx(xrow + zw - G_P_W + pos_n(k) * G_C_IN * vol, vol, acc);
     }
-    let pairs = (G_OUT_W + 1u) / 2u;
-    let ow = (t % pairs) * 2u; t = t / pairs;
-    let n = t % p.n; t = t / p.n;
-    let ih = t % G_IN_H;
-    return RowPair(n, t / G_IN_H, ih, ow, ow + 1u < G_OUT_W, i < p.total);
 }
 
 @compute @workgroup_size(WG)
@@ -683,22 +725,28 @@ fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>,
                         @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
     // One dispatch per kw (and block of output channels): the invocation of input row
-    // (n, id, ih) and output pair (ow, ow + 1) gathers Σ dy·w over the taps (kd, kh) whose
-    // output row reads its row, and adds the sums to the input positions that tap kw of ow and
-    // ow + 1 reads. No two invocations share such a position, so the dispatch adds to dx
-    // without races (dx is zeroed first; the kw follow in order).
-    let o = in_pair(thread_index(wid, nwg, lid));
+    // (n, id, ih) and its output positions along W gathers Σ dy·w over the taps (kd, kh)
+    // whose output row reads its row, and adds the sums to the input positions that tap kw of
+    // those outputs reads. No two invocations share such a position, so the dispatch adds to
+    // dx without races (dx is zeroed first; the kw follow in order).
+    let o = in_quad(thread_index(wid, nwg, lid));
     let ovol = G_OUT_D * G_OUT_H * G_OUT_W;
-    let next = select(0u, select(1u, G_C_OUT * ovol, PAIR_N), o.second);
+    // Where each position's dy lies from the first's (0 for positions that do not exist).
+    var off = vec4<u32>(0u);
+    for (var k = 0u; k < 4u; k++) {
+        off[k] = select(0u, pos_w(k) + pos_n(k) * G_C_OUT * ovol, o.has[k]);
+    }
     var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     var b = a;
+    var c = a;
+    var d = a;
     for (var kd = 0u; kd < G_K_D; kd++) {
-        let od = out_pos(o.id, kd, G_S_D, G_P_D, G_DIL_D, G_OUT_D);
+        let od = out_pos(o.od, kd, G_S_D, G_P_D, G_DIL_D, G_OUT_D);
         if (od >= G_OUT_D) {
             continue;
         }
         for (var kh = 0u; kh < G_K_H; kh++) {
-            let oh = out_pos(o.ih, kh, G_S_H, G_P_H, G_DIL_H, G_OUT_H);
+            let oh = out_pos(o.oh, kh, G_S_H, G_P_H, G_DIL_H, G_OUT_H);
             if (oh >= G_OUT_H) {
                 continue;
             }
@@ -706,21 +754,21 @@ fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>,
             let col = (kd * G_K_H + kh) * p.rows;
             var yi = (o.n * G_C_OUT + p.r0) * ovol + (od * G_OUT_H + oh) * G_OUT_W + o.ow;
             for (var r = 0u; r < p.r_n; r++) {
-                mac2(&a, &b, dy[yi], dy[yi + next], col + r);
+                if (four()) {
+                    mac4(&a, &b, &c, &d, vec4<f32>(dy[yi], dy[yi + off.y], dy[yi + off.z], dy[yi + off.w]), col + r);
+                } else {
+                    mac2(&a, &b, dy[yi], dy[yi + off.y], col + r);
+                }
                 yi += ovol;
             }
         }
     }
-    let zw = o.ow * G_S_W + p.tap * G_DIL_W;
-    let zw2 = zw + second_step_w();
     let vol = G_IN_D * G_IN_H * G_IN_W;
-    let xrow = (o.n * G_C_IN + p.c0) * vol + (o.id * G_IN_H + o.ih) * G_IN_W;
-    if (o.valid && zw >= G_P_W && zw < G_IN_W + G_P_W) {
-        add_dx(xrow + zw - G_P_W, vol, a);
-    }
-    if (o.valid && o.second && zw2 >= G_P_W && zw2 < G_IN_W + G_P_W) {
-        add_dx(xrow + zw2 - G_P_W + second_sample(G_C_IN, vol), vol, b);
-    }
+    let xrow = (o.n * G_C_IN + p.c0) * vol + (o.od * G_IN_H + o.oh) * G_IN_W;
+    add_at(o, 0u, xrow, vol, a);
+    add_at(o, 1u, xrow, vol, b);
+    add_at(o, 2u, xrow, vol, c);
+    add_at(o, 3u, xrow, vol, d);
 }
 
 // backward_weight's reduction, shared by its two entry points: lane l adds up the tile's

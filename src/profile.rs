@@ -555,7 +555,8 @@ pub fn gemm(gpu: &Gpu, size: usize, warmup: usize, reps: usize) -> Result<GemmBe
     let mut candidates = vec![];
     let dense = Dense::new(size, size, size, false)?;
     let mut runs: Vec<(String, Vec<Op>)> = vec![("dense.forward".into(), vec![dense.forward(&x, &w, None, &y)?])];
-    let conv = Conv3d::new(1, size, size, [size, 1, 1], [1, 1, 1]).with_bias(false);
+    // The positions along W, where the tiled kernels take four neighbours per invocation.
+    let conv = Conv3d::new(1, size, size, [1, 1, size], [1, 1, 1]).with_bias(false);
     let (kernels, _) = conv.candidates();
     let mut scratch = vec![];
     for k in kernels {

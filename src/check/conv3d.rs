@@ -37,14 +37,17 @@ fn cases() -> Vec<Conv3d> {
         Conv3d::new(1, 2, 1030, [2, 1, 3], [1, 1, 2]),
         // 11·10·11 = 1210 taps do not fit a uniform block: the direct kernels.
         Conv3d::new(2, 2, 3, [12, 11, 12], [11, 10, 11]).with_padding([0, 1, 0]),
-        // An odd OW (3) and an even batch: the tiled kernels pair samples, not W neighbours.
+        // An odd OW (3) and a batch of 4: the tiled kernels take four samples per invocation.
         Conv3d::new(4, 6, 9, [7, 6, 5], [3, 3, 3]),
-        // The same with an odd batch (the last pair has one sample) and one output along W;
+        // The same with an odd batch (the last invocation has three samples) and one output along W;
         // padding along H, stride along W, dilation along D.
         Conv3d::new(3, 4, 5, [5, 4, 3], [2, 2, 3])
             .with_stride([1, 1, 2])
             .with_padding([0, 1, 0])
             .with_dilation([2, 1, 1]),
+        // Two samples and one output along W: the tiled kernels take two positions per
+        // invocation, the two samples (four would idle half the lanes).
+        Conv3d::new(2, 3, 4, [3, 4, 2], [2, 2, 2]),
         // Kernel as large as the input: a single output position.
         Conv3d::new(1, 2, 3, [3, 2, 4], [3, 2, 4]),
         // 162³ = 4,251,528 elements > 65,535 workgroups × 64: forward and backward_input need

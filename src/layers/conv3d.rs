@@ -474,32 +474,30 @@ impl Conv3d {
         values.into_iter().fold(op, |op, (k, v)| op.with_constant(k, v))
     }
 
-    /// Whether the tiled kernels pair two samples at one position (`PAIR_N` in the shader)
-    /// rather than two neighbours along W: where that leaves fewer positions idle (an odd OW
-    /// idles one position of every row, an odd N one sample of the batch).
-    fn pair_samples(&self, out: Dims3) -> bool {
-        self.n.div_ceil(2) * 2 * out[2] < self.n * out[2].div_ceil(2) * 2
+    /// How the tiled kernels lay out an invocation's output positions (`LAYOUT` in the
+    /// shader): (layout, extent along W, extent along N). Four positions per invocation where
+    /// that leaves at most 1/16 more positions idle than the best two-position layout (each
+    /// weight load then serves four products; lavapipe: forward ~25% faster), else two; among
+    /// equals the first listed.
+    fn layout(&self, out: Dims3) -> (u32, usize, usize) {
+        let slots = |(_, w, n): (u32, usize, usize)| out[2].div_ceil(w) * w * self.n.div_ceil(n) * n;
+        let best = |options: &[(u32, usize, usize)]| *options.iter().min_by_key(|&&o| slots(o)).expect("options");
+        let two = best(&[(0, 2, 1), (1, 1, 2)]);
+        let four = best(&[(2, 2, 2), (3, 1, 4), (4, 4, 1)]);
+        if slots(four) * 16 <= slots(two) * 17 { four } else { two }
     }
 
-    /// Pairs along the paired axis of `rows` rows of OW output positions per sample.
-    fn pairs_of(&self, out: Dims3, rows: usize) -> usize {
-        if self.pair_samples(out) {
-            self.n.div_ceil(2) * rows * out[2]
-        } else {
-            self.n * rows * out[2].div_ceil(2)
-        }
-    }
-
-    /// Invocations of forward_tiled: one per two output positions.
-    fn pairs(&self, out: Dims3) -> usize {
-        self.pairs_of(out, out[0] * out[1])
+    /// Invocations of the tiled kernels over `rows` rows of OW output positions per sample.
+    fn invocations(&self, out: Dims3, rows: usize) -> usize {
+        let (_, w, n) = self.layout(out);
+        out[2].div_ceil(w) * rows * self.n.div_ceil(n)
     }
 
     /// The tiled kernel `entry` for channel group g, block j (and `tap`, backward_input),
     /// reading `src` and writing `dst`; its cost is its share of the pass's.
     #[allow(clippy::too_many_arguments)]
     fn tiled(&self, out: Dims3, b: Blocks, reduce: usize, (g, j, tap): (usize, usize, usize), label: &str, entry: &'static str, src: &Buffer, blocks: &Buffer, dst: &Buffer, share: f64) -> Op {
-        let threads = self.pairs(out);
+        let threads = self.invocations(out, out[0] * out[1]);
         let r0 = j * b.per;
         let mut p = self.params(out, threads);
         p.c0 = (g * OC_TILE) as u32;
@@ -510,7 +508,7 @@ impl Conv3d {
         let f = share * p.r_n as f64 / reduce as f64;
         let op = Op::threads(label, Shader::Conv3d, entry, &p, &[src, &view, dst], threads)
             .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64);
-        self.geometry(out, op).with_constant("PAIR_N", u32::from(self.pair_samples(out)))
+        self.geometry(out, op).with_constant("LAYOUT", self.layout(out).0)
     }
 
     /// y = conv(x, weight) (+ bias). `bias` must be given exactly when `has_bias`.
@@ -571,7 +569,7 @@ impl Conv3d {
         // contributions.
         ops.push(Op::threads("conv3d.backward_input", Shader::Conv3d, "zero", &self.params(out, dx.len()), &[dx], dx.len()).with_cost(0, 4 * dx.len() as u64));
         // One invocation per input row (id, ih) and two output positions.
-        let threads = self.pairs_of(out, self.input[0] * self.input[1]);
+        let threads = self.invocations(out, self.input[0] * self.input[1]);
         let chunks = b.blocks / self.kernel[2];
         for g in 0..b.groups {
             for kw in 0..self.kernel[2] {
@@ -587,7 +585,7 @@ impl Conv3d {
                     let f = p.r_n as f64 / (self.c_out * self.kernel[2] * b.groups) as f64;
                     let op = Op::threads("conv3d.backward_input", Shader::Conv3d, "backward_input_tiled", &p, &[dy, &view, dx], threads)
                         .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64);
-                    ops.push(self.geometry(out, op).with_constant("PAIR_N", u32::from(self.pair_samples(out))));
+                    ops.push(self.geometry(out, op).with_constant("LAYOUT", self.layout(out).0));
                 }
             }
         }
@@ -700,6 +698,25 @@ mod tests {
         // Stride larger than the kernel.
         let c = Conv3d::new(1, 1, 1, [7, 8, 10], [2, 2, 2]).with_stride([3, 3, 3]).with_padding([0, 2, 1]);
         assert_eq!(c.output().unwrap(), [2, 4, 4]);
+    }
+
+    #[test]
+    fn layouts_leave_few_positions_idle() {
+        let layout = |n: usize, input: Dims3, kernel: Dims3| {
+            let c = Conv3d::new(n, 2, 3, input, kernel);
+            c.layout(c.output().unwrap()).0
+        };
+        // The article's conv1 (OW 14): two along W in two samples; conv2 (OW 5): four samples.
+        assert_eq!(layout(100, [16, 16, 16], [3, 3, 3]), 2);
+        assert_eq!(layout(100, [7, 7, 7], [3, 3, 3]), 3);
+        // One sample: four along W where OW is a multiple of 4, two where it is 2.
+        assert_eq!(layout(1, [1, 1, 512], [1, 1, 1]), 4);
+        assert_eq!(layout(1, [2, 1, 3], [1, 1, 2]), 0);
+        // Two samples of one position: the two samples.
+        assert_eq!(layout(2, [3, 4, 2], [2, 2, 2]), 1);
+        // cnn3d check's cases hold every layout (see src/check/conv3d.rs).
+        assert_eq!(layout(4, [7, 6, 5], [3, 3, 3]), 3);
+        assert_eq!(layout(3, [8, 9, 10], [3, 3, 3]), 4);
     }
 
     #[test]
