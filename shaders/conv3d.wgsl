@@ -942,7 +942,7 @@ fn backward_weight_columns(@builtin(workgroup_id) wid: vec3<u32>,
 }
 
 // backward_weight as the forward kernels compute: dy goes into uniform blocks of rows
-// (pack_rows), and each invocation accumulates 16 output channels × 2 weight columns
+// (pack_rows), and each invocation accumulates 16 output channels × 4 weight columns
 // k = ci·taps + tap over the block's rows (n, od, oh, ow), reading one x value per column and
 // row and the 16 dy values of the row from the block at a workgroup-uniform index. One
 // dispatch per block, in order; every one after the first adds to dw (ACCUMULATE), so the
@@ -1021,7 +1021,7 @@ fn put_dw(g: u32, k: u32, cols: u32, acc: Acc) {
     }
 }
 
-// backward_weight_rows: one invocation per (pair of columns, group of OC output channels), for
+// backward_weight_rows: one invocation per (4 columns, group of OC output channels), for
 // the block's p.r_n rows from row p.r0 on.
 //   1 x (read), 2 block (uniform), 3 dw (read_write)
 @compute @workgroup_size(WG)
@@ -1030,16 +1030,17 @@ fn backward_weight_rows(@builtin(workgroup_id) wid: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
     let groups = (G_C_OUT + OC - 1u) / OC;
     let cols = G_C_IN * G_K_D * G_K_H * G_K_W;
-    let count = (cols + 1u) / 2u * groups;
+    let count = (cols + 3u) / 4u * groups;
     let i = thread_index(wid, nwg, lid);
     // Lanes past the end repeat the last invocation (their sums are not written), so that
     // every lane stays active and the block index stays uniform.
     let t = min(i, count - 1u);
     let g = t % groups;
-    let k = (t / groups) * 2u;
-    let second = k + 1u < cols;
+    let k = (t / groups) * 4u;
     let c1 = col_of(k);
     let c2 = col_of(min(k + 1u, cols - 1u));
+    let c3 = col_of(min(k + 2u, cols - 1u));
+    let c4 = col_of(min(k + 3u, cols - 1u));
     let positions = G_OUT_D * G_OUT_H * G_OUT_W;
     let vol = G_C_IN * G_IN_D * G_IN_H * G_IN_W;
     let first = p.r0 % positions;
@@ -1049,8 +1050,11 @@ fn backward_weight_rows(@builtin(workgroup_id) wid: vec3<u32>,
     var xn = (p.r0 / positions) * vol;
     var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     var b = a;
+    var c = a;
+    var d = a;
     for (var r = 0u; r < p.r_n; r++) {
-        mac2(&a, &b, x_col(c1, xn, od, oh, ow), x_col(c2, xn, od, oh, ow), r * groups + g);
+        let v = vec4<f32>(x_col(c1, xn, od, oh, ow), x_col(c2, xn, od, oh, ow), x_col(c3, xn, od, oh, ow), x_col(c4, xn, od, oh, ow));
+        mac4(&a, &b, &c, &d, v, r * groups + g);
         ow++;
         if (ow == G_OUT_W) {
             ow = 0u;
@@ -1067,8 +1071,14 @@ fn backward_weight_rows(@builtin(workgroup_id) wid: vec3<u32>,
     }
     if (i < count) {
         put_dw(g, k, cols, a);
-        if (second) {
+        if (k + 1u < cols) {
             put_dw(g, k + 1u, cols, b);
+        }
+        if (k + 2u < cols) {
+            put_dw(g, k + 2u, cols, c);
+        }
+        if (k + 3u < cols) {
+            put_dw(g, k + 3u, cols, d);
         }
     }
 }

@@ -97,7 +97,7 @@ pub enum Kernels {
 /// The kernels of backward_weight: 8 input channels at one tap a workgroup, or 8 consecutive
 /// (channel, tap) columns (no idle lanes when there are fewer than 8 input channels), both
 /// reducing over row splits; or `Rows`: dy packed into uniform blocks of rows, one dispatch a
-/// block, each invocation 16 output channels × 2 columns (as forward computes).
+/// block, each invocation 16 output channels × 4 columns (as forward computes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WeightKernels {
@@ -645,7 +645,7 @@ impl Conv3d {
             .with_cost(0, 4 * (dy.len() + blocks.len()) as u64);
         let mut ops = vec![self.geometry(out, pack)];
         let cols = self.c_in * self.taps();
-        let threads = cols.div_ceil(2) * self.c_out.div_ceil(OC_TILE);
+        let threads = cols.div_ceil(4) * self.c_out.div_ceil(OC_TILE);
         for j in 0..self.row_blocks(out) {
             let r0 = j * per;
             let mut p = self.params(out, threads);
