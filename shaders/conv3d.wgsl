@@ -323,7 +323,8 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
 //                        1 w (read), 2 packed (write)
 //   pack_bias            one invocation per channel of the groups: b → the first block's bias
 //                        1 b (read), 2 packed (write)
-//   pack_backward        the same for backward_input blocks (no bias)
+//   pack_backward        the same for backward_input blocks (no bias), only the floats of
+//                        the columns in use (p.c0 a block)
 //                        1 w (read), 2 packed (write)
 //   forward_tiled        one invocation per two output positions along W (N·OD·OH·⌈OW/2⌉) for
 //                        channels c0..c0+OC of one block: y = (y if ACCUMULATE) + Σ x·w
@@ -450,10 +451,13 @@ fn pack_bias(@builtin(workgroup_id) wid: vec3<u32>,
 fn pack_backward(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
-    let f = thread_index(wid, nwg, lid);
-    if (f >= p.total) {
+    // Only the first p.c0 floats of each block, the columns backward_input_tiled reads (a
+    // dense layer's use a few of its 16,384).
+    let t = thread_index(wid, nwg, lid);
+    if (t >= p.total) {
         return;
     }
+    let f = (t / p.c0) * BLOCK * 4u + t % p.c0;
     let s = packed_source(f, false);
     packed[f] = select(0.0, w_1[max(s, 0)], s >= 0);
 }

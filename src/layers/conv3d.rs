@@ -427,16 +427,21 @@ impl Conv3d {
 
     /// The dispatches that pack `weight` (and the bias, forward only) into uniform blocks.
     fn pack(&self, out: Dims3, b: Blocks, forward: bool, weight: &Buffer, bias: Option<&Buffer>, blocks: &Buffer) -> Vec<Op> {
-        let mut p = self.params(out, b.floats());
+        // backward_input's blocks: only the floats of the columns in use, the (kd, kh) planes
+        // of `per` output channels.
+        let used = if forward { BLOCK_FLOATS } else { b.per * self.kernel[0] * self.kernel[1] * OC_TILE };
+        let floats = b.groups * b.blocks * used;
+        let mut p = self.params(out, floats);
         p.r_n = b.per as u32;
         p.rows = b.blocks as u32;
+        p.c0 = used as u32;
         let (label, entry) = if forward {
             ("conv3d.pack_forward", "pack_forward")
         } else {
             ("conv3d.pack_backward_input", "pack_backward")
         };
-        let bytes = 4 * (self.weight_len() + b.floats()) as u64;
-        let mut ops = vec![self.geometry(out, Op::threads(label, Shader::Conv3d, entry, &p, &[weight, blocks], b.floats()).with_cost(0, bytes))];
+        let bytes = 4 * (self.weight_len() + floats) as u64;
+        let mut ops = vec![self.geometry(out, Op::threads(label, Shader::Conv3d, entry, &p, &[weight, blocks], floats).with_cost(0, bytes))];
         if let Some(bias) = bias {
             let mut p = self.params(out, b.groups * OC_TILE);
             p.rows = b.blocks as u32;

@@ -6,6 +6,7 @@ use bytemuck::{Pod, Zeroable};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Buffer, Op, Shader};
+use crate::layers::conv3d::Conv3d;
 
 use super::{expect_len, expect_positive, u32_of};
 
@@ -65,6 +66,15 @@ impl Dense {
         } else {
             0
         }
+    }
+
+    /// The same layer as a 1×1×1 convolution of its features as channels (the layouts agree:
+    /// x [N, in], weight [out, in], y [N, out]). The network runs dense layers so, on the tiled
+    /// convolution kernels; this file's kernels (one output per invocation) stay as the direct
+    /// reference on the GPU (`cnn3d check`, the bench's GEMM). Lavapipe, the article's fc1 at
+    /// batch 100: ~58 ms a training step with these, see the commit for the convolution's.
+    pub fn as_conv(&self) -> Conv3d {
+        Conv3d::new(self.batch, self.in_features, self.out_features, [1, 1, 1], [1, 1, 1]).with_bias(self.bias)
     }
 
     fn params(&self) -> Params {
