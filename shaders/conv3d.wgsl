@@ -324,7 +324,7 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
 //   pack_bias            one invocation per channel of the groups: b → the first block's bias
 //                        1 b (read), 2 packed (write)
 //   pack_backward        the same for backward_input blocks (no bias), only the floats of
-//                        the columns in use (p.c0 a block)
+//                        the columns in use (p.c0 a block), blocks p.r0 floats apart
 //                        1 w (read), 2 packed (write)
 //   forward_tiled        one invocation per two output positions along W (N·OD·OH·⌈OW/2⌉) for
 //                        channels c0..c0+OC of one block: y = (y if ACCUMULATE) + Σ x·w
@@ -452,14 +452,13 @@ fn pack_backward(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
     // Only the first p.c0 floats of each block, the columns backward_input_tiled reads (a
-    // dense layer's use a few of its 16,384).
+    // dense layer's use a few of its 16,384); the blocks start p.r0 floats apart and overlap.
     let t = thread_index(wid, nwg, lid);
     if (t >= p.total) {
         return;
     }
-    let f = (t / p.c0) * BLOCK * 4u + t % p.c0;
-    let s = packed_source(f, false);
-    packed[f] = select(0.0, w_1[max(s, 0)], s >= 0);
+    let s = packed_source((t / p.c0) * BLOCK * 4u + t % p.c0, false);
+    packed[(t / p.c0) * p.r0 + t % p.c0] = select(0.0, w_1[max(s, 0)], s >= 0);
 }
 
 // The OC sums of one invocation at one position, as four vec4s.

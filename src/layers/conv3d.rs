@@ -142,30 +142,54 @@ pub struct ConvScratch {
 }
 
 /// How reduction channels split into uniform blocks: `per` channels a block, `blocks` blocks
-/// for each group of OC_TILE channels, `groups` groups.
+/// for each group of OC_TILE channels, `groups` groups; `used` floats of each block are read,
+/// and block i starts `stride` floats into the buffer.
 #[derive(Clone, Copy, Debug)]
 struct Blocks {
     per: usize,
     blocks: usize,
     groups: usize,
+    used: usize,
+    stride: usize,
 }
+
+/// Floats between the starts of two backward_input blocks: a multiple of 256 bytes, the largest
+/// uniform offset alignment WebGPU allows an adapter to ask for.
+const BLOCK_ALIGN: usize = 64;
 
 impl Blocks {
     fn new(reduce: usize, channels: usize, taps: usize) -> Option<Blocks> {
         let per = (BLOCK_COLS / taps).min(reduce);
-        (per > 0).then(|| Blocks { per, blocks: reduce.div_ceil(per), groups: channels.div_ceil(OC_TILE) })
+        (per > 0).then(|| Blocks {
+            per,
+            blocks: reduce.div_ceil(per),
+            groups: channels.div_ceil(OC_TILE),
+            used: BLOCK_FLOATS,
+            stride: BLOCK_FLOATS,
+        })
     }
     /// backward_input's blocks: for each tap column kw, the (kd, kh, output channel) columns
     /// of `per` output channels a block (as many as fit [`BWD_COLS`], no bias slot), so that
     /// one dispatch (one kw, one chunk of output channels) reads them all from one block;
     /// `blocks` = K_W · chunks. `None` if one (kd, kh) plane of taps does not fit a block.
+    /// A block binds 64 KiB but its columns often fill less (a dense layer's: 8 KiB), so the
+    /// blocks overlap: each starts after the previous one's used floats, and its binding runs
+    /// on into the next blocks' columns, which it never reads.
     fn kw_major(c_out: usize, c_in: usize, kernel: Dims3) -> Option<Blocks> {
         let per = (BWD_COLS / (kernel[0] * kernel[1])).min(c_out);
-        (per > 0).then(|| Blocks { per, blocks: kernel[2] * c_out.div_ceil(per), groups: c_in.div_ceil(OC_TILE) })
+        let used = per * kernel[0] * kernel[1] * OC_TILE;
+        (per > 0).then(|| Blocks {
+            per,
+            blocks: kernel[2] * c_out.div_ceil(per),
+            groups: c_in.div_ceil(OC_TILE),
+            used,
+            stride: used.div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN,
+        })
     }
 
+    /// The buffer's length: the last block's start plus one binding.
     fn floats(&self) -> usize {
-        self.groups * self.blocks * BLOCK_FLOATS
+        (self.groups * self.blocks - 1) * self.stride + BLOCK_FLOATS
     }
 }
 
@@ -427,14 +451,14 @@ impl Conv3d {
 
     /// The dispatches that pack `weight` (and the bias, forward only) into uniform blocks.
     fn pack(&self, out: Dims3, b: Blocks, forward: bool, weight: &Buffer, bias: Option<&Buffer>, blocks: &Buffer) -> Vec<Op> {
-        // backward_input's blocks: only the floats of the columns in use, the (kd, kh) planes
-        // of `per` output channels.
-        let used = if forward { BLOCK_FLOATS } else { b.per * self.kernel[0] * self.kernel[1] * OC_TILE };
-        let floats = b.groups * b.blocks * used;
+        // Only the floats of the columns in use (backward_input's blocks: the (kd, kh) planes of
+        // `per` output channels), each block from its start.
+        let floats = b.groups * b.blocks * b.used;
         let mut p = self.params(out, floats);
         p.r_n = b.per as u32;
         p.rows = b.blocks as u32;
-        p.c0 = used as u32;
+        p.c0 = b.used as u32;
+        p.r0 = b.stride as u32;
         let (label, entry) = if forward {
             ("conv3d.pack_forward", "pack_forward")
         } else {
@@ -586,7 +610,7 @@ impl Conv3d {
                     p.r_n = b.per.min(self.c_out - r0) as u32;
                     p.rows = b.per as u32;
                     p.tap = kw as u32;
-                    let view = blocks.view((g * b.blocks + kw * chunks + j) * BLOCK_FLOATS, BLOCK_FLOATS, "conv3d weight block");
+                    let view = blocks.view((g * b.blocks + kw * chunks + j) * b.stride, BLOCK_FLOATS, "conv3d weight block");
                     let f = p.r_n as f64 / (self.c_out * self.kernel[2] * b.groups) as f64;
                     let op = Op::threads("conv3d.backward_input", Shader::Conv3d, "backward_input_tiled", &p, &[dy, &view, dx], threads)
                         .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64);
