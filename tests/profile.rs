@@ -147,7 +147,8 @@ fn the_kernel_table_adds_up() {
     }
     let share: f64 = rows.iter().map(|r| r.share).sum();
     assert!((share - 1.0).abs() < 1e-9, "shares sum to {share}");
-    let dense = rows.iter().find(|r| r.name == "fc/dense.forward").unwrap();
+    // The dense layer runs on the convolution kernels (Dense::as_conv).
+    let dense = rows.iter().find(|r| r.name == "fc/conv3d.forward").unwrap();
     assert!(dense.gflops.unwrap() > 0.0 && dense.gbps.unwrap() > 0.0);
     let text = profile::format_table(&steps);
     assert!(text.contains("GFLOP/s") && text.contains("step 2:"), "{text}");

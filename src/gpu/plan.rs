@@ -93,7 +93,7 @@ impl Op {
         self
     }
 
-    /// Prefixes the label with a layer name: `fc1` + `dense.forward` → `fc1/dense.forward`.
+    /// Prefixes the label with a layer name: `fc1` + `conv3d.forward` → `fc1/conv3d.forward`.
     pub fn named(mut self, layer: &str) -> Op {
         if !layer.is_empty() {
             self.label = format!("{layer}/{}", self.label);
