@@ -326,16 +326,16 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
 //   pack_backward        the same for backward_input blocks (no bias), only the floats of
 //                        the columns in use (p.c0 a block), blocks p.r0 floats apart
 //                        1 w (read), 2 packed (write)
-//   forward_tiled        one invocation per two output positions along W (N·OD·OH·⌈OW/2⌉) for
+//   forward_tiled        one invocation per 2 or 4 output positions (LAYOUT, see Quad) for
 //                        channels c0..c0+OC of one block: y = (y if ACCUMULATE) + Σ x·w
 //                        (+ bias if ADD_BIAS)
 //                        1 x (read), 2 block (uniform), 3 y (read_write)
 //   zero                 out = 0, one invocation per element
 //                        1 out (write)
 //   backward_input_tiled one dispatch per (kw, block of output channels r0..r0+r_n); one
-//                        invocation per input row (n, id, ih) and two output positions
-//                        along W, for input channels c0..c0+OC: dx[the input positions tap
-//                        kw of the pair reads] += Σ over (kd, kh) and r of dy·w
+//                        invocation per input row (n, id, ih) and 2 or 4 output positions
+//                        (LAYOUT), for input channels c0..c0+OC: dx[the input positions tap
+//                        kw of those outputs reads] += Σ over (kd, kh) and r of dy·w
 //                        1 dy (read), 2 block (uniform), 3 dx (read_write)
 //   backward_weight_tiled one workgroup of 64 per (tap, 8 input channels, OC output
 //                        channels, split of `rows` output rows (n, od, oh)); lanes take rows
@@ -545,6 +545,12 @@ fn pos_n(k: u32) -> u32 {
     return k / extent_w();
 }
 
+// How far position k's element lies from the first's in an output-shaped tensor of `channels`
+// channels of `vol` positions (y, dy).
+fn pos_offset(k: u32, channels: u32, vol: u32) -> u32 {
+    return pos_w(k) + pos_n(k) * channels * vol;
+}
+
 struct Quad {
     n: u32,
     od: u32,
@@ -660,11 +666,10 @@ fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     if (o.valid) {
         let ovol = G_OUT_D * G_OUT_H * G_OUT_W;
         let at = (o.n * G_C_OUT + p.c0) * ovol + (o.od * G_OUT_H + o.oh) * G_OUT_W + o.ow;
-        let g = G_C_OUT * ovol;
         if (o.has.x) { put_forward(at, ovol, a); }
-        if (o.has.y) { put_forward(at + pos_w(1u) + pos_n(1u) * g, ovol, b); }
-        if (o.has.z) { put_forward(at + pos_w(2u) + pos_n(2u) * g, ovol, c); }
-        if (o.has.w) { put_forward(at + pos_w(3u) + pos_n(3u) * g, ovol, d); }
+        if (o.has.y) { put_forward(at + pos_offset(1u, G_C_OUT, ovol), ovol, b); }
+        if (o.has.z) { put_forward(at + pos_offset(2u, G_C_OUT, ovol), ovol, c); }
+        if (o.has.w) { put_forward(at + pos_offset(3u, G_C_OUT, ovol), ovol, d); }
     }
 }
 
@@ -737,7 +742,7 @@ fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     // Where each position's dy lies from the first's (0 for positions that do not exist).
     var off = vec4<u32>(0u);
     for (var k = 0u; k < 4u; k++) {
-        off[k] = select(0u, pos_w(k) + pos_n(k) * G_C_OUT * ovol, o.has[k]);
+        off[k] = select(0u, pos_offset(k, G_C_OUT, ovol), o.has[k]);
     }
     var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     var b = a;

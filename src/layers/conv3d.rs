@@ -597,7 +597,7 @@ impl Conv3d {
         // dx = 0, then one dispatch per (group, kw, chunk of output channels) adds its
         // contributions.
         ops.push(Op::threads("conv3d.backward_input", Shader::Conv3d, "zero", &self.params(out, dx.len()), &[dx], dx.len()).with_cost(0, 4 * dx.len() as u64));
-        // One invocation per input row (id, ih) and two output positions.
+        // One invocation per input row (id, ih) and 2 or 4 output positions (the layout's).
         let threads = self.invocations(out, self.input[0] * self.input[1]);
         let chunks = b.blocks / self.kernel[2];
         for g in 0..b.groups {
