@@ -346,6 +346,8 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
 //                        k = ci·taps + tap in place of (tap, 8 input channels)
 //   backward_weight_sum  one invocation per weight: dw = Σ over splits of part, in split order
 //                        1 part (read), 2 dw (write)
+//   backward_weight_samples, pack_samples  one dispatch per sample, x from a uniform window
+//                        (see below)
 
 // The packing, forward and backward_input tiled kernels read the layer's geometry from
 // pipeline constants, set by the host to the same values as the parameters: a CPU adapter then
@@ -947,6 +949,168 @@ fn backward_weight_columns(@builtin(workgroup_id) wid: vec3<u32>,
             dw[(split * p.c_out + c) * cols + k] = s[half];
         }
     }
+}
+
+// backward_weight_samples, for layers where one sample's x fits a uniform block and
+// OD·OH·OW is a multiple of 4: one dispatch per sample (p.r0), each adding its sums to dw in
+// sample order (ACCUMULATE from the second on). x comes from the sample's 64 KiB window of the
+// packed copy (pack_samples) and dy 4 positions at a time as vec4s: a CPU adapter gathers
+// per-lane uniform loads and vec4 storage loads at a fraction of the cost of scalar storage
+// loads, which bound backward_weight_columns (lavapipe: ~4× and ~2× cheaper per float). A
+// workgroup takes 8 columns k = ci·taps + tap and OC output channels; lane l takes the
+// sample's positions 4l.., 4l + 256.., and the lanes' sums are added in lane order.
+//   1 window (uniform), 2 dy (read, vec4s), 3 dw (read_write)
+@group(0) @binding(1) var<uniform> window: array<vec4<f32>, 4096>;
+@group(0) @binding(2) var<storage, read> dy4: array<vec4<f32>>;
+
+// The output position (od, oh, ow) after `o` in a sample.
+fn next_position(o: vec3<u32>) -> vec3<u32> {
+    if (o.z + 1u < p.out_w) {
+        return vec3<u32>(o.x, o.y, o.z + 1u);
+    }
+    if (o.y + 1u < p.out_h) {
+        return vec3<u32>(o.x, o.y + 1u, 0u);
+    }
+    return vec3<u32>(o.x + 1u, 0u, 0u);
+}
+
+// x of the window at column set `cl` for output o = (od, oh, ow): zero where the tap falls in the
+// padding.
+fn x_window(cl: Columns, o: vec3<u32>) -> vec4<f32> {
+    let zd = vec4<u32>(o.x * p.s_d) + cl.d;
+    let zh = vec4<u32>(o.y * p.s_h) + cl.h;
+    let zw = vec4<u32>(o.z * p.s_w) + cl.w;
+    let ok = (zd >= vec4<u32>(p.p_d)) & (zd < vec4<u32>(p.in_d + p.p_d)) & (zh >= vec4<u32>(p.p_h))
+        & (zh < vec4<u32>(p.in_h + p.p_h)) & (zw >= vec4<u32>(p.p_w)) & (zw < vec4<u32>(p.in_w + p.p_w));
+    let i = select(vec4<u32>(0u), cl.ci + ((zd - p.p_d) * p.in_h + zh - p.p_h) * p.in_w + zw - p.p_w, ok);
+    let v = vec4<f32>(window[i.x / 4u][i.x % 4u], window[i.y / 4u][i.y % 4u], window[i.z / 4u][i.z % 4u], window[i.w / 4u][i.w % 4u]);
+    return select(vec4<f32>(0.0), v, ok);
+}
+
+// Lanes of a backward_weight_samples workgroup, one per channel of its tile: few, since the
+// lanes' sums are added up in workgroup memory once per dispatch, one dispatch per sample.
+const SL: u32 = 16u;
+
+@compute @workgroup_size(16)
+fn backward_weight_samples(@builtin(workgroup_id) wid: vec3<u32>,
+                           @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_index) lid: u32) {
+    let j = group_index(wid, nwg);
+    if (j >= p.total) {
+        return;
+    }
+    let cols = p.c_in * p.k_d * p.k_h * p.k_w;
+    let k_tiles = (cols + 7u) / 8u;
+    let k0 = (j % k_tiles) * 8u;
+    let co0 = (j / k_tiles) * OC;
+    let c1 = columns(k0);
+    let c2 = columns(k0 + 4u);
+    let ovol = p.out_d * p.out_h * p.out_w;
+    let co_last = p.c_out - 1u;
+    // dy of this sample, in vec4s (ovol is a multiple of 4), and each channel's offset.
+    let y4 = (p.r0 * p.c_out * ovol) / 4u;
+    let cv = ovol / 4u;
+    // One Acc (the OC channels) per column.
+    var s0 = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    var s1 = s0;
+    var s2 = s0;
+    var s3 = s0;
+    var s4 = s0;
+    var s5 = s0;
+    var s6 = s0;
+    var s7 = s0;
+    for (var q = lid * 4u; q < ovol; q += 4u * SL) {
+        // The 4 positions (od, oh, ow), each the next one of the last along the sample.
+        let o0 = vec3<u32>(q / (p.out_w * p.out_h), (q / p.out_w) % p.out_h, q % p.out_w);
+        let o1 = next_position(o0);
+        let o2 = next_position(o1);
+        let o3 = next_position(o2);
+        let xa0 = x_window(c1, o0);
+        let xa1 = x_window(c1, o1);
+        let xa2 = x_window(c1, o2);
+        let xa3 = x_window(c1, o3);
+        let xb0 = x_window(c2, o0);
+        let xb1 = x_window(c2, o1);
+        let xb2 = x_window(c2, o2);
+        let xb3 = x_window(c2, o3);
+        // dy of the OC channels at the 4 positions: one vec4 a channel.
+        let yq = y4 + q / 4u;
+        var d: array<vec4<f32>, 16>;
+        for (var c = 0u; c < OC; c++) {
+            d[c] = dy4[yq + min(co0 + c, co_last) * cv];
+        }
+        add_column(&s0, &d, vec4<f32>(xa0.x, xa1.x, xa2.x, xa3.x));
+        add_column(&s1, &d, vec4<f32>(xa0.y, xa1.y, xa2.y, xa3.y));
+        add_column(&s2, &d, vec4<f32>(xa0.z, xa1.z, xa2.z, xa3.z));
+        add_column(&s3, &d, vec4<f32>(xa0.w, xa1.w, xa2.w, xa3.w));
+        add_column(&s4, &d, vec4<f32>(xb0.x, xb1.x, xb2.x, xb3.x));
+        add_column(&s5, &d, vec4<f32>(xb0.y, xb1.y, xb2.y, xb3.y));
+        add_column(&s6, &d, vec4<f32>(xb0.z, xb1.z, xb2.z, xb3.z));
+        add_column(&s7, &d, vec4<f32>(xb0.w, xb1.w, xb2.w, xb3.w));
+    }
+    // The lanes' sums, added in lane order: lane c takes channel co0 + c, columns k0..k0 + 7.
+    for (var c = 0u; c < OC; c++) {
+        lanes[(c * SL + lid) * 2u] = vec4<f32>(acc_at(s0, c), acc_at(s1, c), acc_at(s2, c), acc_at(s3, c));
+        lanes[(c * SL + lid) * 2u + 1u] = vec4<f32>(acc_at(s4, c), acc_at(s5, c), acc_at(s6, c), acc_at(s7, c));
+    }
+    workgroupBarrier();
+    for (var c = lid; c < OC; c += SL) {
+        var lo = vec4<f32>(0.0);
+        var hi = vec4<f32>(0.0);
+        for (var l = 0u; l < SL; l++) {
+            lo += lanes[(c * SL + l) * 2u];
+            hi += lanes[(c * SL + l) * 2u + 1u];
+        }
+        let co = co0 + c;
+        if (co < p.c_out) {
+            for (var t = 0u; t < 8u; t++) {
+                let k = k0 + t;
+                if (k < cols) {
+                    let at = co * cols + k;
+                    var v = select(lo[t % 4u], hi[t % 4u], t >= 4u);
+                    if (ACCUMULATE) {
+                        v += dw[at];
+                    }
+                    dw[at] = v;
+                }
+            }
+        }
+    }
+}
+
+// a += (dy · x) for each of the OC channels: d[c] and x hold 4 positions.
+fn add_column(a: ptr<function, Acc>, d: ptr<function, array<vec4<f32>, 16>>, x: vec4<f32>) {
+    (*a).a0 += vec4<f32>(dot((*d)[0], x), dot((*d)[1], x), dot((*d)[2], x), dot((*d)[3], x));
+    (*a).a1 += vec4<f32>(dot((*d)[4], x), dot((*d)[5], x), dot((*d)[6], x), dot((*d)[7], x));
+    (*a).a2 += vec4<f32>(dot((*d)[8], x), dot((*d)[9], x), dot((*d)[10], x), dot((*d)[11], x));
+    (*a).a3 += vec4<f32>(dot((*d)[12], x), dot((*d)[13], x), dot((*d)[14], x), dot((*d)[15], x));
+}
+
+fn acc_at(a: Acc, c: u32) -> f32 {
+    switch c / 4u {
+        case 0u: { return a.a0[c % 4u]; }
+        case 1u: { return a.a1[c % 4u]; }
+        case 2u: { return a.a2[c % 4u]; }
+        default: { return a.a3[c % 4u]; }
+    }
+}
+
+// pack_samples: x → one window per sample, p.rows floats apart (a multiple of 64, so that each
+// binds as a uniform block), zeros between and after; one invocation per float.
+//   1 x (read), 2 packed (write)
+@compute @workgroup_size(WG)
+fn pack_samples(@builtin(workgroup_id) wid: vec3<u32>,
+                @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) lid: u32) {
+    let f = thread_index(wid, nwg, lid);
+    if (f >= p.total) {
+        return;
+    }
+    let per = p.c_in * p.in_d * p.in_h * p.in_w;
+    let n = f / p.rows;
+    let i = f % p.rows;
+    let ok = n < p.n && i < per;
+    packed[f] = select(0.0, w_1[select(0u, n * per + i, ok)], ok);
 }
 
 // backward_weight as the forward kernels compute: dy goes into uniform blocks of rows

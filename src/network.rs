@@ -227,13 +227,20 @@ impl Network {
         if batch == 0 {
             return Err(Error::shape("network", "batch size must be positive"));
         }
-        let input = gpu.zeros("input", batch * numel(&model.input), DType::F32)?;
+        let kernels = model.layers.iter().map(|l| Kernel::for_layer(l, batch, seed)).collect::<Result<Vec<_>>>()?;
+        // A convolution's input gets the slack that lets its weight gradient read it in windows
+        // in place (see Conv3d::input_slack).
+        let slack: Vec<usize> = kernels.iter().map(|k| if let Kernel::Conv(c) = k { c.input_slack() } else { 0 }).collect();
+        let alloc = |label: String, len: usize, next: usize| match slack.get(next) {
+            Some(&extra) if extra > 0 => gpu.zeros_windowed(&label, len, extra),
+            _ => gpu.zeros(&label, len, DType::F32),
+        };
+        let input = alloc("input".into(), batch * numel(&model.input), 0)?;
         let labels = gpu.zeros("labels", batch, DType::U32)?;
         let mut nodes: Vec<Node> = vec![];
         let (mut p_index, mut b_index) = (0, 0);
         let mut seen_params = false;
-        for (li, layer) in model.layers.iter().enumerate() {
-            let kernel = Kernel::for_layer(layer, batch, seed)?;
+        for (li, (layer, kernel)) in model.layers.iter().zip(kernels).enumerate() {
             // relu or leaky_relu then max pooling: one pass (shaders/max_pool3d.wgsl), so the
             // activation's full-size output and gradient are never written.
             let fused_into_next = matches!(kernel, Kernel::Act(a) if max_pool3d::fuses(a))
@@ -256,7 +263,7 @@ impl Network {
                 (true, Some(prev)) => (prev.y.clone(), prev.dy.clone()),
                 (true, None) => (input.clone(), gpu.zeros(&format!("{}.dx", layer.name), out_len, DType::F32)?),
                 _ => {
-                    let y = gpu.zeros(&format!("{}.y", layer.name), out_len, DType::F32)?;
+                    let y = alloc(format!("{}.y", layer.name), out_len, li + 1)?;
                     let dy = if dy_over_y(model, li) { y.clone() } else { gpu.zeros(&format!("{}.dy", layer.name), out_len, DType::F32)? };
                     (y, dy)
                 }
@@ -270,8 +277,11 @@ impl Network {
                 _ => vec![],
             };
             let conv = match &kernel {
-                Kernel::Conv(c) => Some(c.scratch(gpu, seen_params).map_err(|e| Error::shape(layer.describe(), e.to_string()))?),
-                Kernel::Dense(d) => Some(d.as_conv().scratch(gpu, seen_params).map_err(|e| Error::shape(layer.describe(), e.to_string()))?),
+                Kernel::Conv(c) => {
+                    let x = nodes.last().map_or(&input, |prev| &prev.y);
+                    Some(c.scratch(gpu, seen_params, Some(x)).map_err(|e| Error::shape(layer.describe(), e.to_string()))?)
+                }
+                Kernel::Dense(d) => Some(d.as_conv().scratch(gpu, seen_params, None).map_err(|e| Error::shape(layer.describe(), e.to_string()))?),
                 _ => None,
             };
             // Dispatches carry the layer's name; a fused pair's both: `conv_layer1.1+conv_layer1.2`.

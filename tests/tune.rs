@@ -17,7 +17,7 @@ fn tuning_writes_a_cache_that_the_next_process_reads() {
     let cache = dir.path().join("tune.json");
     let conv = Conv3d::new(2, 9, 5, [6, 7, 5], [3, 2, 3]).with_padding([1, 0, 1]);
     let gpu = gpu_tuning(&cache);
-    let first = conv.scratch(&gpu, true).unwrap().choice;
+    let first = conv.scratch(&gpu, true, None).unwrap().choice;
     let text = std::fs::read_to_string(&cache).expect("the cache was written");
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let entries = doc["conv3d"].as_object().expect("a conv3d map");
@@ -32,7 +32,7 @@ fn tuning_writes_a_cache_that_the_next_process_reads() {
     let other = if first.backward_weight == cnn3d::layers::conv3d::WeightKernels::Channels { "columns" } else { "channels" };
     doc["conv3d"][key]["backward_weight"] = other.into();
     std::fs::write(&cache, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let again = conv.scratch(&gpu_tuning(&cache), true).unwrap().choice;
+    let again = conv.scratch(&gpu_tuning(&cache), true, None).unwrap().choice;
     assert_eq!(again.to_string().rsplit('/').next().unwrap(), other);
 }
 
@@ -42,7 +42,7 @@ fn a_corrupt_cache_is_ignored_and_rewritten() {
     let cache = dir.path().join("tune.json");
     std::fs::write(&cache, b"{ not json").unwrap();
     let conv = Conv3d::new(1, 2, 3, [5, 5, 5], [2, 2, 2]);
-    conv.scratch(&gpu_tuning(&cache), false).unwrap();
+    conv.scratch(&gpu_tuning(&cache), false, None).unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
     assert_eq!(doc["conv3d"].as_object().unwrap().len(), 1);
 }

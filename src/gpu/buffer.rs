@@ -81,6 +81,17 @@ impl Buffer {
         Buffer { raw: self.raw.clone(), offset: self.offset + offset, len, dtype: self.dtype, label: label.into() }
     }
 
+    /// A view of `len` elements from element `offset` on that a kernel may bind as a uniform
+    /// buffer, and that may run past this buffer's end into the slack of one made by
+    /// [`Gpu::zeros_windowed`]; `None` if the buffer is not bindable as uniform, the start is
+    /// not 256-byte aligned, or the device buffer ends first.
+    pub(crate) fn uniform_window(&self, offset: usize, len: usize, label: &str) -> Option<Buffer> {
+        let start = self.offset + offset;
+        let fits = (start + len) as u64 * 4 <= self.raw.size();
+        (self.raw.usage().contains(wgpu::BufferUsages::UNIFORM) && start % 64 == 0 && fits)
+            .then(|| Buffer { raw: self.raw.clone(), offset: start, len, dtype: self.dtype, label: label.into() })
+    }
+
     /// Whether both are the same elements of the same device buffer (one aliases the other).
     pub fn same(&self, other: &Buffer) -> bool {
         Arc::ptr_eq(&self.raw, &other.raw) && self.offset == other.offset && self.len == other.len
@@ -155,6 +166,15 @@ impl Gpu {
     /// [`Buffer::view`]), as uniform buffers.
     pub(crate) fn zeros_uniform(&self, label: &str, len: usize) -> Result<Buffer> {
         self.zeros_with(label, len, DType::F32, wgpu::BufferUsages::UNIFORM)
+    }
+
+    /// A zero-filled f32 buffer of `len` elements followed by `slack` more, bindable as
+    /// uniform buffers in windows that may run into the slack (see [`Buffer::uniform_window`]):
+    /// kernels then read 64 KiB windows of a tensor without copying it.
+    pub(crate) fn zeros_windowed(&self, label: &str, len: usize, slack: usize) -> Result<Buffer> {
+        let mut b = self.zeros_with(label, len + slack, DType::F32, wgpu::BufferUsages::UNIFORM)?;
+        b.len = len;
+        Ok(b)
     }
 
     fn zeros_with(&self, label: &str, len: usize, dtype: DType, extra: wgpu::BufferUsages) -> Result<Buffer> {

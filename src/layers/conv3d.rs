@@ -97,13 +97,16 @@ pub enum Kernels {
 /// The kernels of backward_weight: 8 input channels at one tap a workgroup, or 8 consecutive
 /// (channel, tap) columns (no idle lanes when there are fewer than 8 input channels), both
 /// reducing over row splits; or `Rows`: dy packed into uniform blocks of rows, one dispatch a
-/// block, each invocation 16 output channels × 4 columns (as forward computes).
+/// block, each invocation 16 output channels × 4 columns (as forward computes); or `Samples`:
+/// one dispatch per sample, its x read from a uniform block and dy as vec4s (layers whose
+/// sample's x fits a block and whose output positions are a multiple of 4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WeightKernels {
     Channels,
     Columns,
     Rows,
+    Samples,
 }
 
 /// Which kernels each pass of one convolution runs with (see [`crate::tune`]).
@@ -122,6 +125,7 @@ impl std::fmt::Display for ConvChoice {
             WeightKernels::Channels => "channels",
             WeightKernels::Columns => "columns",
             WeightKernels::Rows => "rows",
+            WeightKernels::Samples => "samples",
         };
         write!(f, "{}/{}/{w}", k(self.forward), k(self.backward_input))
     }
@@ -139,6 +143,8 @@ pub struct ConvScratch {
     part: Option<Buffer>,
     /// backward_weight's row blocks of dy (the rows kernels).
     row_blocks: Option<Buffer>,
+    /// x with each sample in its own uniform block (the samples kernel).
+    samples: Option<Buffer>,
 }
 
 /// How reduction channels split into uniform blocks: `per` channels a block, `blocks` blocks
@@ -346,21 +352,26 @@ impl Conv3d {
     /// and geometry where the adapter was opened with tuning on (see [`crate::tune`]), else
     /// [`Conv3d::default_choice`]. `backward_input`: whether that pass will run (a first
     /// layer needs no input gradient; it is then not tuned).
-    pub fn scratch(&self, gpu: &Gpu, backward_input: bool) -> Result<ConvScratch> {
+    /// `x`: the input buffer the passes will read, if known: the samples kernel then reads its
+    /// windows in place where it can (see [`Conv3d::input_slack`]) instead of a copy.
+    pub fn scratch(&self, gpu: &Gpu, backward_input: bool, x: Option<&Buffer>) -> Result<ConvScratch> {
         let choice = crate::tune::conv3d(gpu, self, backward_input)?;
-        self.scratch_with(gpu, choice)
+        self.scratch_over(gpu, choice, x)
     }
 
     /// The kernels that usually win: tiled where the kernel's taps fit a uniform block; for
     /// the weight gradient, from 8 input channels on the rows kernels (16 output channels or
-    /// more) or channels, below that columns (lavapipe, the article's conv2: rows 108 ms,
-    /// channels 182 ms; conv1 (3 input channels): columns 146 ms, rows 212+ ms).
+    /// more) or channels, below that samples where it can run, else columns (lavapipe, the
+    /// article's conv2: rows 108 ms, channels 182 ms; conv1 (3 input channels): samples
+    /// 210–224 ms a step, columns 403–427 ms, rows 212+ ms on a faster machine).
     pub fn default_choice(&self) -> ConvChoice {
         let tiled = if self.taps() <= BLOCK_COLS { Kernels::Tiled } else { Kernels::Direct };
-        let weight = match (self.c_in >= 2 * CI4, self.candidates().1.contains(&WeightKernels::Rows)) {
-            (true, true) => WeightKernels::Rows,
-            (true, false) => WeightKernels::Channels,
-            (false, _) => WeightKernels::Columns,
+        let w = self.candidates().1;
+        let weight = match (self.c_in >= 2 * CI4, w.contains(&WeightKernels::Rows), w.contains(&WeightKernels::Samples)) {
+            (true, true, _) => WeightKernels::Rows,
+            (true, false, _) => WeightKernels::Channels,
+            (false, _, true) => WeightKernels::Samples,
+            (false, _, false) => WeightKernels::Columns,
         };
         ConvChoice { forward: tiled, backward_input: tiled, backward_weight: weight }
     }
@@ -377,11 +388,34 @@ impl Conv3d {
         if (OC_TILE..=BWD_COLS * OC_TILE).contains(&self.c_out) {
             w.push(WeightKernels::Rows);
         }
+        if self.sample_len() <= BLOCK_FLOATS && self.output().is_ok_and(|o| o.iter().product::<usize>() % 4 == 0) {
+            w.push(WeightKernels::Samples);
+        }
         (k, w)
     }
 
     /// The buffers `choice` needs on `gpu`; an error if it cannot run this geometry.
     pub fn scratch_with(&self, gpu: &Gpu, choice: ConvChoice) -> Result<ConvScratch> {
+        self.scratch_over(gpu, choice, None)
+    }
+
+    /// Floats past the end of x that let the samples kernel bind each sample's 64 KiB window
+    /// of x in place (x allocated by [`Gpu::zeros_windowed`] with this slack); 0 where it
+    /// cannot (not a candidate, or samples not 256-byte aligned).
+    pub fn input_slack(&self) -> usize {
+        let fits = self.candidates().1.contains(&WeightKernels::Samples) && self.sample_len() % BLOCK_ALIGN == 0;
+        if fits { BLOCK_FLOATS - self.sample_len() } else { 0 }
+    }
+
+    /// x's window for sample `n`, read in place, if x allows it.
+    fn window(&self, x: &Buffer, n: usize) -> Option<Buffer> {
+        if self.sample_len() % BLOCK_ALIGN != 0 {
+            return None;
+        }
+        x.uniform_window(n * self.sample_len(), BLOCK_FLOATS, "conv3d x window")
+    }
+
+    fn scratch_over(&self, gpu: &Gpu, choice: ConvChoice, x: Option<&Buffer>) -> Result<ConvScratch> {
         let out = self.output()?;
         let taps = self.taps();
         let blocks = |k: Kernels, b: Option<Blocks>, what: &str| -> Result<Option<Buffer>> {
@@ -401,8 +435,23 @@ impl Conv3d {
             WeightKernels::Rows => Some(gpu.zeros_uniform("conv3d dy row blocks", self.row_blocks(out) * BLOCK_FLOATS)?),
             _ => None,
         };
+        let samples = match choice.backward_weight {
+            WeightKernels::Samples if !self.candidates().1.contains(&WeightKernels::Samples) => {
+                return Err(Error::shape(
+                    LAYER,
+                    format!(
+                        "the samples kernel needs one sample's x within {BLOCK_FLOATS} floats (this layer's: {}) and output positions a multiple of 4",
+                        self.sample_len()
+                    ),
+                ))
+            }
+            // The last sample's window is the last to fit.
+            WeightKernels::Samples if x.is_some_and(|x| self.window(x, self.n - 1).is_some()) => None,
+            WeightKernels::Samples => Some(gpu.zeros_uniform("conv3d x per sample", self.samples_len())?),
+            _ => None,
+        };
         let splits = self.splits(out);
-        let part = if splits > 1 && choice.backward_weight != WeightKernels::Rows {
+        let part = if splits > 1 && matches!(choice.backward_weight, WeightKernels::Channels | WeightKernels::Columns) {
             Some(gpu.zeros("conv3d dweight per split", splits * self.weight_len(), crate::gpu::DType::F32)?)
         } else {
             None
@@ -413,6 +462,7 @@ impl Conv3d {
             backward_blocks: blocks(choice.backward_input, Blocks::kw_major(self.c_out, self.c_in, self.kernel), "backward_input")?,
             part,
             row_blocks,
+            samples,
         })
     }
 
@@ -433,6 +483,22 @@ impl Conv3d {
     /// The row blocks of the rows kernels.
     fn row_blocks(&self, out: Dims3) -> usize {
         (self.n * out.iter().product::<usize>()).div_ceil(self.rows_per_block())
+    }
+
+    /// Floats of x per sample.
+    fn sample_len(&self) -> usize {
+        self.c_in * self.input.iter().product::<usize>()
+    }
+
+    /// Floats between two samples' windows in the samples kernel's copy of x: 256-byte
+    /// multiples, so that each binds as a uniform block.
+    fn sample_stride(&self) -> usize {
+        self.sample_len().div_ceil(BLOCK_ALIGN) * BLOCK_ALIGN
+    }
+
+    /// The samples kernel's copy of x: the last window still spans a whole block.
+    fn samples_len(&self) -> usize {
+        (self.n - 1) * self.sample_stride() + BLOCK_FLOATS
     }
 
     /// backward_weight's row splits.
@@ -628,8 +694,10 @@ impl Conv3d {
         let out = self.check("x", x, "dy", dy)?;
         let len = self.weight_len();
         expect_len(LAYER, "dweight", dweight, len)?;
-        if scratch.choice.backward_weight == WeightKernels::Rows {
-            return self.backward_weight_rows(out, x, dy, dweight, scratch);
+        match scratch.choice.backward_weight {
+            WeightKernels::Rows => return self.backward_weight_rows(out, x, dy, dweight, scratch),
+            WeightKernels::Samples => return self.backward_weight_samples(out, x, dy, dweight, scratch),
+            _ => {}
         }
         let splits = self.splits(out);
         let part = match (&scratch.part, splits) {
@@ -640,7 +708,7 @@ impl Conv3d {
         let (entry, tiles) = match scratch.choice.backward_weight {
             WeightKernels::Channels => ("backward_weight_tiled", self.c_in.div_ceil(2 * CI4) * self.taps()),
             WeightKernels::Columns => ("backward_weight_columns", (self.c_in * self.taps()).div_ceil(2 * CI4)),
-            WeightKernels::Rows => unreachable!("handled above"),
+            WeightKernels::Rows | WeightKernels::Samples => unreachable!("handled above"),
         };
         let groups = splits * self.c_out.div_ceil(OC_TILE) * tiles;
         let mut p = self.params(out, groups);
@@ -686,6 +754,42 @@ impl Conv3d {
                 .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64)
                 .with_constant("ACCUMULATE", u32::from(j > 0));
             ops.push(self.geometry(out, op));
+        }
+        Ok(ops)
+    }
+
+    /// backward_weight with the samples kernel: one dispatch per sample, the first writing
+    /// dweight and the others adding to it, each reading its sample's window of x in place or,
+    /// where x does not allow that, of a copy made first.
+    fn backward_weight_samples(&self, out: Dims3, x: &Buffer, dy: &Buffer, dweight: &Buffer, scratch: &ConvScratch) -> Result<Vec<Op>> {
+        let mut ops = vec![];
+        let windows: Vec<Buffer> = match &scratch.samples {
+            Some(copy) if copy.len() == self.samples_len() => {
+                let stride = self.sample_stride();
+                let mut p = self.params(out, copy.len());
+                p.rows = stride as u32;
+                ops.push(
+                    Op::threads("conv3d.pack_samples", Shader::Conv3d, "pack_samples", &p, &[x, copy], copy.len())
+                        .with_cost(0, 4 * (x.len() + copy.len()) as u64),
+                );
+                (0..self.n).map(|n| copy.view(n * stride, BLOCK_FLOATS, "conv3d x window")).collect()
+            }
+            Some(_) => return Err(Error::shape(LAYER, "backward_weight's sample windows were made for another geometry")),
+            None => (0..self.n)
+                .map(|n| self.window(x, n))
+                .collect::<Option<_>>()
+                .ok_or_else(|| Error::shape(LAYER, "backward_weight's scratch reads x in place, but this x cannot be bound in windows"))?,
+        };
+        let groups = (self.c_in * self.taps()).div_ceil(2 * CI4) * self.c_out.div_ceil(OC_TILE);
+        let f = 1.0 / self.n as f64;
+        for (n, window) in windows.iter().enumerate() {
+            let mut p = self.params(out, groups);
+            p.r0 = n as u32;
+            ops.push(
+                Op::groups("conv3d.backward_weight", Shader::Conv3d, "backward_weight_samples", &p, &[window, dy, dweight], groups)
+                    .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64)
+                    .with_constant("ACCUMULATE", u32::from(n > 0)),
+            );
         }
         Ok(ops)
     }
