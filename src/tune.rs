@@ -106,7 +106,7 @@ pub fn conv3d(gpu: &Gpu, g: &Conv3d, backward_input: bool) -> Result<ConvChoice>
         return Ok(c);
     }
     let started = Instant::now();
-    let choice = measure(gpu, g, backward_input)?;
+    let choice = gpu.without_transient_peak(|| measure(gpu, g, backward_input))?;
     log::info!("tuned conv3d {key}: {choice} in {:.1} s", started.elapsed().as_secs_f64());
     if let Some(path) = cache {
         if let Err(e) = write_cache(path, &key, choice) {

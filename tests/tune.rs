@@ -37,6 +37,21 @@ fn tuning_writes_a_cache_that_the_next_process_reads() {
 }
 
 #[test]
+fn tuning_leaves_no_trace_in_the_memory_peak() {
+    // The tuner's trial tensors at the batch (x, y, dy, dx, dweight: ~1.3 MB here) are freed
+    // once it has chosen; the peak a run reports is that of the tensors it keeps.
+    let dir = tempfile::tempdir().unwrap();
+    let gpu = gpu_tuning(&dir.path().join("tune.json"));
+    let kept = gpu.zeros("kept", 1000, cnn3d::gpu::DType::F32).unwrap();
+    let before = gpu.memory();
+    let scratch = Conv3d::new(16, 4, 8, [12, 12, 12], [3, 3, 3]).scratch(&gpu, true, None).unwrap();
+    let after = gpu.memory();
+    assert!(after.live_bytes >= before.live_bytes, "{before:?} {after:?}");
+    assert_eq!(after.peak_bytes, before.peak_bytes.max(after.live_bytes), "{before:?} {after:?}");
+    drop((kept, scratch));
+}
+
+#[test]
 fn a_corrupt_cache_is_ignored_and_rewritten() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("tune.json");

@@ -134,6 +134,17 @@ impl Gpu {
         MemoryUse { live_bytes: self.memory.live.load(Ordering::Relaxed), peak_bytes: self.memory.peak.load(Ordering::Relaxed) }
     }
 
+    /// Runs `f` and leaves the peak of [`Gpu::memory`] as if the buffers that `f` allocated and
+    /// dropped again (the tuner's trial tensors) had never been held: a run's reported peak is
+    /// that of the tensors it keeps, whether or not its kernels were tuned first.
+    pub(crate) fn without_transient_peak<T>(&self, f: impl FnOnce() -> T) -> T {
+        let before = self.memory.peak.load(Ordering::Relaxed);
+        let out = f();
+        let live = self.memory.live.load(Ordering::Relaxed);
+        self.memory.peak.store(before.max(live), Ordering::Relaxed);
+        out
+    }
+
     /// Refuses a tensor larger than one storage binding or one buffer of this adapter.
     pub fn check_fits(&self, label: &str, elements: usize) -> Result<()> {
         let bytes = elements as u64 * 4;
