@@ -231,8 +231,10 @@ impl Network {
         // A convolution's input gets the slack that lets its weight gradient read it in windows
         // in place (see Conv3d::input_slack).
         let slack: Vec<usize> = kernels.iter().map(|k| if let Kernel::Conv(c) = k { c.input_slack() } else { 0 }).collect();
+        // (Without the slack where that would pass the adapter's buffer limits: the kernel then
+        // reads a copy.)
         let alloc = |label: String, len: usize, next: usize| match slack.get(next) {
-            Some(&extra) if extra > 0 => gpu.zeros_windowed(&label, len, extra),
+            Some(&extra) if extra > 0 && gpu.check_fits(&label, len + extra).is_ok() => gpu.zeros_windowed(&label, len, extra),
             _ => gpu.zeros(&label, len, DType::F32),
         };
         let input = alloc("input".into(), batch * numel(&model.input), 0)?;
