@@ -23,7 +23,8 @@
 //                    and in range, and over CO
 //                    1 dy (read), 2 w (read), 3 dx (write)
 //   backward_bias    one workgroup of 256 per output channel, reducing dy over N and positions
-//                    1 dy (read), 2 db (write)
+//                    1 dy (read), 2 db (write); backward_bias4 the same reading vec4s (output
+//                    positions a multiple of 4)
 // Element-wise entry points index linearly as (wid.y·nwg.x + wid.x)·WG + lid; reductions take
 // group wid.y·nwg.x + wid.x, so the host may lay workgroups out on a 2D grid.
 
@@ -301,6 +302,32 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
     let sum = workgroup_sum(lid, acc);
+    if (lid == 0u) {
+        db[co] = sum;
+    }
+}
+
+// backward_bias where the output positions are a multiple of 4: dy read as vec4s (a CPU adapter
+// pays per storage load, whatever its width: lavapipe ~2× faster).
+@group(0) @binding(1) var<storage, read> dy4_1: array<vec4<f32>>;
+
+@compute @workgroup_size(RED)
+fn backward_bias4(@builtin(workgroup_id) wid: vec3<u32>,
+                  @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let co = group_index(wid, nwg);
+    if (co >= p.total) {
+        return;
+    }
+    let quads = p.out_d * p.out_h * p.out_w / 4u;
+    var acc = vec4<f32>(0.0);
+    for (var n = 0u; n < p.n; n++) {
+        let base = (n * p.c_out + co) * quads;
+        for (var m = lid; m < quads; m += RED) {
+            acc += dy4_1[base + m];
+        }
+    }
+    let sum = workgroup_sum(lid, (acc.x + acc.y) + (acc.z + acc.w));
     if (lid == 0u) {
         db[co] = sum;
     }

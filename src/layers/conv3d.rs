@@ -804,7 +804,8 @@ impl Conv3d {
         expect_len(LAYER, "dbias", dbias, self.c_out)?;
         let p = self.params(out, self.c_out);
         let terms = self.n * out.iter().product::<usize>() * self.c_out;
-        Ok(Op::groups("conv3d.backward_bias", Shader::Conv3d, "backward_bias", &p, &[dy, dbias], self.c_out)
+        let entry = if out.iter().product::<usize>() % 4 == 0 { "backward_bias4" } else { "backward_bias" };
+        Ok(Op::groups("conv3d.backward_bias", Shader::Conv3d, entry, &p, &[dy, dbias], self.c_out)
             .with_cost(terms as u64, 4 * (terms + self.c_out) as u64))
     }
 }
