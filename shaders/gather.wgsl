@@ -88,6 +88,36 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
     x[i] = lut[e * 3u + c];
 }
 
+// forward4: forward (p.article = 0) for 4 voxels an invocation where S is a multiple of 4: one
+// word of codes, one index and one vec4 store instead of four of each (a CPU adapter pays per
+// storage access, whatever its width). Invocation q writes x[4q .. 4q + 3], all in one channel
+// of one sample.
+// forward4: binding 1 codes, 2 labels, 3 indices (read), 4 x (write, vec4s), 5 y (write), 6 lut (read)
+@group(0) @binding(4) var<storage, read_write> x4: array<vec4<f32>>;
+
+@compute @workgroup_size(WG)
+fn forward4(@builtin(workgroup_id) wid: vec3<u32>,
+            @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let q = index(wid, nwg, lid);
+    gather_label(q);
+    if (q >= p.batch * (p.out_len / 4u)) {
+        return;
+    }
+    let b = q / (p.out_len / 4u);
+    let o = (q % (p.out_len / 4u)) * 4u;
+    let n = indices[b];
+    if (n >= p.samples) {
+        x4[q] = vec4<f32>(0.0);
+        return;
+    }
+    let voxel = o % p.in_len;
+    let c = o / p.in_len;
+    let word = codes[n * p.words + voxel / 4u];
+    let e = (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
+    x4[q] = vec4<f32>(lut[e.x * 3u + c], lut[e.y * 3u + c], lut[e.z * 3u + c], lut[e.w * 3u + c]);
+}
+
 @compute @workgroup_size(WG)
 fn forward_raw(@builtin(workgroup_id) wid: vec3<u32>,
                @builtin(num_workgroups) nwg: vec3<u32>,

@@ -122,7 +122,13 @@ pub fn forward(g: &Gather, data: &Buffer, labels: &Buffer, indices: &Buffer, lut
             }
             let lut = lut.ok_or_else(|| Error::shape(LAYER, "the colormap modes need the lookup table"))?;
             expect_len(LAYER, "lut", lut, crate::data::colormap::LUT_SIZE * 3)?;
-            Ok(Op::threads(label, Shader::Gather, "forward", &p, &[data, labels, indices, x, y, lut], g.out_len()).with_cost(flops, bytes))
+            // Four voxels an invocation where a channel's voxels come in whole words (and so
+            // whole vec4s of x): lavapipe ~2× faster.
+            let (entry, threads) = match g.mode {
+                Mode::Colormap if g.voxels % 4 == 0 => ("forward4", (g.out_len() / 4).max(g.batch)),
+                _ => ("forward", g.out_len()),
+            };
+            Ok(Op::threads(label, Shader::Gather, entry, &p, &[data, labels, indices, x, y, lut], threads).with_cost(flops, bytes))
         }
     }
 }
