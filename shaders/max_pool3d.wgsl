@@ -315,3 +315,71 @@ fn backward_windows(@builtin(workgroup_id) wid: vec3<u32>,
         }
     }
 }
+
+// forward_windows2 / backward_windows2: the window kernels for windows 2 wide along W over an
+// even IN_W, reading and writing x and dx in pairs along W (a CPU adapter pays per storage
+// access, whatever its width). Every pair starts at an even element: volumes and rows have even
+// sizes and windows start at even W.
+//   forward_windows2:  1 x (read, pairs), 2 y, 3 indices (write)
+//   backward_windows2: 1 indices, 2 dy (read), 3 dx (write, pairs), 4 x (read)
+@group(0) @binding(1) var<storage, read> x2: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read_write> dx2: array<vec2<f32>>;
+
+@compute @workgroup_size(WG)
+fn forward_windows2(@builtin(workgroup_id) wid: vec3<u32>,
+                    @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let o = index(wid, nwg, lid);
+    if (o >= p.count) {
+        return;
+    }
+    let s = window_start(o);
+    var best = s.y;
+    var m = act(x2[(s.x + best) / 2u].x);
+    for (var d = 0u; d < KD; d++) {
+        for (var h = 0u; h < KH; h++) {
+            let at = s.y + (d * IN_H + h) * IN_W;
+            let v2 = x2[(s.x + at) / 2u];
+            let a = act(v2.x);
+            if (wins(a, m)) {
+                m = a;
+                best = at;
+            }
+            let b = act(v2.y);
+            if (wins(b, m)) {
+                m = b;
+                best = at + 1u;
+            }
+        }
+    }
+    y[o] = m;
+    indices[o] = best;
+}
+
+@compute @workgroup_size(WG)
+fn backward_windows2(@builtin(workgroup_id) wid: vec3<u32>,
+                     @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let o = index(wid, nwg, lid);
+    if (o >= p.count) {
+        return;
+    }
+    let s = window_start(o);
+    let best = s.x + indices_in[o];
+    // x at the argmax, read before this window is overwritten (dx may be x).
+    var xb = 0.0;
+    if (ACT != 0u) {
+        if (IN_PLACE) {
+            xb = dx2[best / 2u][best % 2u];
+        } else {
+            xb = x_4[best];
+        }
+    }
+    let v = dact(dy[o], xb);
+    for (var d = 0u; d < KD; d++) {
+        for (var h = 0u; h < KH; h++) {
+            let at = s.x + s.y + (d * IN_H + h) * IN_W;
+            dx2[at / 2u] = vec2<f32>(select(0.0, v, at == best), select(0.0, v, at + 1u == best));
+        }
+    }
+}

@@ -60,6 +60,10 @@ fn cases() -> Result<Vec<Case>> {
         fused(case([1, 2, 6, 7, 5], [3; 3], [1; 3], [1, 0, 1], [1; 3], Values::Uniform), Activation::LeakyRelu(-0.5))?,
         fused(case([2, 3, 7, 6, 5], [3, 2, 3], [1, 1, 2], [1, 1, 1], [1; 3], Values::Ties), Activation::LeakyRelu(0.01))?,
         fused(case([1, 2, 5, 6, 7], [2; 3], [1; 3], [1, 0, 1], [1, 2, 1], Values::NanAndNegInf), Activation::LeakyRelu(0.01))?,
+        // Windows 2 wide over an even W (the kernels reading pairs along W), with ties (the
+        // first in scan order wins) and with NaN and -inf, fused in place.
+        Case { x_shape: [2, 3, 4, 6, 8], pool: MaxPool3d::cubic(2)?, values: Values::Ties, act: None, in_place: false },
+        Case { x_shape: [1, 2, 6, 4, 10], pool: MaxPool3d::cubic(2)?, values: Values::NanAndNegInf, act: Some(Activation::LeakyRelu(0.01)), in_place: true },
         // Overlapping windows: each input element lies in up to 27 of them.
         case([1, 2, 6, 7, 5], [3; 3], [1; 3], [1, 0, 1], [1; 3], Values::Uniform)?,
         // Ties everywhere, in overlapping windows.
