@@ -913,15 +913,28 @@ fn columns(k0: u32) -> Columns {
     return Columns((tap / (p.k_w * p.k_h)) * p.dil_d, ((tap / p.k_w) % p.k_h) * p.dil_h, (tap % p.k_w) * p.dil_w, (k / taps) * vol);
 }
 
-// x at column set `cl` for output (n, od, oh, ow): zero where the tap falls in the padding.
-fn x_columns(cl: Columns, xn: u32, od: u32, oh: u32, ow: u32) -> vec4<f32> {
+// Where column set `cl` reads x for output (od, oh, ow), counted from the start of its sample
+// (0 where the tap falls in the padding), and whether it falls inside the input.
+struct Taps {
+    at: vec4<u32>,
+    ok: vec4<bool>,
+}
+
+fn column_taps(cl: Columns, od: u32, oh: u32, ow: u32) -> Taps {
     let zd = vec4<u32>(od * p.s_d) + cl.d;
     let zh = vec4<u32>(oh * p.s_h) + cl.h;
     let zw = vec4<u32>(ow * p.s_w) + cl.w;
     let ok = (zd >= vec4<u32>(p.p_d)) & (zd < vec4<u32>(p.in_d + p.p_d)) & (zh >= vec4<u32>(p.p_h))
         & (zh < vec4<u32>(p.in_h + p.p_h)) & (zw >= vec4<u32>(p.p_w)) & (zw < vec4<u32>(p.in_w + p.p_w));
-    let i = select(vec4<u32>(0u), vec4<u32>(xn) + cl.ci + ((zd - p.p_d) * p.in_h + zh - p.p_h) * p.in_w + zw - p.p_w, ok);
-    return select(vec4<f32>(0.0), vec4<f32>(x[i.x], x[i.y], x[i.z], x[i.w]), ok);
+    return Taps(select(vec4<u32>(0u), cl.ci + ((zd - p.p_d) * p.in_h + zh - p.p_h) * p.in_w + zw - p.p_w, ok), ok);
+}
+
+// x at column set `cl` for output (n, od, oh, ow), the sample starting at xn: zero where the
+// tap falls in the padding.
+fn x_columns(cl: Columns, xn: u32, od: u32, oh: u32, ow: u32) -> vec4<f32> {
+    let t = column_taps(cl, od, oh, ow);
+    let i = vec4<u32>(xn) + t.at;
+    return select(vec4<f32>(0.0), vec4<f32>(x[i.x], x[i.y], x[i.z], x[i.w]), t.ok);
 }
 
 // backward_weight for layers of fewer than 8 input channels (the article's first layer has
@@ -1004,14 +1017,10 @@ fn next_position(o: vec3<u32>) -> vec3<u32> {
 // x of the window at column set `cl` for output o = (od, oh, ow): zero where the tap falls in the
 // padding.
 fn x_window(cl: Columns, o: vec3<u32>) -> vec4<f32> {
-    let zd = vec4<u32>(o.x * p.s_d) + cl.d;
-    let zh = vec4<u32>(o.y * p.s_h) + cl.h;
-    let zw = vec4<u32>(o.z * p.s_w) + cl.w;
-    let ok = (zd >= vec4<u32>(p.p_d)) & (zd < vec4<u32>(p.in_d + p.p_d)) & (zh >= vec4<u32>(p.p_h))
-        & (zh < vec4<u32>(p.in_h + p.p_h)) & (zw >= vec4<u32>(p.p_w)) & (zw < vec4<u32>(p.in_w + p.p_w));
-    let i = select(vec4<u32>(0u), cl.ci + ((zd - p.p_d) * p.in_h + zh - p.p_h) * p.in_w + zw - p.p_w, ok);
+    let t = column_taps(cl, o.x, o.y, o.z);
+    let i = t.at;
     let v = vec4<f32>(window[i.x / 4u][i.x % 4u], window[i.y / 4u][i.y % 4u], window[i.z / 4u][i.z % 4u], window[i.w / 4u][i.w % 4u]);
-    return select(vec4<f32>(0.0), v, ok);
+    return select(vec4<f32>(0.0), v, t.ok);
 }
 
 // Lanes of a backward_weight_samples workgroup, one per channel of its tile: few, since the

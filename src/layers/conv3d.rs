@@ -485,6 +485,12 @@ impl Conv3d {
         (self.n * out.iter().product::<usize>()).div_ceil(self.rows_per_block())
     }
 
+    /// Tiles of 8 weight columns k = ci·taps + tap (a workgroup's columns in the columns and
+    /// samples kernels).
+    fn column_tiles(&self) -> usize {
+        (self.c_in * self.taps()).div_ceil(2 * CI4)
+    }
+
     /// Floats of x per sample.
     fn sample_len(&self) -> usize {
         self.c_in * self.input.iter().product::<usize>()
@@ -707,7 +713,7 @@ impl Conv3d {
         };
         let (entry, tiles) = match scratch.choice.backward_weight {
             WeightKernels::Channels => ("backward_weight_tiled", self.c_in.div_ceil(2 * CI4) * self.taps()),
-            WeightKernels::Columns => ("backward_weight_columns", (self.c_in * self.taps()).div_ceil(2 * CI4)),
+            WeightKernels::Columns => ("backward_weight_columns", self.column_tiles()),
             WeightKernels::Rows | WeightKernels::Samples => unreachable!("handled above"),
         };
         let groups = splits * self.c_out.div_ceil(OC_TILE) * tiles;
@@ -780,7 +786,7 @@ impl Conv3d {
                 .collect::<Option<_>>()
                 .ok_or_else(|| Error::shape(LAYER, "backward_weight's scratch reads x in place, but this x cannot be bound in windows"))?,
         };
-        let groups = (self.c_in * self.taps()).div_ceil(2 * CI4) * self.c_out.div_ceil(OC_TILE);
+        let groups = self.column_tiles() * self.c_out.div_ceil(OC_TILE);
         let f = 1.0 / self.n as f64;
         for (n, window) in windows.iter().enumerate() {
             let mut p = self.params(out, groups);
