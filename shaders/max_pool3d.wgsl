@@ -366,7 +366,8 @@ fn backward_windows2(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let s = window_start(o);
     let best = s.x + indices_in[o];
-    // x at the argmax, read before this window is overwritten (dx may be x).
+    // x at the argmax, read before this window is overwritten (dx may be x): x_at's reads,
+    // with dx through its pairs view (one binding cannot be declared twice in an entry point).
     var xb = 0.0;
     if (ACT != 0u) {
         if (IN_PLACE) {

@@ -123,9 +123,10 @@ pub fn forward(g: &Gather, data: &Buffer, labels: &Buffer, indices: &Buffer, lut
             let lut = lut.ok_or_else(|| Error::shape(LAYER, "the colormap modes need the lookup table"))?;
             expect_len(LAYER, "lut", lut, crate::data::colormap::LUT_SIZE * 3)?;
             // Four voxels an invocation where a channel's voxels come in whole words (and so
-            // whole vec4s of x): lavapipe ~2× faster.
+            // whole vec4s of x): lavapipe ~2× faster. Its 3·voxels/4 ≥ 3 invocations a sample
+            // also cover the batch's labels.
             let (entry, threads) = match g.mode {
-                Mode::Colormap if g.voxels % 4 == 0 => ("forward4", (g.out_len() / 4).max(g.batch)),
+                Mode::Colormap if g.voxels % 4 == 0 => ("forward4", g.out_len() / 4),
                 _ => ("forward", g.out_len()),
             };
             Ok(Op::threads(label, Shader::Gather, entry, &p, &[data, labels, indices, x, y, lut], threads).with_cost(flops, bytes))
