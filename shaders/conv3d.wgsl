@@ -498,14 +498,22 @@ struct Acc {
     a3: vec4<f32>,
 }
 
+// The OC weights of column `col` of the block, as four vec4s. `lane` is the invocation's
+// index in its subgroup where the subgroup kernels run (conv3d_subgroups.wgsl replaces this
+// function there), else unused.
+fn block_column(col: u32, lane: u32) -> array<vec4<f32>, 4> {
+    let q = col * (OC / 4u);
+    return array<vec4<f32>, 4>(block[q], block[q + 1u], block[q + 2u], block[q + 3u]);
+}
+
 // Adds v·(column col of the block) to a and u·(the same column) to b: the block's four loads
 // serve both positions.
-fn mac2(a: ptr<function, Acc>, b: ptr<function, Acc>, v: f32, u: f32, col: u32) {
-    let q = col * (OC / 4u);
-    let w0 = block[q];
-    let w1 = block[q + 1u];
-    let w2 = block[q + 2u];
-    let w3 = block[q + 3u];
+fn mac2(a: ptr<function, Acc>, b: ptr<function, Acc>, v: f32, u: f32, col: u32, lane: u32) {
+    let w = block_column(col, lane);
+    let w0 = w[0];
+    let w1 = w[1];
+    let w2 = w[2];
+    let w3 = w[3];
     (*a).a0 += v * w0;
     (*a).a1 += v * w1;
     (*a).a2 += v * w2;
@@ -518,12 +526,12 @@ fn mac2(a: ptr<function, Acc>, b: ptr<function, Acc>, v: f32, u: f32, col: u32) 
 
 // mac2 for four positions: the block's loads, which a CPU adapter pays more for than for the
 // products, serve all four (lavapipe: forward ~25% faster than with two).
-fn mac4(a: ptr<function, Acc>, b: ptr<function, Acc>, c: ptr<function, Acc>, d: ptr<function, Acc>, v: vec4<f32>, col: u32) {
-    let q = col * (OC / 4u);
-    let w0 = block[q];
-    let w1 = block[q + 1u];
-    let w2 = block[q + 2u];
-    let w3 = block[q + 3u];
+fn mac4(a: ptr<function, Acc>, b: ptr<function, Acc>, c: ptr<function, Acc>, d: ptr<function, Acc>, v: vec4<f32>, col: u32, lane: u32) {
+    let w = block_column(col, lane);
+    let w0 = w[0];
+    let w1 = w[1];
+    let w2 = w[2];
+    let w3 = w[3];
     (*a).a0 += v.x * w0;
     (*a).a1 += v.x * w1;
     (*a).a2 += v.x * w2;
@@ -648,7 +656,12 @@ fn put_forward(at: u32, stride: u32, acc: Acc) {
 fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>,
                  @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
-    let o = out_quad(thread_index(wid, nwg, lid));
+    forward_at(thread_index(wid, nwg, lid), 0u);
+}
+
+// forward_tiled's invocation i (`lane`: see block_column).
+fn forward_at(i: u32, lane: u32) {
+    let o = out_quad(i);
     let vol = G_IN_D * G_IN_H * G_IN_W;
     var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
     var b = a;
@@ -674,9 +687,9 @@ fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>,
             v[k] = select(0.0, x[select(0u, row + zw - G_P_W + pos_n(k) * G_C_IN * vol, ok)], ok);
         }
         if (four()) {
-            mac4(&a, &b, &c, &d, v, col);
+            mac4(&a, &b, &c, &d, v, col, lane);
         } else {
-            mac2(&a, &b, v.x, v.y, col);
+            mac2(&a, &b, v.x, v.y, col, lane);
         }
         kw++;
         if (kw == G_K_W) {
@@ -738,14 +751,22 @@ fn add_dx(at: u32, stride: u32, acc: Acc) {
 // positions of `LAYOUT` from (n, ow) on (as forward's, in Quad's od and oh: id and ih). The
 // input row is the slowest index and n the next, so that the lanes of a workgroup share
 // (id, ih), and with it the taps (kd, kh) that reach them: the loops over taps stay uniform.
+// Each input row takes a multiple of ROW_ALIGN invocations (the last ones repeating the row's
+// last, not valid): the subgroup kernel sets the subgroup size, so that no subgroup spans two
+// rows and its loops over taps stay uniform.
+override ROW_ALIGN: u32 = 1u;
+
 fn in_quad(i: u32) -> Quad {
-    var t = min(i, p.total - 1u);
     let ws = (G_OUT_W + extent_w() - 1u) / extent_w();
-    let ow = (t % ws) * extent_w(); t = t / ws;
     let ns = (p.n + extent_n() - 1u) / extent_n();
+    let per_row = ws * ns;
+    let padded = (per_row + ROW_ALIGN - 1u) / ROW_ALIGN * ROW_ALIGN;
+    let j = min(i, p.total - 1u);
+    var t = (j / padded) * per_row + min(j % padded, per_row - 1u);
+    let ow = (t % ws) * extent_w(); t = t / ws;
     let n = (t % ns) * extent_n(); t = t / ns;
     let ih = t % G_IN_H;
-    return Quad(n, t / G_IN_H, ih, ow, has_of(n, ow), i < p.total);
+    return Quad(n, t / G_IN_H, ih, ow, has_of(n, ow), i < p.total && j % padded < per_row);
 }
 
 // Adds position k's sums to dx at the input position that tap p.tap (kw) of it reads, if both
@@ -761,12 +782,17 @@ fn add_at(o: Quad, k: u32, xrow: u32, vol: u32, acc: Acc) {
 fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>,
                         @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
+    backward_input_at(thread_index(wid, nwg, lid), 0u);
+}
+
+// backward_input_tiled's invocation i (`lane`: see block_column).
+fn backward_input_at(i: u32, lane: u32) {
     // One dispatch per kw (and block of output channels): the invocation of input row
     // (n, id, ih) and its output positions along W gathers Σ dy·w over the taps (kd, kh)
     // whose output row reads its row, and adds the sums to the input positions that tap kw of
     // those outputs reads. No two invocations share such a position, so the dispatch adds to
     // dx without races (dx is zeroed first; the kw follow in order).
-    let o = in_quad(thread_index(wid, nwg, lid));
+    let o = in_quad(i);
     let ovol = G_OUT_D * G_OUT_H * G_OUT_W;
     // Where each position's dy lies from the first's (0 for positions that do not exist).
     var off = vec4<u32>(0u);
@@ -792,9 +818,9 @@ fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>,
             var yi = (o.n * G_C_OUT + p.r0) * ovol + (od * G_OUT_H + oh) * G_OUT_W + o.ow;
             for (var r = 0u; r < p.r_n; r++) {
                 if (four()) {
-                    mac4(&a, &b, &c, &d, vec4<f32>(dy[yi], dy[yi + off.y], dy[yi + off.z], dy[yi + off.w]), col + r);
+                    mac4(&a, &b, &c, &d, vec4<f32>(dy[yi], dy[yi + off.y], dy[yi + off.z], dy[yi + off.w]), col + r, lane);
                 } else {
-                    mac2(&a, &b, dy[yi], dy[yi + off.y], col + r);
+                    mac2(&a, &b, dy[yi], dy[yi + off.y], col + r, lane);
                 }
                 yi += ovol;
             }
@@ -1262,7 +1288,7 @@ fn backward_weight_rows(@builtin(workgroup_id) wid: vec3<u32>,
     var d = a;
     for (var r = 0u; r < p.r_n; r++) {
         let v = vec4<f32>(x_col(c1, xn, od, oh, ow), x_col(c2, xn, od, oh, ow), x_col(c3, xn, od, oh, ow), x_col(c4, xn, od, oh, ow));
-        mac4(&a, &b, &c, &d, v, r * groups + g);
+        mac4(&a, &b, &c, &d, v, r * groups + g, 0u);
         ow++;
         if (ow == G_OUT_W) {
             ow = 0u;

@@ -751,10 +751,11 @@ fn adapters(backend: BackendChoice, json: bool) -> anyhow::Result<ExitCode> {
             a.max_compute_workgroups_per_dimension, a.max_compute_invocations_per_workgroup, a.max_compute_workgroup_storage_size
         );
         println!(
-            "    timestamps: {}, timestamps inside passes: {}, f16: {}",
+            "    timestamps: {}, timestamps inside passes: {}, f16: {}, subgroups: {}",
             yes(a.timestamp_query),
             yes(a.timestamp_query_inside_passes),
-            yes(a.shader_f16)
+            yes(a.shader_f16),
+            if a.subgroups { format!("yes ({}–{} lanes)", a.subgroup_sizes.0, a.subgroup_sizes.1) } else { "no".to_string() }
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -557,10 +557,10 @@ pub fn gemm(gpu: &Gpu, size: usize, warmup: usize, reps: usize) -> Result<GemmBe
     let mut runs: Vec<(String, Vec<Op>)> = vec![("dense.forward".into(), vec![dense.forward(&x, &w, None, &y)?])];
     // The positions along W, where the tiled kernels take four neighbours per invocation.
     let conv = Conv3d::new(1, size, size, [1, 1, size], [1, 1, 1]).with_bias(false);
-    let (kernels, _) = conv.candidates();
+    let (kernels, _) = conv.candidates(gpu);
     let mut scratch = vec![];
     for k in kernels {
-        let choice = ConvChoice { forward: k, ..conv.default_choice() };
+        let choice = ConvChoice { forward: k, ..conv.default_choice(gpu) };
         scratch.push(conv.scratch_with(gpu, choice)?);
         let ops = conv.forward(&x, &w, None, &y, scratch.last().expect("just pushed"))?;
         runs.push((format!("conv3d.forward ({} kernels, 1x1x1)", format!("{choice}").split('/').next().unwrap_or("")), ops));

@@ -23,7 +23,7 @@ pub(crate) type Memo = Mutex<BTreeMap<String, ConvChoice>>;
 
 /// The version a cache must carry to be read: cnn3d's, and a revision of the candidate set
 /// (raised when kernels are added or changed, so that old choices are measured again).
-const CACHE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " kernels 3");
+const CACHE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " kernels 4");
 
 /// The cache file: tuning results by key, with the version of cnn3d that measured them.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
@@ -94,7 +94,7 @@ fn write_cache(path: &Path, key: &str, choice: ConvChoice) -> Result<()> {
 /// pass keeps its default and is not timed.
 pub fn conv3d(gpu: &Gpu, g: &Conv3d, backward_input: bool) -> Result<ConvChoice> {
     let cache = match &gpu.tuning {
-        Tuning::Off => return Ok(g.default_choice()),
+        Tuning::Off => return Ok(g.default_choice(gpu)),
         Tuning::On { cache } => cache,
     };
     let key = format!("{}{}", key(gpu, g), if backward_input { "" } else { " no-dx" });
@@ -278,9 +278,9 @@ fn measure(gpu: &Gpu, g: &Conv3d, backward_input: bool) -> Result<ConvChoice> {
     let probe_g = Conv3d { n: PROBE, ..*g };
     let probe_data = if g.n >= 4 * PROBE { Some(Data::new(gpu, &probe_g, 0x7E59)?) } else { None };
     let probe = probe_data.as_ref().map(|d| (&probe_g, d));
-    let base = g.default_choice();
+    let base = g.default_choice(gpu);
     let small = (&small_g, &small);
-    let (kernels, weight) = g.candidates();
+    let (kernels, weight) = g.candidates(gpu);
     let forward = pick(gpu, g, Pass::Forward, &kernels, base.forward, |k| ConvChoice { forward: k, ..base }, small, probe, &full)?;
     let backward_input = if backward_input {
         pick(gpu, g, Pass::BackwardInput, &kernels, base.backward_input, |k| ConvChoice { backward_input: k, ..base }, small, probe, &full)?

@@ -7,8 +7,16 @@ use cnn3d::gpu::Shader;
 fn parse_and_validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(shader.source())
         .unwrap_or_else(|e| panic!("shaders/{}.wgsl does not parse:\n{}", shader.name(), e.emit_to_string(shader.source())));
-    // Default capabilities: the shaders must not need optional features.
-    let info = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+    // Default capabilities: the shaders must not need optional features, but for the one
+    // compiled only for devices with subgroups (in compute shaders).
+    let mut validator = if shader.needs_subgroups() {
+        let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SUBGROUP);
+        v.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());
+        v
+    } else {
+        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
+    };
+    let info = validator
         .validate(&module)
         .unwrap_or_else(|e| panic!("shaders/{}.wgsl does not validate:\n{}", shader.name(), e.emit_to_string(shader.source())));
     (module, info)

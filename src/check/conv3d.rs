@@ -102,7 +102,7 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         let dbr = reference::backward_bias(&g, &dyr);
 
         // Every kernel this geometry can run, since the tuner may pick any of them.
-        let (kernels, weight) = g.candidates();
+        let (kernels, weight) = g.candidates(gpu);
         let mut choices: Vec<ConvChoice> = kernels
             .iter()
             .zip(weight.iter().cycle())

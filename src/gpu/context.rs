@@ -89,6 +89,9 @@ pub struct AdapterReport {
     pub timestamp_query: bool,
     pub timestamp_query_inside_passes: bool,
     pub shader_f16: bool,
+    /// Subgroup operations in compute shaders, and the subgroup sizes the adapter may use.
+    pub subgroups: bool,
+    pub subgroup_sizes: (u32, u32),
 }
 
 fn report(index: usize, adapter: &wgpu::Adapter) -> AdapterReport {
@@ -113,6 +116,8 @@ fn report(index: usize, adapter: &wgpu::Adapter) -> AdapterReport {
         timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
         timestamp_query_inside_passes: features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
         shader_f16: features.contains(wgpu::Features::SHADER_F16),
+        subgroups: features.contains(wgpu::Features::SUBGROUP),
+        subgroup_sizes: (info.subgroup_min_size, info.subgroup_max_size),
     }
 }
 
@@ -226,6 +231,8 @@ pub struct GpuInfo {
     pub timestamp_query: bool,
     pub timestamp_query_inside_passes: bool,
     pub shader_f16: bool,
+    /// The smallest and largest subgroup the device may run, where it has subgroups.
+    pub subgroup_sizes: Option<(u32, u32)>,
     pub max_storage_buffer_binding_size: u64,
     pub max_buffer_size: u64,
     pub max_compute_workgroups_per_dimension: u32,
@@ -272,7 +279,8 @@ impl Gpu {
         );
         let wanted = wgpu::Features::TIMESTAMP_QUERY
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
-            | wgpu::Features::SHADER_F16;
+            | wgpu::Features::SHADER_F16
+            | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted;
         let mut limits = adapter.limits();
         if let Some(cap) = opts.max_storage_binding {
@@ -307,6 +315,7 @@ impl Gpu {
             timestamp_query: features.contains(wgpu::Features::TIMESTAMP_QUERY),
             timestamp_query_inside_passes: features.contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES),
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroup_sizes: features.contains(wgpu::Features::SUBGROUP).then_some(r.subgroup_sizes),
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_buffer_size: limits.max_buffer_size,
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
@@ -317,6 +326,12 @@ impl Gpu {
 
     pub fn info(&self) -> &GpuInfo {
         &self.info
+    }
+
+    /// The largest subgroup the device may run, where the subgroup kernels can run: the
+    /// device has subgroups and none smaller than 4 lanes (they broadcast from lanes 0..3).
+    pub fn subgroup_size(&self) -> Option<u32> {
+        self.info.subgroup_sizes.filter(|&(min, _)| min >= 4).map(|(_, max)| max)
     }
 
     /// Runs `f` inside validation and out-of-memory error scopes; an error becomes

@@ -16,6 +16,9 @@ pub enum Shader {
     BatchNorm,
     ClipGradNorm,
     Conv3d,
+    /// conv3d.wgsl with its tiled kernels' weights broadcast across the subgroup; only on
+    /// devices with subgroups (see [`crate::gpu::Gpu::subgroup_size`]).
+    Conv3dSubgroups,
     Dense,
     Dropout,
     Gather,
@@ -31,6 +34,7 @@ impl Shader {
         Shader::BatchNorm,
         Shader::ClipGradNorm,
         Shader::Conv3d,
+        Shader::Conv3dSubgroups,
         Shader::Dense,
         Shader::Dropout,
         Shader::Gather,
@@ -46,6 +50,7 @@ impl Shader {
             Shader::BatchNorm => "batch_norm",
             Shader::ClipGradNorm => "clip_grad_norm",
             Shader::Conv3d => "conv3d",
+            Shader::Conv3dSubgroups => "conv3d_subgroups",
             Shader::Dense => "dense",
             Shader::Dropout => "dropout",
             Shader::Gather => "gather",
@@ -55,6 +60,11 @@ impl Shader {
         }
     }
 
+    /// Whether the shader needs subgroup operations (the device's `Features::SUBGROUP`).
+    pub fn needs_subgroups(self) -> bool {
+        self == Shader::Conv3dSubgroups
+    }
+
     pub fn source(self) -> &'static str {
         match self {
             Shader::Activation => include_str!("../../shaders/activation.wgsl"),
@@ -62,6 +72,7 @@ impl Shader {
             Shader::BatchNorm => include_str!("../../shaders/batch_norm.wgsl"),
             Shader::ClipGradNorm => include_str!("../../shaders/clip_grad_norm.wgsl"),
             Shader::Conv3d => include_str!("../../shaders/conv3d.wgsl"),
+            Shader::Conv3dSubgroups => conv3d_subgroups(),
             Shader::Dense => include_str!("../../shaders/dense.wgsl"),
             Shader::Dropout => include_str!("../../shaders/dropout.wgsl"),
             Shader::Gather => include_str!("../../shaders/gather.wgsl"),
@@ -70,6 +81,18 @@ impl Shader {
             Shader::SoftmaxXent => include_str!("../../shaders/softmax_xent.wgsl"),
         }
     }
+}
+
+/// conv3d.wgsl with its `block_column` replaced by conv3d_subgroups.wgsl's, which also adds
+/// the subgroup kernels' entry points.
+fn conv3d_subgroups() -> &'static str {
+    static SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SOURCE.get_or_init(|| {
+        let base = include_str!("../../shaders/conv3d.wgsl");
+        let start = base.find("\nfn block_column(").expect("conv3d.wgsl defines block_column") + 1;
+        let end = start + base[start..].find("\n}\n").expect("block_column ends") + 3;
+        format!("{}{}\n{}", &base[..start], &base[end..], include_str!("../../shaders/conv3d_subgroups.wgsl"))
+    })
 }
 
 /// Override constants as (name, value) pairs, kept sorted so equal sets hash equally.

@@ -85,13 +85,34 @@ struct Params {
 
 
 /// The kernels of forward or backward_input: weights in uniform blocks (16 channels × 2
-/// positions an invocation), or read directly (4 channels an invocation; also the only choice
+/// or 4 positions an invocation), read by every lane (`Tiled`) or by 4 lanes of each subgroup
+/// and broadcast to the others (`Subgroups`, devices with subgroups: a CPU adapter gathers a
+/// uniform load lane by lane), or read directly (4 channels an invocation; also the only choice
 /// for kernels of more taps than a block holds).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kernels {
     Tiled,
+    Subgroups,
     Direct,
+}
+
+impl Kernels {
+    fn name(self) -> &'static str {
+        match self {
+            Kernels::Tiled => "tiled",
+            Kernels::Subgroups => "subgroups",
+            Kernels::Direct => "direct",
+        }
+    }
+
+    /// The shader and entry point of the blocked kernels' forward and backward_input.
+    fn blocked(self) -> (Shader, &'static str, &'static str) {
+        match self {
+            Kernels::Subgroups => (Shader::Conv3dSubgroups, "forward_subgroups", "backward_input_subgroups"),
+            _ => (Shader::Conv3d, "forward_tiled", "backward_input_tiled"),
+        }
+    }
 }
 
 /// The kernels of backward_weight: 8 input channels at one tap a workgroup, or 8 consecutive
@@ -120,14 +141,13 @@ pub struct ConvChoice {
 impl std::fmt::Display for ConvChoice {
     /// `forward/backward_input/backward_weight` kernels, e.g. `tiled/tiled/columns`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let k = |k: Kernels| if k == Kernels::Tiled { "tiled" } else { "direct" };
         let w = match self.backward_weight {
             WeightKernels::Channels => "channels",
             WeightKernels::Columns => "columns",
             WeightKernels::Rows => "rows",
             WeightKernels::Samples => "samples",
         };
-        write!(f, "{}/{}/{w}", k(self.forward), k(self.backward_input))
+        write!(f, "{}/{}/{w}", self.forward.name(), self.backward_input.name())
     }
 }
 
@@ -145,6 +165,9 @@ pub struct ConvScratch {
     row_blocks: Option<Buffer>,
     /// x with each sample in its own uniform block (the samples kernel).
     samples: Option<Buffer>,
+    /// The device's largest subgroup (1 without subgroups): backward_input's subgroup kernel
+    /// aligns its rows to it.
+    subgroup_size: usize,
 }
 
 /// How reduction channels split into uniform blocks: `per` channels a block, `blocks` blocks
@@ -359,14 +382,15 @@ impl Conv3d {
         self.scratch_over(gpu, choice, x)
     }
 
-    /// The kernels that usually win: tiled where the kernel's taps fit a uniform block; for
+    /// The kernels that usually win: tiled where the kernel's taps fit a uniform block (the
+    /// subgroup kernels where the device has subgroups); for
     /// the weight gradient, from 8 input channels on the rows kernels (16 output channels or
     /// more) or channels, below that samples where it can run, else columns (lavapipe, the
     /// article's conv2: rows 108 ms, channels 182 ms; conv1 (3 input channels): samples
     /// 210–224 ms a step, columns 403–427 ms, rows 212+ ms on a faster machine).
-    pub fn default_choice(&self) -> ConvChoice {
-        let tiled = if self.taps() <= BLOCK_COLS { Kernels::Tiled } else { Kernels::Direct };
-        let w = self.candidates().1;
+    pub fn default_choice(&self, gpu: &Gpu) -> ConvChoice {
+        let tiled = self.candidates(gpu).0[0];
+        let w = self.weight_candidates();
         let weight = match (self.c_in >= 2 * CI4, w.contains(&WeightKernels::Rows), w.contains(&WeightKernels::Samples)) {
             (true, true, _) => WeightKernels::Rows,
             (true, false, _) => WeightKernels::Channels,
@@ -376,12 +400,20 @@ impl Conv3d {
         ConvChoice { forward: tiled, backward_input: tiled, backward_weight: weight }
     }
 
-    /// The kernels that can run this geometry, per pass (forward and backward_input share).
-    pub fn candidates(&self) -> (Vec<Kernels>, Vec<WeightKernels>) {
+    /// The kernels that can run this geometry on `gpu`, per pass (forward and backward_input
+    /// share), the usual winners first.
+    pub fn candidates(&self, gpu: &Gpu) -> (Vec<Kernels>, Vec<WeightKernels>) {
         let mut k = vec![Kernels::Direct];
         if self.taps() <= BLOCK_COLS {
             k.insert(0, Kernels::Tiled);
+            if gpu.subgroup_size().is_some() {
+                k.insert(0, Kernels::Subgroups);
+            }
         }
+        (k, self.weight_candidates())
+    }
+
+    fn weight_candidates(&self) -> Vec<WeightKernels> {
         let mut w = vec![WeightKernels::Channels, WeightKernels::Columns];
         // A row of dy must fit in one uniform block, and a row of fewer than 16 channels would
         // pad the blocks to several times dy's size.
@@ -391,7 +423,7 @@ impl Conv3d {
         if self.sample_len() <= BLOCK_FLOATS && self.output().is_ok_and(|o| o.iter().product::<usize>() % 4 == 0) {
             w.push(WeightKernels::Samples);
         }
-        (k, w)
+        w
     }
 
     /// The buffers `choice` needs on `gpu`; an error if it cannot run this geometry.
@@ -403,7 +435,7 @@ impl Conv3d {
     /// of x in place (x allocated by [`Gpu::zeros_windowed`] with this slack); 0 where it
     /// cannot (not a candidate, or samples not 256-byte aligned).
     pub fn input_slack(&self) -> usize {
-        let fits = self.candidates().1.contains(&WeightKernels::Samples) && self.sample_len() % BLOCK_ALIGN == 0;
+        let fits = self.weight_candidates().contains(&WeightKernels::Samples) && self.sample_len() % BLOCK_ALIGN == 0;
         if fits { BLOCK_FLOATS - self.sample_len() } else { 0 }
     }
 
@@ -421,8 +453,9 @@ impl Conv3d {
         let blocks = |k: Kernels, b: Option<Blocks>, what: &str| -> Result<Option<Buffer>> {
             match (k, b) {
                 (Kernels::Direct, _) => Ok(None),
-                (Kernels::Tiled, Some(b)) => Ok(Some(gpu.zeros_uniform(&format!("conv3d {what} weight blocks"), b.floats())?)),
-                (Kernels::Tiled, None) => Err(Error::shape(
+                (Kernels::Subgroups, _) if gpu.subgroup_size().is_none() => Err(Error::shape(LAYER, "the subgroup kernels need a device with subgroups of at least 4 lanes")),
+                (Kernels::Tiled | Kernels::Subgroups, Some(b)) => Ok(Some(gpu.zeros_uniform(&format!("conv3d {what} weight blocks"), b.floats())?)),
+                (Kernels::Tiled | Kernels::Subgroups, None) => Err(Error::shape(
                     LAYER,
                     format!("the tiled {what} kernels hold at most {BLOCK_COLS} taps, this kernel has {taps}"),
                 )),
@@ -436,7 +469,7 @@ impl Conv3d {
             _ => None,
         };
         let samples = match choice.backward_weight {
-            WeightKernels::Samples if !self.candidates().1.contains(&WeightKernels::Samples) => {
+            WeightKernels::Samples if !self.weight_candidates().contains(&WeightKernels::Samples) => {
                 return Err(Error::shape(
                     LAYER,
                     format!(
@@ -463,6 +496,7 @@ impl Conv3d {
             part,
             row_blocks,
             samples,
+            subgroup_size: gpu.subgroup_size().unwrap_or(1) as usize,
         })
     }
 
@@ -597,7 +631,7 @@ impl Conv3d {
     /// The tiled kernel `entry` for channel group g, block j (and `tap`, backward_input),
     /// reading `src` and writing `dst`; its cost is its share of the pass's.
     #[allow(clippy::too_many_arguments)]
-    fn tiled(&self, out: Dims3, b: Blocks, reduce: usize, (g, j, tap): (usize, usize, usize), label: &str, entry: &'static str, src: &Buffer, blocks: &Buffer, dst: &Buffer, share: f64) -> Op {
+    fn tiled(&self, out: Dims3, b: Blocks, reduce: usize, (g, j, tap): (usize, usize, usize), label: &str, (shader, entry): (Shader, &'static str), src: &Buffer, blocks: &Buffer, dst: &Buffer, share: f64) -> Op {
         let threads = self.invocations(out, out[0] * out[1]);
         let r0 = j * b.per;
         let mut p = self.params(out, threads);
@@ -607,7 +641,7 @@ impl Conv3d {
         p.tap = tap as u32;
         let view = blocks.view((g * b.blocks + j) * BLOCK_FLOATS, BLOCK_FLOATS, "conv3d weight block");
         let f = share * p.r_n as f64 / reduce as f64;
-        let op = Op::threads(label, Shader::Conv3d, entry, &p, &[src, &view, dst], threads)
+        let op = Op::threads(label, shader, entry, &p, &[src, &view, dst], threads)
             .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64);
         self.geometry(out, op).with_constant("LAYOUT", self.layout(out).0)
     }
@@ -627,11 +661,12 @@ impl Conv3d {
         };
         let b = Blocks::new(self.c_in, self.c_out, self.taps()).expect("scratch was made for this geometry");
         let mut ops = self.pack(out, b, true, weight, bias, blocks);
+        let (shader, entry, _) = scratch.choice.forward.blocked();
         // The first block of a group writes y (with the bias), the later ones add to it.
         for g in 0..b.groups {
             for j in 0..b.blocks {
                 let share = 1.0 / b.groups as f64;
-                let op = self.tiled(out, b, self.c_in, (g, j, 0), "conv3d.forward", "forward_tiled", x, blocks, y, share);
+                let op = self.tiled(out, b, self.c_in, (g, j, 0), "conv3d.forward", (shader, entry), x, blocks, y, share);
                 ops.push(op.with_constant("ACCUMULATE", u32::from(j > 0)).with_constant("ADD_BIAS", u32::from(j == 0 && bias.is_some())));
             }
         }
@@ -669,8 +704,14 @@ impl Conv3d {
         // dx = 0, then one dispatch per (group, kw, chunk of output channels) adds its
         // contributions.
         ops.push(Op::threads("conv3d.backward_input", Shader::Conv3d, "zero", &self.params(out, dx.len()), &[dx], dx.len()).with_cost(0, 4 * dx.len() as u64));
-        // One invocation per input row (id, ih) and 2 or 4 output positions (the layout's).
-        let threads = self.invocations(out, self.input[0] * self.input[1]);
+        // One invocation per input row (id, ih) and 2 or 4 output positions (the layout's); the
+        // subgroup kernel pads each row to a multiple of the subgroup size (ROW_ALIGN).
+        let (shader, _, entry) = scratch.choice.backward_input.blocked();
+        let align = match scratch.choice.backward_input {
+            Kernels::Subgroups => scratch.subgroup_size,
+            _ => 1,
+        };
+        let threads = self.invocations(out, 1).next_multiple_of(align) * self.input[0] * self.input[1];
         let chunks = b.blocks / self.kernel[2];
         for g in 0..b.groups {
             for kw in 0..self.kernel[2] {
@@ -684,9 +725,9 @@ impl Conv3d {
                     p.tap = kw as u32;
                     let view = blocks.view((g * b.blocks + kw * chunks + j) * b.stride, BLOCK_FLOATS, "conv3d weight block");
                     let f = p.r_n as f64 / (self.c_out * self.kernel[2] * b.groups) as f64;
-                    let op = Op::threads("conv3d.backward_input", Shader::Conv3d, "backward_input_tiled", &p, &[dy, &view, dx], threads)
+                    let op = Op::threads("conv3d.backward_input", shader, entry, &p, &[dy, &view, dx], threads)
                         .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64);
-                    ops.push(self.geometry(out, op).with_constant("LAYOUT", self.layout(out).0));
+                    ops.push(self.geometry(out, op).with_constant("LAYOUT", self.layout(out).0).with_constant("ROW_ALIGN", align as u32));
                 }
             }
         }
