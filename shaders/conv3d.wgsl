@@ -1262,15 +1262,23 @@ fn put_dw(g: u32, k: u32, cols: u32, acc: Acc) {
 fn backward_weight_rows(@builtin(workgroup_id) wid: vec3<u32>,
                         @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
+    backward_weight_rows_at(thread_index(wid, nwg, lid), 0u);
+}
+
+// backward_weight_rows' invocation i (`lane`: see block_column). The group g is the slowest
+// index, each group's invocations padded to a multiple of ROW_ALIGN, so that a subgroup
+// shares g (the block column it reads).
+fn backward_weight_rows_at(i: u32, lane: u32) {
     let groups = (G_C_OUT + OC - 1u) / OC;
     let cols = G_C_IN * G_K_D * G_K_H * G_K_W;
-    let count = (cols + 3u) / 4u * groups;
-    let i = thread_index(wid, nwg, lid);
-    // Lanes past the end repeat the last invocation (their sums are not written), so that
-    // every lane stays active and the block index stays uniform.
+    let per_group = (cols + 3u) / 4u;
+    let padded = (per_group + ROW_ALIGN - 1u) / ROW_ALIGN * ROW_ALIGN;
+    let count = padded * groups;
+    // Lanes past the end or in a group's padding repeat an invocation (their sums are not
+    // written), so that every lane stays active.
     let t = min(i, count - 1u);
-    let g = t % groups;
-    let k = (t / groups) * 4u;
+    let g = t / padded;
+    let k = min(t % padded, per_group - 1u) * 4u;
     let c1 = col_of(k);
     let c2 = col_of(min(k + 1u, cols - 1u));
     let c3 = col_of(min(k + 2u, cols - 1u));
@@ -1288,7 +1296,7 @@ fn backward_weight_rows(@builtin(workgroup_id) wid: vec3<u32>,
     var d = a;
     for (var r = 0u; r < p.r_n; r++) {
         let v = vec4<f32>(x_col(c1, xn, od, oh, ow), x_col(c2, xn, od, oh, ow), x_col(c3, xn, od, oh, ow), x_col(c4, xn, od, oh, ow));
-        mac4(&a, &b, &c, &d, v, r * groups + g, 0u);
+        mac4(&a, &b, &c, &d, v, r * groups + g, lane);
         ow++;
         if (ow == G_OUT_W) {
             ow = 0u;
@@ -1303,7 +1311,7 @@ fn backward_weight_rows(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
     }
-    if (i < count) {
+    if (i < count && t % padded < per_group) {
         put_dw(g, k, cols, a);
         if (k + 1u < cols) {
             put_dw(g, k + 1u, cols, b);

@@ -1,17 +1,18 @@
-// The tiled forward and backward_input kernels of conv3d.wgsl with their weights shared
-// across the subgroup: compiled as conv3d.wgsl with its block_column replaced by the one
+// The tiled forward, backward_input and backward_weight_rows kernels of conv3d.wgsl with
+// their block columns (weights, or dy for rows) shared across the subgroup: compiled as conv3d.wgsl with its block_column replaced by the one
 // below (see gpu::Shader::Conv3dSubgroups), on adapters with subgroups of at least 4 lanes.
 //
 // Every lane of a subgroup reads the same block column, but a CPU adapter such as lavapipe
 // (Mesa ≤ 22) gathers a uniform-buffer load lane by lane unless its index is a constant. Here
 // lane l loads vec4 l % 4 of the column and the four are broadcast from lanes 0..3: one
-// gathered vec4 and four broadcasts instead of four gathered vec4s (lavapipe: forward and
-// backward_input ~1.3–1.8× faster). The loops around mac2/mac4 must be uniform in the
-// subgroup: forward's are uniform in the workgroup; backward_input aligns each input row to
-// the subgroup size (ROW_ALIGN).
+// gathered vec4 and four broadcasts instead of four gathered vec4s (lavapipe: forward
+// 1.24–1.41×, backward_input 1.18× faster). The loops around mac2/mac4 must be uniform in the
+// subgroup: forward's are uniform in the workgroup; backward_input aligns each input row, and
+// backward_weight_rows each group of output channels, to the subgroup size (ROW_ALIGN).
 //
-//   forward_subgroups           as forward_tiled
-//   backward_input_subgroups    as backward_input_tiled, with ROW_ALIGN the subgroup size
+//   forward_subgroups                as forward_tiled
+//   backward_input_subgroups         as backward_input_tiled, with ROW_ALIGN the subgroup size
+//   backward_weight_rows_subgroups   as backward_weight_rows, with ROW_ALIGN the subgroup size
 
 fn block_column(col: u32, lane: u32) -> array<vec4<f32>, 4> {
     let mine = block[col * (OC / 4u) + lane % 4u];
@@ -32,4 +33,12 @@ fn backward_input_subgroups(@builtin(workgroup_id) wid: vec3<u32>,
                             @builtin(local_invocation_index) lid: u32,
                             @builtin(subgroup_invocation_id) lane: u32) {
     backward_input_at(thread_index(wid, nwg, lid), lane);
+}
+
+@compute @workgroup_size(WG)
+fn backward_weight_rows_subgroups(@builtin(workgroup_id) wid: vec3<u32>,
+                                  @builtin(num_workgroups) nwg: vec3<u32>,
+                                  @builtin(local_invocation_index) lid: u32,
+                                  @builtin(subgroup_invocation_id) lane: u32) {
+    backward_weight_rows_at(thread_index(wid, nwg, lid), lane);
 }

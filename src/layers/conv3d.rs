@@ -127,6 +127,9 @@ pub enum WeightKernels {
     Channels,
     Columns,
     Rows,
+    /// `Rows` with each dy column loaded by 4 lanes and broadcast across the subgroup (see
+    /// [`Kernels::Subgroups`]).
+    RowsSubgroups,
     Samples,
 }
 
@@ -145,6 +148,7 @@ impl std::fmt::Display for ConvChoice {
             WeightKernels::Channels => "channels",
             WeightKernels::Columns => "columns",
             WeightKernels::Rows => "rows",
+            WeightKernels::RowsSubgroups => "rows_subgroups",
             WeightKernels::Samples => "samples",
         };
         write!(f, "{}/{}/{w}", self.forward.name(), self.backward_input.name())
@@ -389,10 +393,11 @@ impl Conv3d {
     /// article's conv2: rows 108 ms, channels 182 ms; conv1 (3 input channels): samples
     /// 210–224 ms a step, columns 403–427 ms, rows 212+ ms on a faster machine).
     pub fn default_choice(&self, gpu: &Gpu) -> ConvChoice {
-        let tiled = self.candidates(gpu).0[0];
-        let w = self.weight_candidates();
+        let (k, w) = self.candidates(gpu);
+        let tiled = k[0];
+        let rows = if w.contains(&WeightKernels::RowsSubgroups) { WeightKernels::RowsSubgroups } else { WeightKernels::Rows };
         let weight = match (self.c_in >= 2 * CI4, w.contains(&WeightKernels::Rows), w.contains(&WeightKernels::Samples)) {
-            (true, true, _) => WeightKernels::Rows,
+            (true, true, _) => rows,
             (true, false, _) => WeightKernels::Channels,
             (false, _, true) => WeightKernels::Samples,
             (false, _, false) => WeightKernels::Columns,
@@ -410,7 +415,11 @@ impl Conv3d {
                 k.insert(0, Kernels::Subgroups);
             }
         }
-        (k, self.weight_candidates())
+        let mut w = self.weight_candidates();
+        if w.contains(&WeightKernels::Rows) && gpu.subgroup_size().is_some() {
+            w.push(WeightKernels::RowsSubgroups);
+        }
+        (k, w)
     }
 
     fn weight_candidates(&self) -> Vec<WeightKernels> {
@@ -462,10 +471,13 @@ impl Conv3d {
             }
         };
         let row_blocks = match choice.backward_weight {
-            WeightKernels::Rows if self.c_out.div_ceil(OC_TILE) > BWD_COLS => {
+            WeightKernels::Rows | WeightKernels::RowsSubgroups if self.c_out.div_ceil(OC_TILE) > BWD_COLS => {
                 return Err(Error::shape(LAYER, format!("the rows kernels hold at most {} output channels, this layer has {}", BWD_COLS * OC_TILE, self.c_out)))
             }
-            WeightKernels::Rows => Some(gpu.zeros_uniform("conv3d dy row blocks", self.row_blocks(out) * BLOCK_FLOATS)?),
+            WeightKernels::RowsSubgroups if gpu.subgroup_size().is_none() => {
+                return Err(Error::shape(LAYER, "the subgroup kernels need a device with subgroups of at least 4 lanes"))
+            }
+            WeightKernels::Rows | WeightKernels::RowsSubgroups => Some(gpu.zeros_uniform("conv3d dy row blocks", self.row_blocks(out) * BLOCK_FLOATS)?),
             _ => None,
         };
         let samples = match choice.backward_weight {
@@ -742,7 +754,7 @@ impl Conv3d {
         let len = self.weight_len();
         expect_len(LAYER, "dweight", dweight, len)?;
         match scratch.choice.backward_weight {
-            WeightKernels::Rows => return self.backward_weight_rows(out, x, dy, dweight, scratch),
+            WeightKernels::Rows | WeightKernels::RowsSubgroups => return self.backward_weight_rows(out, x, dy, dweight, scratch),
             WeightKernels::Samples => return self.backward_weight_samples(out, x, dy, dweight, scratch),
             _ => {}
         }
@@ -755,7 +767,7 @@ impl Conv3d {
         let (entry, tiles) = match scratch.choice.backward_weight {
             WeightKernels::Channels => ("backward_weight_tiled", self.c_in.div_ceil(2 * CI4) * self.taps()),
             WeightKernels::Columns => ("backward_weight_columns", self.column_tiles()),
-            WeightKernels::Rows | WeightKernels::Samples => unreachable!("handled above"),
+            WeightKernels::Rows | WeightKernels::RowsSubgroups | WeightKernels::Samples => unreachable!("handled above"),
         };
         let groups = splits * self.c_out.div_ceil(OC_TILE) * tiles;
         let mut p = self.params(out, groups);
@@ -789,7 +801,12 @@ impl Conv3d {
             .with_cost(0, 4 * (dy.len() + blocks.len()) as u64);
         let mut ops = vec![self.geometry(out, pack)];
         let cols = self.c_in * self.taps();
-        let threads = cols.div_ceil(4) * self.c_out.div_ceil(OC_TILE);
+        // The subgroup kernel pads each group's invocations to a multiple of the subgroup size.
+        let (entry, shader, align) = match scratch.choice.backward_weight {
+            WeightKernels::RowsSubgroups => ("backward_weight_rows_subgroups", Shader::Conv3dSubgroups, scratch.subgroup_size),
+            _ => ("backward_weight_rows", Shader::Conv3d, 1),
+        };
+        let threads = cols.div_ceil(4).next_multiple_of(align) * self.c_out.div_ceil(OC_TILE);
         for j in 0..self.row_blocks(out) {
             let r0 = j * per;
             let mut p = self.params(out, threads);
@@ -797,9 +814,10 @@ impl Conv3d {
             p.r_n = per.min(rows - r0) as u32;
             let view = blocks.view(j * BLOCK_FLOATS, BLOCK_FLOATS, "conv3d dy row block");
             let f = p.r_n as f64 / rows as f64;
-            let op = Op::threads("conv3d.backward_weight", Shader::Conv3d, "backward_weight_rows", &p, &[x, &view, dweight], threads)
+            let op = Op::threads("conv3d.backward_weight", shader, entry, &p, &[x, &view, dweight], threads)
                 .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64)
-                .with_constant("ACCUMULATE", u32::from(j > 0));
+                .with_constant("ACCUMULATE", u32::from(j > 0))
+                .with_constant("ROW_ALIGN", align as u32);
             ops.push(self.geometry(out, op));
         }
         Ok(ops)
