@@ -37,6 +37,13 @@ struct Cli {
     #[arg(long, global = true, value_name = "BYTES", env = "CNN3D_MAX_STORAGE_BINDING")]
     max_storage_binding: Option<u64>,
 
+    /// Open the device without subgroup operations even where the adapter has them, so the
+    /// kernels that need none run instead (compare them with `profile`). Also
+    /// CNN3D_NO_SUBGROUPS=1.
+    #[arg(long, global = true, env = "CNN3D_NO_SUBGROUPS", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    no_subgroups: bool,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -399,7 +406,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         Tuning::On { cache: cnn3d::tune::default_cache() }
     };
-    let opts = GpuOptions { backend: cli.backend, adapter: cli.adapter.clone(), max_storage_binding: cli.max_storage_binding, tune };
+    let opts = GpuOptions { backend: cli.backend, adapter: cli.adapter.clone(), max_storage_binding: cli.max_storage_binding, tune, no_subgroups: cli.no_subgroups };
     match cli.command {
         Command::Adapters { json } => adapters(cli.backend, json),
         Command::Check { json, layer } => check_cmd(&opts, json, &layer),

@@ -45,11 +45,13 @@ pub fn default_cache() -> Option<std::path::PathBuf> {
 fn key(gpu: &Gpu, g: &Conv3d) -> String {
     let i = gpu.info();
     format!(
-        "{} | {} {} | {} | n{} ci{} co{} in{:?} k{:?} s{:?} p{:?} d{:?}{}",
+        "{} | {} {} | {}{} | n{} ci{} co{} in{:?} k{:?} s{:?} p{:?} d{:?}{}",
         i.name,
         i.driver,
         i.driver_info,
         i.backend,
+        // The same adapter opened without subgroups (--no-subgroups) has other candidates.
+        gpu.subgroup_size().map(|s| format!(" subgroups {s}")).unwrap_or_default(),
         g.n,
         g.c_in,
         g.c_out,

@@ -15,7 +15,7 @@ use cnn3d::checkpoint;
 use cnn3d::config::{LayerSpec, ModelConfig};
 use cnn3d::data::synth::{self, SynthOptions};
 use cnn3d::data::DataOptions;
-use cnn3d::gpu::Gpu;
+use cnn3d::gpu::{Gpu, GpuOptions};
 use cnn3d::network::Network;
 use cnn3d::optim::{Optimizer, OptimizerConfig};
 use cnn3d::train::Session;
@@ -150,7 +150,19 @@ fn finish(what: &str, reports: Vec<KernelReport>) {
 
 #[test]
 fn forward_loss_and_gradients_match_pytorch() {
-    let g = gpu();
+    forward_and_gradients(gpu());
+}
+
+/// The same with the kernels that need no subgroups (the default where an adapter has none).
+#[test]
+fn forward_loss_and_gradients_match_pytorch_without_subgroups() {
+    let opts = GpuOptions { adapter: std::env::var("CNN3D_ADAPTER").ok(), no_subgroups: true, ..Default::default() };
+    let g = Gpu::new(&opts).unwrap();
+    assert_eq!(g.subgroup_size(), None, "--no-subgroups left subgroups on");
+    forward_and_gradients(&g);
+}
+
+fn forward_and_gradients(g: &Gpu) {
     let fx = Fixture::load();
     let s = session(g);
     write_init(g, &s, &fx);

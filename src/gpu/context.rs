@@ -58,6 +58,8 @@ pub struct GpuOptions {
     /// Whether kernels with several implementations are timed on this adapter at first use
     /// (see [`crate::tune`]); off: every layer takes its default kernels.
     pub tune: Tuning,
+    /// Leave the device's subgroup operations off (the subgroup kernels then never run).
+    pub no_subgroups: bool,
 }
 
 /// Kernel tuning: off, or on with the winners kept in a cache file (none: for this process
@@ -281,6 +283,7 @@ impl Gpu {
             | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
             | wgpu::Features::SHADER_F16
             | wgpu::Features::SUBGROUP;
+        let wanted = if opts.no_subgroups { wanted - wgpu::Features::SUBGROUP } else { wanted };
         let features = adapter.features() & wanted;
         let mut limits = adapter.limits();
         if let Some(cap) = opts.max_storage_binding {
