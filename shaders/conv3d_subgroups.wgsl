@@ -1,6 +1,7 @@
 // The tiled forward, backward_input and backward_weight_rows kernels of conv3d.wgsl with
-// their block columns (weights, or dy for rows) shared across the subgroup: compiled as conv3d.wgsl with its block_column replaced by the one
-// below (see gpu::Shader::Conv3dSubgroups), on adapters with subgroups of at least 4 lanes.
+// their block columns (weights, or dy for rows) shared across the subgroup: compiled as
+// conv3d.wgsl with its block_column replaced by the one below (see
+// gpu::Shader::Conv3dSubgroups), on adapters with subgroups of at least 4 lanes.
 //
 // Every lane of a subgroup reads the same block column, but a CPU adapter such as lavapipe
 // (Mesa ≤ 22) gathers a uniform-buffer load lane by lane unless its index is a constant. Here
@@ -8,7 +9,10 @@
 // gathered vec4 and four broadcasts instead of four gathered vec4s (lavapipe: forward
 // 1.24–1.41×, backward_input 1.18× faster). The loops around mac2/mac4 must be uniform in the
 // subgroup: forward's are uniform in the workgroup; backward_input aligns each input row, and
-// backward_weight_rows each group of output channels, to the subgroup size (ROW_ALIGN).
+// backward_weight_rows each group of output channels, to the subgroup size (ROW_ALIGN). That
+// takes a subgroup to be a run of consecutive invocations starting at a multiple of its size,
+// as lavapipe and the common GPU drivers form them for one-dimensional workgroups (Vulkan does
+// not promise it); `cnn3d check` and the tuner verify the kernels on the adapter.
 //
 //   forward_subgroups                as forward_tiled
 //   backward_input_subgroups         as backward_input_tiled, with ROW_ALIGN the subgroup size

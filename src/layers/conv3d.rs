@@ -169,8 +169,8 @@ pub struct ConvScratch {
     row_blocks: Option<Buffer>,
     /// x with each sample in its own uniform block (the samples kernel).
     samples: Option<Buffer>,
-    /// The device's largest subgroup (1 without subgroups): backward_input's subgroup kernel
-    /// aligns its rows to it.
+    /// The device's largest subgroup (1 without subgroups): the subgroup kernels of
+    /// backward_input and backward_weight_rows align their invocations to it (ROW_ALIGN).
     subgroup_size: usize,
 }
 
@@ -387,9 +387,9 @@ impl Conv3d {
     }
 
     /// The kernels that usually win: tiled where the kernel's taps fit a uniform block (the
-    /// subgroup kernels where the device has subgroups); for
-    /// the weight gradient, from 8 input channels on the rows kernels (16 output channels or
-    /// more) or channels, below that samples where it can run, else columns (lavapipe, the
+    /// subgroup kernels where the device has subgroups); for the weight gradient, from 8 input
+    /// channels on the rows kernels (16 output channels or more; rows_subgroups where the
+    /// device has subgroups) or channels, below that samples where it can run, else columns (lavapipe, the
     /// article's conv2: rows 108 ms, channels 182 ms; conv1 (3 input channels): samples
     /// 210–224 ms a step, columns 403–427 ms, rows 212+ ms on a faster machine).
     pub fn default_choice(&self, gpu: &Gpu) -> ConvChoice {
