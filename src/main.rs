@@ -615,7 +615,8 @@ fn bench_cmd(opts: &GpuOptions, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let a = &r.adapter;
-    println!("adapter: {} ({}, {}, {} {}), wgpu {}", a.name, a.backend, a.device_type, a.driver, a.driver_info, r.wgpu_version);
+    let subgroups = a.subgroup_size.map_or("no subgroups".to_string(), |s| format!("subgroups of {s}"));
+    println!("adapter: {} ({}, {}, {} {}, {subgroups}), wgpu {}", a.name, a.backend, a.device_type, a.driver, a.driver_info, r.wgpu_version);
     println!("model: input {:?}, {} parameters; {} warm-up + {} timed runs each", r.input, r.parameters, r.warmup, r.reps);
     for t in &r.train {
         let s = &t.samples_per_s;

@@ -339,6 +339,9 @@ pub struct AdapterSummary {
     pub device_type: String,
     pub driver: String,
     pub driver_info: String,
+    /// The subgroup size the subgroup kernels align to, where they can run (none: the device
+    /// has no subgroups, or was opened with `--no-subgroups`).
+    pub subgroup_size: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -503,6 +506,7 @@ pub fn bench(gpu: &Gpu, config: &Config, opts: &BenchOptions) -> Result<BenchRep
             device_type: info.device_type.clone(),
             driver: info.driver.clone(),
             driver_info: info.driver_info.clone(),
+            subgroup_size: gpu.subgroup_size(),
         },
         wgpu_version: WGPU_VERSION.into(),
         timing: gpu.timing_method(),
