@@ -458,11 +458,14 @@ impl Conv3d {
 
     fn scratch_over(&self, gpu: &Gpu, choice: ConvChoice, x: Option<&Buffer>) -> Result<ConvScratch> {
         let out = self.output()?;
+        let subgroups = [choice.forward, choice.backward_input].contains(&Kernels::Subgroups) || choice.backward_weight == WeightKernels::RowsSubgroups;
+        if subgroups && gpu.subgroup_size().is_none() {
+            return Err(Error::shape(LAYER, "the subgroup kernels need a device with subgroups of at least 4 lanes"));
+        }
         let taps = self.taps();
         let blocks = |k: Kernels, b: Option<Blocks>, what: &str| -> Result<Option<Buffer>> {
             match (k, b) {
                 (Kernels::Direct, _) => Ok(None),
-                (Kernels::Subgroups, _) if gpu.subgroup_size().is_none() => Err(Error::shape(LAYER, "the subgroup kernels need a device with subgroups of at least 4 lanes")),
                 (Kernels::Tiled | Kernels::Subgroups, Some(b)) => Ok(Some(gpu.zeros_uniform(&format!("conv3d {what} weight blocks"), b.floats())?)),
                 (Kernels::Tiled | Kernels::Subgroups, None) => Err(Error::shape(
                     LAYER,
@@ -473,9 +476,6 @@ impl Conv3d {
         let row_blocks = match choice.backward_weight {
             WeightKernels::Rows | WeightKernels::RowsSubgroups if self.c_out.div_ceil(OC_TILE) > BWD_COLS => {
                 return Err(Error::shape(LAYER, format!("the rows kernels hold at most {} output channels, this layer has {}", BWD_COLS * OC_TILE, self.c_out)))
-            }
-            WeightKernels::RowsSubgroups if gpu.subgroup_size().is_none() => {
-                return Err(Error::shape(LAYER, "the subgroup kernels need a device with subgroups of at least 4 lanes"))
             }
             WeightKernels::Rows | WeightKernels::RowsSubgroups => Some(gpu.zeros_uniform("conv3d dy row blocks", self.row_blocks(out) * BLOCK_FLOATS)?),
             _ => None,
