@@ -174,6 +174,15 @@ pub struct ConvScratch {
     subgroup_size: usize,
 }
 
+impl ConvScratch {
+    /// The smallest workgroup the tiled and rows kernels may take where few invocations
+    /// spread over more workgroups (see Op::threads_spread): 8, or the subgroup size where
+    /// larger (the subgroup kernels need whole subgroups).
+    fn min_workgroup(&self) -> u32 {
+        self.subgroup_size.max(8) as u32
+    }
+}
+
 /// How reduction channels split into uniform blocks: `per` channels a block, `blocks` blocks
 /// for each group of OC_TILE channels, `groups` groups; `used` floats of each block are read,
 /// and block i starts `stride` floats into the buffer.
@@ -643,7 +652,7 @@ impl Conv3d {
     /// The tiled kernel `entry` for channel group g, block j (and `tap`, backward_input),
     /// reading `src` and writing `dst`; its cost is its share of the pass's.
     #[allow(clippy::too_many_arguments)]
-    fn tiled(&self, out: Dims3, b: Blocks, reduce: usize, (g, j, tap): (usize, usize, usize), label: &str, (shader, entry): (Shader, &'static str), src: &Buffer, blocks: &Buffer, dst: &Buffer, share: f64) -> Op {
+    fn tiled(&self, out: Dims3, b: Blocks, reduce: usize, (g, j, tap): (usize, usize, usize), label: &str, (shader, entry): (Shader, &'static str), src: &Buffer, blocks: &Buffer, dst: &Buffer, share: f64, scratch: &ConvScratch) -> Op {
         let threads = self.invocations(out, out[0] * out[1]);
         let r0 = j * b.per;
         let mut p = self.params(out, threads);
@@ -653,7 +662,7 @@ impl Conv3d {
         p.tap = tap as u32;
         let view = blocks.view((g * b.blocks + j) * BLOCK_FLOATS, BLOCK_FLOATS, "conv3d weight block");
         let f = share * p.r_n as f64 / reduce as f64;
-        let op = Op::threads(label, shader, entry, &p, &[src, &view, dst], threads)
+        let op = Op::threads_spread(label, shader, entry, &p, &[src, &view, dst], threads, scratch.min_workgroup())
             .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64);
         self.geometry(out, op).with_constant("LAYOUT", self.layout(out).0)
     }
@@ -678,7 +687,7 @@ impl Conv3d {
         for g in 0..b.groups {
             for j in 0..b.blocks {
                 let share = 1.0 / b.groups as f64;
-                let op = self.tiled(out, b, self.c_in, (g, j, 0), "conv3d.forward", (shader, entry), x, blocks, y, share);
+                let op = self.tiled(out, b, self.c_in, (g, j, 0), "conv3d.forward", (shader, entry), x, blocks, y, share, scratch);
                 ops.push(op.with_constant("ACCUMULATE", u32::from(j > 0)).with_constant("ADD_BIAS", u32::from(j == 0 && bias.is_some())));
             }
         }
@@ -737,7 +746,7 @@ impl Conv3d {
                     p.tap = kw as u32;
                     let view = blocks.view((g * b.blocks + kw * chunks + j) * b.stride, BLOCK_FLOATS, "conv3d weight block");
                     let f = p.r_n as f64 / (self.c_out * self.kernel[2] * b.groups) as f64;
-                    let op = Op::threads("conv3d.backward_input", shader, entry, &p, &[dy, &view, dx], threads)
+                    let op = Op::threads_spread("conv3d.backward_input", shader, entry, &p, &[dy, &view, dx], threads, scratch.min_workgroup())
                         .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64);
                     ops.push(self.geometry(out, op).with_constant("LAYOUT", self.layout(out).0).with_constant("ROW_ALIGN", align as u32));
                 }
@@ -800,12 +809,12 @@ impl Conv3d {
         let pack = Op::threads("conv3d.pack_rows", Shader::Conv3d, "pack_rows", &p, &[dy, blocks], blocks.len())
             .with_cost(0, 4 * (dy.len() + blocks.len()) as u64);
         let mut ops = vec![self.geometry(out, pack)];
-        let cols = self.c_in * self.taps();
         // The subgroup kernel pads each group's invocations to a multiple of the subgroup size.
         let (entry, shader, align) = match scratch.choice.backward_weight {
             WeightKernels::RowsSubgroups => ("backward_weight_rows_subgroups", Shader::Conv3dSubgroups, scratch.subgroup_size),
             _ => ("backward_weight_rows", Shader::Conv3d, 1),
         };
+        let cols = self.c_in * self.taps();
         let threads = cols.div_ceil(4).next_multiple_of(align) * self.c_out.div_ceil(OC_TILE);
         for j in 0..self.row_blocks(out) {
             let r0 = j * per;
@@ -814,7 +823,7 @@ impl Conv3d {
             p.r_n = per.min(rows - r0) as u32;
             let view = blocks.view(j * BLOCK_FLOATS, BLOCK_FLOATS, "conv3d dy row block");
             let f = p.r_n as f64 / rows as f64;
-            let op = Op::threads("conv3d.backward_weight", shader, entry, &p, &[x, &view, dweight], threads)
+            let op = Op::threads_spread("conv3d.backward_weight", shader, entry, &p, &[x, &view, dweight], threads, scratch.min_workgroup())
                 .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64)
                 .with_constant("ACCUMULATE", u32::from(j > 0))
                 .with_constant("ROW_ALIGN", align as u32);
