@@ -650,6 +650,12 @@ fn bench_cmd(opts: &GpuOptions, args: &BenchArgs) -> anyhow::Result<ExitCode> {
         println!("gemm {}x{}x{} {:<36} {:>10.3} ms {:>8.2} GFLOP/s", g.m, g.n, g.k, c.kernel, c.ms.median, c.gflops);
     }
     println!("best gemm: {} at {:.2} GFLOP/s", g.kernel, g.gflops);
+    println!("conv3d passes of the SGD step (packing included), each rep a profiled step then the best gemm; medians:");
+    for c in &r.conv_passes {
+        let gflops = c.gflops.as_ref().map_or_else(|| "-".to_string(), |s| format!("{:.2}", s.median));
+        let of = c.of_gemm.as_ref().map_or_else(|| "-".to_string(), |s| format!("{:.0}% ({:.0}–{:.0}%)", 100.0 * s.median, 100.0 * s.min, 100.0 * s.max));
+        println!("  {:<16} {:<16} {:>10.3} ms {:>9} GFLOP/s {:>5} of the gemm", c.layer, c.pass, c.ms.median, gflops, of);
+    }
     Ok(ExitCode::SUCCESS)
 }
 

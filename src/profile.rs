@@ -374,6 +374,76 @@ pub struct LayerBench {
     pub gbps: Option<f64>,
 }
 
+/// One convolution pass of one layer in the SGD step, its packing dispatches included,
+/// against the best GEMM: each rep profiles a step and then runs the GEMM, so that the two
+/// figures of a rep come from the same few seconds (a shared machine's speed drifts).
+#[derive(Clone, Debug, Serialize)]
+pub struct ConvPassBench {
+    pub layer: String,
+    /// forward, backward_input or backward_weight.
+    pub pass: String,
+    pub ms: Stats,
+    /// At each rep; none where the pass's analytic cost is not known.
+    pub gflops: Option<Stats>,
+    /// gflops over the best GEMM kernel's GFLOP/s in the same rep.
+    pub of_gemm: Option<Stats>,
+}
+
+/// The pass a conv3d dispatch belongs to, by its kernel label (the packing of weights or of
+/// dy / x counts toward the pass that reads it).
+fn conv_pass(kernel: &str) -> Option<&'static str> {
+    match kernel {
+        "conv3d.forward" | "conv3d.pack_forward" | "conv3d.pack_bias" => Some("forward"),
+        "conv3d.backward_input" | "conv3d.pack_backward_input" => Some("backward_input"),
+        "conv3d.backward_weight" | "conv3d.backward_weight_sum" | "conv3d.pack_rows" | "conv3d.pack_samples" => Some("backward_weight"),
+        _ => None,
+    }
+}
+
+/// The conv3d passes of `profile` by (layer, pass), in order of first dispatch: (layer, pass,
+/// ns, flops).
+fn conv_pass_times(profile: &StepProfile) -> Vec<(String, &'static str, u64, u64)> {
+    let mut rows: Vec<(String, &'static str, u64, u64)> = vec![];
+    for d in &profile.dispatches {
+        let (layer, kernel) = d.label.split_once('/').unwrap_or(("", &d.label));
+        let Some(pass) = conv_pass(kernel) else { continue };
+        match rows.iter_mut().find(|r| r.0 == layer && r.1 == pass) {
+            Some(r) => {
+                r.2 += d.ns;
+                r.3 += d.flops;
+            }
+            None => rows.push((layer.to_string(), pass, d.ns, d.flops)),
+        }
+    }
+    rows
+}
+
+/// The passes over reps of (step profile, GEMM GFLOP/s in the same rep).
+pub fn conv_passes(reps: &[(StepProfile, f64)]) -> Vec<ConvPassBench> {
+    let per_rep: Vec<_> = reps.iter().map(|(p, g)| (conv_pass_times(p), *g)).collect();
+    let Some((first, _)) = per_rep.first() else { return vec![] };
+    first
+        .iter()
+        .map(|(layer, pass, _, _)| {
+            let (mut ms, mut gflops, mut of_gemm) = (vec![], vec![], vec![]);
+            for (rows, gemm) in &per_rep {
+                let Some(&(_, _, ns, flops)) = rows.iter().find(|r| &r.0 == layer && r.1 == *pass) else { continue };
+                ms.push(ns as f64 / 1e6);
+                if flops > 0 && ns > 0 {
+                    // flops / ns = GFLOP/s.
+                    let g = flops as f64 / ns as f64;
+                    gflops.push(g);
+                    if *gemm > 0.0 {
+                        of_gemm.push(g / gemm);
+                    }
+                }
+            }
+            let stats = |v: Vec<f64>| (!v.is_empty()).then(|| Stats::of(&v));
+            ConvPassBench { layer: layer.clone(), pass: pass.to_string(), ms: Stats::of(&ms), gflops: stats(gflops), of_gemm: stats(of_gemm) }
+        })
+        .collect()
+}
+
 /// Device memory of training: everything the tensors hold once the SGD step is built (dataset,
 /// weights, gradients, optimizer state, activations and their gradients, kernel scratch).
 #[derive(Clone, Debug, Serialize)]
@@ -422,6 +492,9 @@ pub struct BenchReport {
     pub inference: Vec<InferBench>,
     /// From one profiled SGD training step at the training batch size.
     pub layers: Vec<LayerBench>,
+    /// The same step's conv3d passes (the dense layers' included: they run conv3d's kernels as
+    /// 1×1×1 convolutions), each against the best GEMM.
+    pub conv_passes: Vec<ConvPassBench>,
     pub memory: MemoryBench,
     pub gemm: GemmBench,
 }
@@ -441,9 +514,14 @@ pub fn bench(gpu: &Gpu, config: &Config, opts: &BenchOptions) -> Result<BenchRep
     if opts.reps == 0 {
         return Err(Error::InvalidOption { field: "--reps".into(), message: "must be at least 1".into() });
     }
+    if opts.gemm_size == 0 {
+        return Err(Error::InvalidOption { field: "--gemm-size".into(), message: "must be positive".into() });
+    }
     let mut b = Bench::new(gpu, config)?;
     let mut train = vec![];
     let mut layers = vec![];
+    let mut conv = vec![];
+    let mut gemm_bench = None;
     let mut memory = None;
     for kind in ["sgd", "adam"] {
         let rule = UpdateRule::defaults(kind)?;
@@ -468,6 +546,17 @@ pub fn bench(gpu: &Gpu, config: &Config, opts: &BenchOptions) -> Result<BenchRep
                 .into_iter()
                 .map(|r| LayerBench { layer: r.name, ms: r.total_ms, share: r.share, gflops: r.gflops, gbps: r.gbps })
                 .collect();
+            // The GEMM, then the convolution passes against it rep by rep.
+            let (g, plan) = gemm_with_plan(gpu, opts.gemm_size, opts.warmup, opts.reps)?;
+            let flops = 2.0 * (opts.gemm_size as f64).powi(3);
+            let mut reps = vec![];
+            for _ in 0..opts.reps {
+                let profile = b.run_profiled(&mut step)?;
+                let ns = gpu.submit_profiled(&plan)?.gpu_ns() as f64;
+                reps.push((profile, if ns > 0.0 { flops / ns } else { 0.0 }));
+            }
+            conv = conv_passes(&reps);
+            gemm_bench = Some(g);
         }
         train.push(TrainBench {
             optimizer: kind.into(),
@@ -497,7 +586,6 @@ pub fn bench(gpu: &Gpu, config: &Config, opts: &BenchOptions) -> Result<BenchRep
             Err(e) => return Err(e),
         }
     }
-    let gemm = gemm(gpu, opts.gemm_size, opts.warmup, opts.reps)?;
     let info = gpu.info();
     Ok(BenchReport {
         adapter: AdapterSummary {
@@ -517,8 +605,9 @@ pub fn bench(gpu: &Gpu, config: &Config, opts: &BenchOptions) -> Result<BenchRep
         train,
         inference,
         layers,
+        conv_passes: conv,
         memory: memory.expect("the SGD step ran first"),
-        gemm,
+        gemm: gemm_bench.expect("the SGD step ran first"),
     })
 }
 
@@ -548,6 +637,11 @@ fn infer_plan(b: &mut Bench, batch: usize) -> Result<(Plan, usize)> {
 /// dense layer's (y = x·wᵀ) and conv3d's tiled and direct kernels as a 1×1×1 convolution over
 /// `size` positions (y = w·x) — timed on the GPU; the fastest is the reference.
 pub fn gemm(gpu: &Gpu, size: usize, warmup: usize, reps: usize) -> Result<GemmBench> {
+    Ok(gemm_with_plan(gpu, size, warmup, reps)?.0)
+}
+
+/// [`gemm`], and the plan of the fastest kernel.
+fn gemm_with_plan(gpu: &Gpu, size: usize, warmup: usize, reps: usize) -> Result<(GemmBench, Plan)> {
     if size == 0 {
         return Err(Error::InvalidOption { field: "--gemm-size".into(), message: "must be positive".into() });
     }
@@ -569,6 +663,7 @@ pub fn gemm(gpu: &Gpu, size: usize, warmup: usize, reps: usize) -> Result<GemmBe
         let ops = conv.forward(&x, &w, None, &y, scratch.last().expect("just pushed"))?;
         runs.push((format!("conv3d.forward ({} kernels, 1x1x1)", format!("{choice}").split('/').next().unwrap_or("")), ops));
     }
+    let mut plans = vec![];
     for (kernel, ops) in runs {
         let plan = gpu.compile(&ops)?;
         for _ in 0..warmup {
@@ -577,7 +672,55 @@ pub fn gemm(gpu: &Gpu, size: usize, warmup: usize, reps: usize) -> Result<GemmBe
         let ms: Vec<f64> = (0..reps).map(|_| Ok(gpu.submit_profiled(&plan)?.gpu_ns() as f64 / 1e6)).collect::<Result<_>>()?;
         let ms = Stats::of(&ms);
         candidates.push(GemmCandidate { kernel, gflops: flops as f64 / (ms.median * 1e6), ms });
+        plans.push(plan);
     }
-    let best = candidates.iter().max_by(|a, b| a.gflops.total_cmp(&b.gflops)).expect("at least the dense kernel").clone();
-    Ok(GemmBench { m: size, n: size, k: size, kernel: best.kernel, ms: best.ms, gflops: best.gflops, candidates })
+    let i = (0..candidates.len()).max_by(|&a, &b| candidates[a].gflops.total_cmp(&candidates[b].gflops)).expect("at least the dense kernel");
+    let best = candidates[i].clone();
+    let plan = plans.swap_remove(i);
+    Ok((GemmBench { m: size, n: size, k: size, kernel: best.kernel, ms: best.ms, gflops: best.gflops, candidates }, plan))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::DispatchTime;
+
+    fn step(dispatches: &[(&str, u64, u64)]) -> StepProfile {
+        let dispatches = dispatches.iter().map(|&(label, ns, flops)| DispatchTime { label: label.into(), start_ns: 0, ns, flops, bytes: 0 }).collect();
+        StepProfile { method: TimingMethod::WallClock, dispatches, wall_ns: 0 }
+    }
+
+    #[test]
+    fn conv_passes_sum_their_packing_and_compare_with_the_gemm_of_their_rep() {
+        let a = step(&[
+            ("c1/conv3d.pack_forward", 1_000, 0),
+            ("c1/conv3d.forward", 9_000, 50_000),
+            ("c1/conv3d.forward", 10_000, 50_000),
+            ("c1/leaky_relu.forward", 5_000, 100),
+            ("c1/conv3d.pack_rows", 2_000, 0),
+            ("c1/conv3d.backward_weight", 8_000, 40_000),
+            ("c1/conv3d.backward_bias", 3_000, 10),
+        ]);
+        let b = step(&[
+            ("c1/conv3d.pack_forward", 1_000, 0),
+            ("c1/conv3d.forward", 39_000, 100_000),
+            ("c1/conv3d.pack_rows", 2_000, 0),
+            ("c1/conv3d.backward_weight", 18_000, 40_000),
+        ]);
+        // GEMM at 4 and 2 GFLOP/s in the two reps.
+        let p = conv_passes(&[(a, 4.0), (b, 2.0)]);
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!((p[0].layer.as_str(), p[0].pass.as_str()), ("c1", "forward"));
+        assert_eq!((p[1].layer.as_str(), p[1].pass.as_str()), ("c1", "backward_weight"));
+        // forward: 100,000 flops in 20 µs and in 40 µs: 5 and 2.5 GFLOP/s, 1.25 and 1.25 of the GEMM.
+        let f = &p[0];
+        assert_eq!((f.ms.min, f.ms.max), (0.02, 0.04));
+        let g = f.gflops.as_ref().unwrap();
+        assert_eq!((g.min, g.max), (2.5, 5.0));
+        let o = f.of_gemm.as_ref().unwrap();
+        assert_eq!((o.min, o.max), (1.25, 1.25));
+        // backward_weight: 40,000 flops in 10 µs (4 GFLOP/s, 1.0 of 4) and 20 µs (2, 1.0 of 2).
+        let o = p[1].of_gemm.as_ref().unwrap();
+        assert_eq!((o.min, o.median, o.max), (1.0, 1.0, 1.0));
+    }
 }

@@ -250,6 +250,15 @@ fn bench_json_has_the_documented_fields() {
     let best = candidates.iter().map(|c| c["gflops"].as_f64().unwrap()).fold(0.0, f64::max);
     assert_eq!(doc["gemm"]["gflops"].as_f64().unwrap(), best);
     assert!(candidates.iter().any(|c| c["kernel"] == doc["gemm"]["kernel"]));
+    // The convolution passes, each against the GEMM of its rep.
+    let passes = doc["conv_passes"].as_array().unwrap();
+    let conv: Vec<&str> = passes.iter().filter(|p| p["layer"] == "conv").map(|p| p["pass"].as_str().unwrap()).collect();
+    assert!(conv.contains(&"forward") && conv.contains(&"backward_weight"), "{passes:?}");
+    for p in passes {
+        assert!(p["ms"]["median"].as_f64().unwrap() > 0.0, "{p}");
+        assert!(p["of_gemm"]["median"].as_f64().unwrap() > 0.0, "{p}");
+        assert_eq!(p["of_gemm"]["reps"], 1, "{p}");
+    }
 }
 
 #[test]
