@@ -17,6 +17,7 @@
 //   forward_subgroups                as forward_tiled
 //   backward_input_subgroups         as backward_input_tiled, with ROW_ALIGN the subgroup size
 //   backward_weight_rows_subgroups   as backward_weight_rows, with ROW_ALIGN the subgroup size
+//   backward_weight_samples_subgroups  backward_weight_samples with dy broadcast (below)
 
 fn block_column(col: u32, lane: u32) -> array<vec4<f32>, 4> {
     let mine = block[col * (OC / 4u) + lane % 4u];
@@ -45,4 +46,86 @@ fn backward_weight_rows_subgroups(@builtin(workgroup_id) wid: vec3<u32>,
                                   @builtin(local_invocation_index) lid: u32,
                                   @builtin(subgroup_invocation_id) lane: u32) {
     backward_weight_rows_at(thread_index(wid, nwg, lid), lane);
+}
+
+// backward_weight_samples with dy broadcast across the subgroup instead of loaded by every
+// lane: lane l of a subgroup loads dy's vec4s of channels co0 + l % 8 and co0 + 8 + l % 8 at
+// the current 4 positions and subgroupBroadcast hands all 16 to every lane (2 loads a lane
+// instead of 16; needs subgroups of at least 8 lanes). Each invocation takes 4 columns
+// k = ci·taps + tap and the 16 output channels of its group over all of the sample's
+// positions, in order, so it writes its sums itself: no workgroup reduction. Invocations are
+// ordered group-slowest, each group padded to ROW_ALIGN (the subgroup size) so that a
+// subgroup shares the group. One dispatch per sample (p.r0), adding to dw from the second on
+// (ACCUMULATE), as backward_weight_samples.
+//   1 window (uniform), 2 dy (read, vec4s), 3 dw (read_write)
+@compute @workgroup_size(WG)
+fn backward_weight_samples_subgroups(@builtin(workgroup_id) wid: vec3<u32>,
+                                     @builtin(num_workgroups) nwg: vec3<u32>,
+                                     @builtin(local_invocation_index) lid: u32,
+                                     @builtin(subgroup_invocation_id) lane: u32) {
+    let i = thread_index(wid, nwg, lid);
+    let cols = p.c_in * p.k_d * p.k_h * p.k_w;
+    let quads = (cols + 3u) / 4u;
+    let padded = (quads + ROW_ALIGN - 1u) / ROW_ALIGN * ROW_ALIGN;
+    let count = padded * ((p.c_out + OC - 1u) / OC);
+    // Lanes past the end or in a group's padding repeat an invocation (their sums are not
+    // written), so that every lane takes part in the broadcasts.
+    let t = min(i, count - 1u);
+    let co0 = (t / padded) * OC;
+    let k0 = min(t % padded, quads - 1u) * 4u;
+    let cl = columns(k0);
+    let cv = (p.out_d * p.out_h * p.out_w) / 4u;
+    let y4 = p.r0 * p.c_out * cv;
+    let ya = y4 + min(co0 + lane % 8u, p.c_out - 1u) * cv;
+    let yb = y4 + min(co0 + 8u + lane % 8u, p.c_out - 1u) * cv;
+    var s0 = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    var s1 = s0;
+    var s2 = s0;
+    var s3 = s0;
+    var o0 = vec3<u32>(0u);
+    for (var q = 0u; q < cv; q++) {
+        let o1 = next_position(o0);
+        let o2 = next_position(o1);
+        let o3 = next_position(o2);
+        let x0 = x_window(cl, o0);
+        let x1 = x_window(cl, o1);
+        let x2 = x_window(cl, o2);
+        let x3 = x_window(cl, o3);
+        let ma = dy4[ya + q];
+        let mb = dy4[yb + q];
+        var d = array<vec4<f32>, 16>(
+            subgroupBroadcast(ma, 0u), subgroupBroadcast(ma, 1u), subgroupBroadcast(ma, 2u), subgroupBroadcast(ma, 3u),
+            subgroupBroadcast(ma, 4u), subgroupBroadcast(ma, 5u), subgroupBroadcast(ma, 6u), subgroupBroadcast(ma, 7u),
+            subgroupBroadcast(mb, 0u), subgroupBroadcast(mb, 1u), subgroupBroadcast(mb, 2u), subgroupBroadcast(mb, 3u),
+            subgroupBroadcast(mb, 4u), subgroupBroadcast(mb, 5u), subgroupBroadcast(mb, 6u), subgroupBroadcast(mb, 7u));
+        add_column(&s0, &d, vec4<f32>(x0.x, x1.x, x2.x, x3.x));
+        add_column(&s1, &d, vec4<f32>(x0.y, x1.y, x2.y, x3.y));
+        add_column(&s2, &d, vec4<f32>(x0.z, x1.z, x2.z, x3.z));
+        add_column(&s3, &d, vec4<f32>(x0.w, x1.w, x2.w, x3.w));
+        o0 = next_position(o3);
+    }
+    if (i < count && t % padded < quads) {
+        put_dw_samples(co0, k0, cols, s0);
+        put_dw_samples(co0, k0 + 1u, cols, s1);
+        put_dw_samples(co0, k0 + 2u, cols, s2);
+        put_dw_samples(co0, k0 + 3u, cols, s3);
+    }
+}
+
+// dw[co·cols + k] = (dw[…] if ACCUMULATE) + the sum of channel co, for the channels
+// co0.. of `acc` that exist and a column k that exists.
+fn put_dw_samples(co0: u32, k: u32, cols: u32, acc: Acc) {
+    if (k >= cols) {
+        return;
+    }
+    for (var c = 0u; c < OC; c++) {
+        if (co0 + c < p.c_out) {
+            let at = (co0 + c) * cols + k;
+            var v = acc_at(acc, c);
+            if (ACCUMULATE) {
+                v += dw[at];
+            }
+            dw[at] = v;
+        }
+    }
 }

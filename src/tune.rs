@@ -23,7 +23,7 @@ pub(crate) type Memo = Mutex<BTreeMap<String, ConvChoice>>;
 
 /// The version a cache must carry to be read: cnn3d's, and a revision of the candidate set
 /// (raised when kernels are added or changed, so that old choices are measured again).
-const CACHE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " kernels 4");
+const CACHE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " kernels 5");
 
 /// The cache file: tuning results by key, with the version of cnn3d that measured them.
 #[derive(Default, serde::Serialize, serde::Deserialize)]

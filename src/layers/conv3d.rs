@@ -131,6 +131,10 @@ pub enum WeightKernels {
     /// [`Kernels::Subgroups`]).
     RowsSubgroups,
     Samples,
+    /// `Samples` with dy's 16 channels loaded by 2 lanes each and broadcast across the
+    /// subgroup, each invocation 4 columns over all of the sample's positions (subgroups of
+    /// at least 8 lanes).
+    SamplesSubgroups,
 }
 
 /// Which kernels each pass of one convolution runs with (see [`crate::tune`]).
@@ -150,6 +154,7 @@ impl std::fmt::Display for ConvChoice {
             WeightKernels::Rows => "rows",
             WeightKernels::RowsSubgroups => "rows_subgroups",
             WeightKernels::Samples => "samples",
+            WeightKernels::SamplesSubgroups => "samples_subgroups",
         };
         write!(f, "{}/{}/{w}", self.forward.name(), self.backward_input.name())
     }
@@ -398,9 +403,11 @@ impl Conv3d {
     /// The kernels that usually win: tiled where the kernel's taps fit a uniform block (the
     /// subgroup kernels where the device has subgroups); for the weight gradient, from 8 input
     /// channels on the rows kernels (16 output channels or more; rows_subgroups where the
-    /// device has subgroups) or channels, below that samples where it can run, else columns (lavapipe, the
+    /// device has subgroups) or channels, below that samples where it can run (samples_subgroups
+    /// where the device has subgroups of 8 lanes or more), else columns (lavapipe, the
     /// article's conv2: rows 108 ms, channels 182 ms; conv1 (3 input channels): samples
-    /// 210–224 ms a step, columns 403–427 ms, rows 212+ ms on a faster machine).
+    /// 210–224 ms a step, columns 403–427 ms, rows 212+ ms on a faster machine; later
+    /// samples 228–241 ms, samples_subgroups 121–130 ms).
     pub fn default_choice(&self, gpu: &Gpu) -> ConvChoice {
         let (k, w) = self.candidates(gpu);
         let tiled = k[0];
@@ -408,6 +415,7 @@ impl Conv3d {
         let weight = match (self.c_in >= 2 * CI4, w.contains(&WeightKernels::Rows), w.contains(&WeightKernels::Samples)) {
             (true, true, _) => rows,
             (true, false, _) => WeightKernels::Channels,
+            (false, _, true) if w.contains(&WeightKernels::SamplesSubgroups) => WeightKernels::SamplesSubgroups,
             (false, _, true) => WeightKernels::Samples,
             (false, _, false) => WeightKernels::Columns,
         };
@@ -427,6 +435,9 @@ impl Conv3d {
         let mut w = self.weight_candidates();
         if w.contains(&WeightKernels::Rows) && gpu.subgroup_size().is_some() {
             w.push(WeightKernels::RowsSubgroups);
+        }
+        if w.contains(&WeightKernels::Samples) && gpu.subgroup_size().is_some_and(|s| s >= 8) {
+            w.push(WeightKernels::SamplesSubgroups);
         }
         (k, w)
     }
@@ -471,6 +482,9 @@ impl Conv3d {
         if subgroups && gpu.subgroup_size().is_none() {
             return Err(Error::shape(LAYER, "the subgroup kernels need a device with subgroups of at least 4 lanes"));
         }
+        if choice.backward_weight == WeightKernels::SamplesSubgroups && !gpu.subgroup_size().is_some_and(|s| s >= 8) {
+            return Err(Error::shape(LAYER, "the samples_subgroups kernel needs a device with subgroups of at least 8 lanes"));
+        }
         let taps = self.taps();
         let blocks = |k: Kernels, b: Option<Blocks>, what: &str| -> Result<Option<Buffer>> {
             match (k, b) {
@@ -490,7 +504,7 @@ impl Conv3d {
             _ => None,
         };
         let samples = match choice.backward_weight {
-            WeightKernels::Samples if !self.weight_candidates().contains(&WeightKernels::Samples) => {
+            WeightKernels::Samples | WeightKernels::SamplesSubgroups if !self.weight_candidates().contains(&WeightKernels::Samples) => {
                 return Err(Error::shape(
                     LAYER,
                     format!(
@@ -500,8 +514,8 @@ impl Conv3d {
                 ))
             }
             // The last sample's window is the last to fit.
-            WeightKernels::Samples if x.is_some_and(|x| self.window(x, self.n - 1).is_some()) => None,
-            WeightKernels::Samples => Some(gpu.zeros_uniform("conv3d x per sample", self.samples_len())?),
+            WeightKernels::Samples | WeightKernels::SamplesSubgroups if x.is_some_and(|x| self.window(x, self.n - 1).is_some()) => None,
+            WeightKernels::Samples | WeightKernels::SamplesSubgroups => Some(gpu.zeros_uniform("conv3d x per sample", self.samples_len())?),
             _ => None,
         };
         let splits = self.splits(out);
@@ -764,7 +778,7 @@ impl Conv3d {
         expect_len(LAYER, "dweight", dweight, len)?;
         match scratch.choice.backward_weight {
             WeightKernels::Rows | WeightKernels::RowsSubgroups => return self.backward_weight_rows(out, x, dy, dweight, scratch),
-            WeightKernels::Samples => return self.backward_weight_samples(out, x, dy, dweight, scratch),
+            WeightKernels::Samples | WeightKernels::SamplesSubgroups => return self.backward_weight_samples(out, x, dy, dweight, scratch),
             _ => {}
         }
         let splits = self.splits(out);
@@ -776,7 +790,7 @@ impl Conv3d {
         let (entry, tiles) = match scratch.choice.backward_weight {
             WeightKernels::Channels => ("backward_weight_tiled", self.c_in.div_ceil(2 * CI4) * self.taps()),
             WeightKernels::Columns => ("backward_weight_columns", self.column_tiles()),
-            WeightKernels::Rows | WeightKernels::RowsSubgroups | WeightKernels::Samples => unreachable!("handled above"),
+            WeightKernels::Rows | WeightKernels::RowsSubgroups | WeightKernels::Samples | WeightKernels::SamplesSubgroups => unreachable!("handled above"),
         };
         let groups = splits * self.c_out.div_ceil(OC_TILE) * tiles;
         let mut p = self.params(out, groups);
@@ -855,13 +869,28 @@ impl Conv3d {
                 .ok_or_else(|| Error::shape(LAYER, "backward_weight's scratch reads x in place, but this x cannot be bound in windows"))?,
         };
         let groups = self.column_tiles() * self.c_out.div_ceil(OC_TILE);
+        // samples_subgroups: 4 columns an invocation, each group's padded to the subgroup size.
+        let align = scratch.subgroup_size;
+        let threads = (self.c_in * self.taps()).div_ceil(4).next_multiple_of(align) * self.c_out.div_ceil(OC_TILE);
         let f = 1.0 / self.n as f64;
         for (n, window) in windows.iter().enumerate() {
             let mut p = self.params(out, groups);
             p.r0 = n as u32;
+            let op = match scratch.choice.backward_weight {
+                WeightKernels::SamplesSubgroups => Op::threads_spread(
+                    "conv3d.backward_weight",
+                    Shader::Conv3dSubgroups,
+                    "backward_weight_samples_subgroups",
+                    &p,
+                    &[window, dy, dweight],
+                    threads,
+                    scratch.min_workgroup(),
+                )
+                .with_constant("ROW_ALIGN", align as u32),
+                _ => Op::groups("conv3d.backward_weight", Shader::Conv3d, "backward_weight_samples", &p, &[window, dy, dweight], groups),
+            };
             ops.push(
-                Op::groups("conv3d.backward_weight", Shader::Conv3d, "backward_weight_samples", &p, &[window, dy, dweight], groups)
-                    .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64)
+                op.with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64)
                     .with_constant("ACCUMULATE", u32::from(n > 0)),
             );
         }
