@@ -337,6 +337,13 @@ impl Gpu {
         self.info.subgroup_sizes.filter(|&(min, _)| min >= 4).map(|(_, max)| max)
     }
 
+    /// The device's smallest subgroup where the subgroup kernels can run (see
+    /// [`Gpu::subgroup_size`]): kernels that broadcast from lanes 0..n need n lanes in every
+    /// subgroup, whatever size the driver picks.
+    pub fn min_subgroup_size(&self) -> Option<u32> {
+        self.info.subgroup_sizes.filter(|&(min, _)| min >= 4).map(|(min, _)| min)
+    }
+
     /// Runs `f` inside validation and out-of-memory error scopes; an error becomes
     /// [`Error::Gpu`] naming `context`.
     pub(crate) fn scoped<T>(&self, context: impl FnOnce() -> String, f: impl FnOnce() -> T) -> Result<T> {

@@ -436,7 +436,7 @@ impl Conv3d {
         if w.contains(&WeightKernels::Rows) && gpu.subgroup_size().is_some() {
             w.push(WeightKernels::RowsSubgroups);
         }
-        if w.contains(&WeightKernels::Samples) && gpu.subgroup_size().is_some_and(|s| s >= 8) {
+        if w.contains(&WeightKernels::Samples) && gpu.min_subgroup_size().is_some_and(|s| s >= 8) {
             w.push(WeightKernels::SamplesSubgroups);
         }
         (k, w)
@@ -482,7 +482,7 @@ impl Conv3d {
         if subgroups && gpu.subgroup_size().is_none() {
             return Err(Error::shape(LAYER, "the subgroup kernels need a device with subgroups of at least 4 lanes"));
         }
-        if choice.backward_weight == WeightKernels::SamplesSubgroups && gpu.subgroup_size().is_none_or(|s| s < 8) {
+        if choice.backward_weight == WeightKernels::SamplesSubgroups && gpu.min_subgroup_size().is_none_or(|s| s < 8) {
             return Err(Error::shape(LAYER, "the samples_subgroups kernel needs a device with subgroups of at least 8 lanes"));
         }
         let taps = self.taps();
