@@ -1285,13 +1285,7 @@ fn put_dw(g: u32, k: u32, cols: u32, acc: Acc) {
     for (var j = 0u; j < OC; j++) {
         let co = g * OC + j;
         if (co < G_C_OUT) {
-            var v: f32;
-            switch j / 4u {
-                case 0u: { v = acc.a0[j % 4u]; }
-                case 1u: { v = acc.a1[j % 4u]; }
-                case 2u: { v = acc.a2[j % 4u]; }
-                default: { v = acc.a3[j % 4u]; }
-            }
+            var v = acc_at(acc, j);
             let at = co * cols + k;
             if (ACCUMULATE) {
                 v += dw[at];

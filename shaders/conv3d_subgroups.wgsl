@@ -71,7 +71,8 @@ fn backward_weight_samples_subgroups(@builtin(workgroup_id) wid: vec3<u32>,
     // Lanes past the end or in a group's padding repeat an invocation (their sums are not
     // written), so that every lane takes part in the broadcasts.
     let t = min(i, count - 1u);
-    let co0 = (t / padded) * OC;
+    let g = t / padded;
+    let co0 = g * OC;
     let k0 = min(t % padded, quads - 1u) * 4u;
     let cl = columns(k0);
     let cv = (p.out_d * p.out_h * p.out_w) / 4u;
@@ -105,27 +106,15 @@ fn backward_weight_samples_subgroups(@builtin(workgroup_id) wid: vec3<u32>,
         o0 = next_position(o3);
     }
     if (i < count && t % padded < quads) {
-        put_dw_samples(co0, k0, cols, s0);
-        put_dw_samples(co0, k0 + 1u, cols, s1);
-        put_dw_samples(co0, k0 + 2u, cols, s2);
-        put_dw_samples(co0, k0 + 3u, cols, s3);
-    }
-}
-
-// dw[co·cols + k] = (dw[…] if ACCUMULATE) + the sum of channel co, for the channels
-// co0.. of `acc` that exist and a column k that exists.
-fn put_dw_samples(co0: u32, k: u32, cols: u32, acc: Acc) {
-    if (k >= cols) {
-        return;
-    }
-    for (var c = 0u; c < OC; c++) {
-        if (co0 + c < p.c_out) {
-            let at = (co0 + c) * cols + k;
-            var v = acc_at(acc, c);
-            if (ACCUMULATE) {
-                v += dw[at];
-            }
-            dw[at] = v;
+        put_dw(g, k0, cols, s0);
+        if (k0 + 1u < cols) {
+            put_dw(g, k0 + 1u, cols, s1);
+        }
+        if (k0 + 2u < cols) {
+            put_dw(g, k0 + 2u, cols, s2);
+        }
+        if (k0 + 3u < cols) {
+            put_dw(g, k0 + 3u, cols, s3);
         }
     }
 }

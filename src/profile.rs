@@ -547,7 +547,7 @@ pub fn bench(gpu: &Gpu, config: &Config, opts: &BenchOptions) -> Result<BenchRep
                 .map(|r| LayerBench { layer: r.name, ms: r.total_ms, share: r.share, gflops: r.gflops, gbps: r.gbps })
                 .collect();
             // The GEMM, then the convolution passes against it rep by rep.
-            let (g, plan) = gemm_with_plan(gpu, opts.gemm_size, opts.warmup, opts.reps)?;
+            let (g, plan) = gemm(gpu, opts.gemm_size, opts.warmup, opts.reps)?;
             let flops = 2.0 * (opts.gemm_size as f64).powi(3);
             let mut reps = vec![];
             for _ in 0..opts.reps {
@@ -635,13 +635,9 @@ fn infer_plan(b: &mut Bench, batch: usize) -> Result<(Plan, usize)> {
 
 /// An m = n = k = `size` matmul with each of the project's kernels that computes one — the
 /// dense layer's (y = x·wᵀ) and conv3d's tiled and direct kernels as a 1×1×1 convolution over
-/// `size` positions (y = w·x) — timed on the GPU; the fastest is the reference.
-pub fn gemm(gpu: &Gpu, size: usize, warmup: usize, reps: usize) -> Result<GemmBench> {
-    Ok(gemm_with_plan(gpu, size, warmup, reps)?.0)
-}
-
-/// [`gemm`], and the plan of the fastest kernel.
-fn gemm_with_plan(gpu: &Gpu, size: usize, warmup: usize, reps: usize) -> Result<(GemmBench, Plan)> {
+/// `size` positions (y = w·x) — timed on the GPU; the fastest is the reference. Also the plan
+/// of the fastest, which bench runs again beside each profiled step.
+pub fn gemm(gpu: &Gpu, size: usize, warmup: usize, reps: usize) -> Result<(GemmBench, Plan)> {
     if size == 0 {
         return Err(Error::InvalidOption { field: "--gemm-size".into(), message: "must be positive".into() });
     }

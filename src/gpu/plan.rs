@@ -42,7 +42,7 @@ impl Op {
         buffers: &[&Buffer],
         n: usize,
     ) -> Op {
-        Op::threads_of(label, shader, entry, params, buffers, n, WG)
+        Op::groups(label, shader, entry, params, buffers, n.div_ceil(WG as usize)).with_constant("WG", WG)
     }
 
     /// [`Op::threads`] in workgroups of `WG` threads, or of fewer where `WG` would leave fewer
@@ -65,30 +65,7 @@ impl Op {
         while wg / 2 >= min.max(1) && (n as u64).div_ceil(wg as u64) < 8 {
             wg /= 2;
         }
-        Op::threads_of(label, shader, entry, params, buffers, n, wg)
-    }
-
-    /// [`Op::threads`] with `wg` threads per workgroup (the entry point's `override WG`).
-    pub fn threads_of<P: bytemuck::Pod>(
-        label: impl Into<String>,
-        shader: Shader,
-        entry: &'static str,
-        params: &P,
-        buffers: &[&Buffer],
-        n: usize,
-        wg: u32,
-    ) -> Op {
-        Op {
-            label: label.into(),
-            shader,
-            entry,
-            constants: vec![("WG", wg)],
-            params: bytemuck::bytes_of(params).to_vec(),
-            buffers: buffers.iter().map(|&b| b.clone()).collect(),
-            groups: (n as u64).div_ceil(wg as u64),
-            flops: 0,
-            bytes: 0,
-        }
+        Op::groups(label, shader, entry, params, buffers, n.div_ceil(wg as usize)).with_constant("WG", wg)
     }
 
     /// `groups` workgroups of the entry point's own fixed size (e.g. one per channel for

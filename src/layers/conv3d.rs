@@ -877,16 +877,20 @@ impl Conv3d {
             let mut p = self.params(out, groups);
             p.r0 = n as u32;
             let op = match scratch.choice.backward_weight {
-                WeightKernels::SamplesSubgroups => Op::threads_spread(
-                    "conv3d.backward_weight",
-                    Shader::Conv3dSubgroups,
-                    "backward_weight_samples_subgroups",
-                    &p,
-                    &[window, dy, dweight],
-                    threads,
-                    scratch.min_workgroup(),
-                )
-                .with_constant("ROW_ALIGN", align as u32),
+                // put_dw reads the geometry's constants (G_C_OUT).
+                WeightKernels::SamplesSubgroups => self.geometry(
+                    out,
+                    Op::threads_spread(
+                        "conv3d.backward_weight",
+                        Shader::Conv3dSubgroups,
+                        "backward_weight_samples_subgroups",
+                        &p,
+                        &[window, dy, dweight],
+                        threads,
+                        scratch.min_workgroup(),
+                    )
+                    .with_constant("ROW_ALIGN", align as u32),
+                ),
                 _ => Op::groups("conv3d.backward_weight", Shader::Conv3d, "backward_weight_samples", &p, &[window, dy, dweight], groups),
             };
             ops.push(
