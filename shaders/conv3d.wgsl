@@ -411,6 +411,8 @@ const CI4: u32 = 4u;
 const BLOCK: u32 = 4096u;
 
 @group(0) @binding(2) var<uniform> block: array<vec4<f32>, 4096>;
+// The wide kernels' second block: the same columns for the next OC channels (see WIDE).
+@group(0) @binding(4) var<uniform> block2: array<vec4<f32>, 4096>;
 @group(0) @binding(2) var<storage, read_write> packed: array<f32>;
 @group(0) @binding(1) var<storage, read> w_1: array<f32>;
 @group(0) @binding(1) var<storage, read> b_1: array<f32>;
@@ -498,57 +500,79 @@ struct Acc {
     a3: vec4<f32>,
 }
 
-// The OC weights of column `col` of the block, as four vec4s. `lane` is the invocation's
-// index in its subgroup where the subgroup kernels run (conv3d_subgroups.wgsl replaces this
-// function there), else unused.
+// The OC weights of column `col` of the block (block_column2: of block2), as four vec4s.
+// `lane` is the invocation's index in its subgroup where the subgroup kernels run
+// (conv3d_subgroups.wgsl replaces these two functions there), else unused.
 fn block_column(col: u32, lane: u32) -> array<vec4<f32>, 4> {
     let q = col * (OC / 4u);
     return array<vec4<f32>, 4>(block[q], block[q + 1u], block[q + 2u], block[q + 3u]);
 }
 
-// Adds v·(column col of the block) to a and u·(the same column) to b: the block's four loads
-// serve both positions.
-fn mac2(a: ptr<function, Acc>, b: ptr<function, Acc>, v: f32, u: f32, col: u32, lane: u32) {
-    let w = block_column(col, lane);
+fn block_column2(col: u32, lane: u32) -> array<vec4<f32>, 4> {
+    let q = col * (OC / 4u);
+    return array<vec4<f32>, 4>(block2[q], block2[q + 1u], block2[q + 2u], block2[q + 3u]);
+}
+
+// The sums of an invocation's (up to) four positions, OC channels each.
+struct Sums {
+    a: Acc,
+    b: Acc,
+    c: Acc,
+    d: Acc,
+}
+
+fn zero_sums() -> Sums {
+    let z = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+    return Sums(z, z, z, z);
+}
+
+// Adds v·w to the first position's sums and u·w to the second's (w: a block column): the
+// block's loads serve both positions.
+fn mac2(s: ptr<function, Sums>, v: f32, u: f32, w: array<vec4<f32>, 4>) {
     let w0 = w[0];
     let w1 = w[1];
     let w2 = w[2];
     let w3 = w[3];
-    (*a).a0 += v * w0;
-    (*a).a1 += v * w1;
-    (*a).a2 += v * w2;
-    (*a).a3 += v * w3;
-    (*b).a0 += u * w0;
-    (*b).a1 += u * w1;
-    (*b).a2 += u * w2;
-    (*b).a3 += u * w3;
+    (*s).a.a0 += v * w0;
+    (*s).a.a1 += v * w1;
+    (*s).a.a2 += v * w2;
+    (*s).a.a3 += v * w3;
+    (*s).b.a0 += u * w0;
+    (*s).b.a1 += u * w1;
+    (*s).b.a2 += u * w2;
+    (*s).b.a3 += u * w3;
 }
 
 // mac2 for four positions: the block's loads, which a CPU adapter pays more for than for the
 // products, serve all four (lavapipe: forward ~25% faster than with two).
-fn mac4(a: ptr<function, Acc>, b: ptr<function, Acc>, c: ptr<function, Acc>, d: ptr<function, Acc>, v: vec4<f32>, col: u32, lane: u32) {
-    let w = block_column(col, lane);
+fn mac4(s: ptr<function, Sums>, v: vec4<f32>, w: array<vec4<f32>, 4>) {
     let w0 = w[0];
     let w1 = w[1];
     let w2 = w[2];
     let w3 = w[3];
-    (*a).a0 += v.x * w0;
-    (*a).a1 += v.x * w1;
-    (*a).a2 += v.x * w2;
-    (*a).a3 += v.x * w3;
-    (*b).a0 += v.y * w0;
-    (*b).a1 += v.y * w1;
-    (*b).a2 += v.y * w2;
-    (*b).a3 += v.y * w3;
-    (*c).a0 += v.z * w0;
-    (*c).a1 += v.z * w1;
-    (*c).a2 += v.z * w2;
-    (*c).a3 += v.z * w3;
-    (*d).a0 += v.w * w0;
-    (*d).a1 += v.w * w1;
-    (*d).a2 += v.w * w2;
-    (*d).a3 += v.w * w3;
+    (*s).a.a0 += v.x * w0;
+    (*s).a.a1 += v.x * w1;
+    (*s).a.a2 += v.x * w2;
+    (*s).a.a3 += v.x * w3;
+    (*s).b.a0 += v.y * w0;
+    (*s).b.a1 += v.y * w1;
+    (*s).b.a2 += v.y * w2;
+    (*s).b.a3 += v.y * w3;
+    (*s).c.a0 += v.z * w0;
+    (*s).c.a1 += v.z * w1;
+    (*s).c.a2 += v.z * w2;
+    (*s).c.a3 += v.z * w3;
+    (*s).d.a0 += v.w * w0;
+    (*s).d.a1 += v.w * w1;
+    (*s).d.a2 += v.w * w2;
+    (*s).d.a3 += v.w * w3;
 }
+
+// The wide kernels (WIDE): 2·OC channels an invocation, the second OC from block2 (the next
+// channel group's block), so that each x (forward) or dy (backward_input) an invocation loads
+// serves twice the products. A CPU adapter pays for such per-lane loads more than for the
+// products and the extra accumulators (lavapipe: twice the channels for 1.42–1.5× the time).
+override WIDE: bool = false;
 
 // The output positions of an invocation of the tiled kernels: 2 or 4 positions k, each
 // pos_w(k) further along W and pos_n(k) samples further on than the first, (n, ·, ·, ow). LAYOUT
@@ -623,12 +647,13 @@ override ACCUMULATE: bool = false;
 override ADD_BIAS: bool = false;
 
 // y[at] = (y[at] if ACCUMULATE) + v (+ the bias of channel c0 + j if ADD_BIAS), if channel
-// c0 + j exists.
+// c0 + j exists; channels from OC on are the wide kernels' second block's.
 fn put1(at: u32, j: u32, v: f32) {
     if (p.c0 + j < G_C_OUT) {
         var s = v;
         if (ADD_BIAS) {
-            s += block[BLOCK - OC / 4u + j / 4u][j % 4u];
+            let q = BLOCK - OC / 4u + (j % OC) / 4u;
+            s += select(block[q], block2[q], j >= OC)[j % 4u];
         }
         if (ACCUMULATE) {
             s += y[at];
@@ -644,12 +669,22 @@ fn put4(at: u32, stride: u32, j: u32, v: vec4<f32>) {
     put1(at + 3u * stride, j + 3u, v.w);
 }
 
-// Writes the OC sums of `acc` to y[at + j·stride], j = 0..OC.
-fn put_forward(at: u32, stride: u32, acc: Acc) {
-    put4(at, stride, 0u, acc.a0);
-    put4(at + 4u * stride, stride, 4u, acc.a1);
-    put4(at + 8u * stride, stride, 8u, acc.a2);
-    put4(at + 12u * stride, stride, 12u, acc.a3);
+// Writes the OC sums of `acc` (channels c0 + j0..) to y[at + j·stride], j = 0..OC.
+fn put_forward(at: u32, stride: u32, j0: u32, acc: Acc) {
+    put4(at, stride, j0, acc.a0);
+    put4(at + 4u * stride, stride, j0 + 4u, acc.a1);
+    put4(at + 8u * stride, stride, j0 + 8u, acc.a2);
+    put4(at + 12u * stride, stride, j0 + 12u, acc.a3);
+}
+
+// Writes the sums of the positions of `o` that exist, channels c0 + j0.. (y's index `at` of
+// the first position and channel c0 + j0).
+fn put_sums(o: Quad, at: u32, j0: u32, s: Sums) {
+    let ovol = G_OUT_D * G_OUT_H * G_OUT_W;
+    if (o.has.x) { put_forward(at, ovol, j0, s.a); }
+    if (o.has.y) { put_forward(at + pos_offset(1u, G_C_OUT, ovol), ovol, j0, s.b); }
+    if (o.has.z) { put_forward(at + pos_offset(2u, G_C_OUT, ovol), ovol, j0, s.c); }
+    if (o.has.w) { put_forward(at + pos_offset(3u, G_C_OUT, ovol), ovol, j0, s.d); }
 }
 
 @compute @workgroup_size(WG)
@@ -680,11 +715,19 @@ fn x_at(o: Quad, row: u32, vh: bool, k: u32, kw: u32) -> f32 {
 }
 
 // mac4, or mac2 on v's first two values where LAYOUT has two positions.
-fn mac(a: ptr<function, Acc>, b: ptr<function, Acc>, c: ptr<function, Acc>, d: ptr<function, Acc>, v: vec4<f32>, col: u32, lane: u32) {
+fn mac(s: ptr<function, Sums>, v: vec4<f32>, w: array<vec4<f32>, 4>) {
     if (four()) {
-        mac4(a, b, c, d, v, col, lane);
+        mac4(s, v, w);
     } else {
-        mac2(a, b, v.x, v.y, col, lane);
+        mac2(s, v.x, v.y, w);
+    }
+}
+
+// mac with column `col` of the block into lo and, in the wide kernels, of block2 into hi.
+fn mac_wide(lo: ptr<function, Sums>, hi: ptr<function, Sums>, v: vec4<f32>, col: u32, lane: u32) {
+    mac(lo, v, block_column(col, lane));
+    if (WIDE) {
+        mac(hi, v, block_column2(col, lane));
     }
 }
 
@@ -705,10 +748,8 @@ fn next_window(o: Quad, row: u32, vh: bool, v: vec4<f32>, kw: u32) -> vec4<f32> 
 fn forward_at(i: u32, lane: u32) {
     let o = out_quad(i);
     let vol = G_IN_D * G_IN_H * G_IN_W;
-    var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-    var b = a;
-    var c = a;
-    var d = a;
+    var lo = zero_sums();
+    var hi = lo;
     let npos = select(2u, 4u, four());
     // One loop over the block's rows of columns (channel, kd, kh), kd and kh counted along, and
     // the taps kw inside: a CPU adapter pays per loop level and iteration.
@@ -726,20 +767,29 @@ fn forward_at(i: u32, lane: u32) {
         for (var k = 0u; k < npos; k++) {
             v[k] = x_at(o, row, vh, k, 0u);
         }
-        mac(&a, &b, &c, &d, v, rc * G_K_W, lane);
         // Taps 1 and 2 written out (their conditions are constants: no branch), the rest in a
-        // loop: with all taps in a loop lavapipe ran this kernel 0.82× (conv2) as fast.
+        // loop: with all taps in a loop lavapipe ran this kernel 0.82× (conv2) as fast. Their
+        // loads come first, so that their products run back to back (lavapipe: fewer masked
+        // writes of the sums; conv1 1.07×).
+        var v1 = v;
+        var v2 = v;
         if (G_K_W > 1u) {
-            v = next_window(o, row, vh, v, 1u);
-            mac(&a, &b, &c, &d, v, rc * G_K_W + 1u, lane);
+            v1 = next_window(o, row, vh, v, 1u);
         }
         if (G_K_W > 2u) {
-            v = next_window(o, row, vh, v, 2u);
-            mac(&a, &b, &c, &d, v, rc * G_K_W + 2u, lane);
+            v2 = next_window(o, row, vh, v1, 2u);
+        }
+        mac_wide(&lo, &hi, v, rc * G_K_W, lane);
+        if (G_K_W > 1u) {
+            mac_wide(&lo, &hi, v1, rc * G_K_W + 1u, lane);
+        }
+        if (G_K_W > 2u) {
+            mac_wide(&lo, &hi, v2, rc * G_K_W + 2u, lane);
+            v = v2;
         }
         for (var kw = 3u; kw < G_K_W; kw++) {
             v = next_window(o, row, vh, v, kw);
-            mac(&a, &b, &c, &d, v, rc * G_K_W + kw, lane);
+            mac_wide(&lo, &hi, v, rc * G_K_W + kw, lane);
         }
         kh++;
         if (kh == G_K_H) {
@@ -754,10 +804,10 @@ fn forward_at(i: u32, lane: u32) {
     if (o.valid) {
         let ovol = G_OUT_D * G_OUT_H * G_OUT_W;
         let at = (o.n * G_C_OUT + p.c0) * ovol + (o.od * G_OUT_H + o.oh) * G_OUT_W + o.ow;
-        if (o.has.x) { put_forward(at, ovol, a); }
-        if (o.has.y) { put_forward(at + pos_offset(1u, G_C_OUT, ovol), ovol, b); }
-        if (o.has.z) { put_forward(at + pos_offset(2u, G_C_OUT, ovol), ovol, c); }
-        if (o.has.w) { put_forward(at + pos_offset(3u, G_C_OUT, ovol), ovol, d); }
+        put_sums(o, at, 0u, lo);
+        if (WIDE) {
+            put_sums(o, at + OC * ovol, OC, hi);
+        }
     }
 }
 
@@ -785,12 +835,12 @@ fn add4(at: u32, stride: u32, j: u32, v: vec4<f32>) {
     add1(at + 3u * stride, j + 3u, v.w);
 }
 
-// Adds the OC sums of `acc` to dx[at + j·stride], j = 0..OC.
-fn add_dx(at: u32, stride: u32, acc: Acc) {
-    add4(at, stride, 0u, acc.a0);
-    add4(at + 4u * stride, stride, 4u, acc.a1);
-    add4(at + 8u * stride, stride, 8u, acc.a2);
-    add4(at + 12u * stride, stride, 12u, acc.a3);
+// Adds the OC sums of `acc` (channels c0 + j0..) to dx[at + j·stride], j = 0..OC.
+fn add_dx(at: u32, stride: u32, j0: u32, acc: Acc) {
+    add4(at, stride, j0, acc.a0);
+    add4(at + 4u * stride, stride, j0 + 4u, acc.a1);
+    add4(at + 8u * stride, stride, j0 + 8u, acc.a2);
+    add4(at + 12u * stride, stride, j0 + 12u, acc.a3);
 }
 
 // The positions of invocation i of backward_input_tiled: input row (n, id, ih) and the output
@@ -815,13 +865,21 @@ fn in_quad(i: u32) -> Quad {
     return Quad(n, t / G_IN_H, ih, ow, has_of(n, ow), i < p.total && j % padded < per_row);
 }
 
-// Adds position k's sums to dx at the input position that tap p.tap (kw) of it reads, if both
-// exist; xrow: the first position's input row.
-fn add_at(o: Quad, k: u32, xrow: u32, vol: u32, acc: Acc) {
+// Adds position k's sums (channels c0 + j0..) to dx at the input position that tap p.tap (kw)
+// of it reads, if both exist; xrow: the first position's input row, channel c0 + j0.
+fn add_at(o: Quad, k: u32, xrow: u32, j0: u32, acc: Acc) {
+    let vol = G_IN_D * G_IN_H * G_IN_W;
     let zw = (o.ow + pos_w(k)) * G_S_W + p.tap * G_DIL_W;
     if (o.valid && o.has[k] && zw >= G_P_W && zw < G_IN_W + G_P_W) {
-        add_dx(xrow + zw - G_P_W + pos_n(k) * G_C_IN * vol, vol, acc);
+        add_dx(xrow + zw - G_P_W + pos_n(k) * G_C_IN * vol, vol, j0, acc);
     }
+}
+
+fn add_sums(o: Quad, xrow: u32, j0: u32, s: Sums) {
+    add_at(o, 0u, xrow, j0, s.a);
+    add_at(o, 1u, xrow, j0, s.b);
+    add_at(o, 2u, xrow, j0, s.c);
+    add_at(o, 3u, xrow, j0, s.d);
 }
 
 @compute @workgroup_size(WG)
@@ -845,10 +903,8 @@ fn backward_input_at(i: u32, lane: u32) {
     for (var k = 0u; k < 4u; k++) {
         off[k] = select(0u, pos_offset(k, G_C_OUT, ovol), o.has[k]);
     }
-    var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-    var b = a;
-    var c = a;
-    var d = a;
+    var lo = zero_sums();
+    var hi = lo;
     for (var kd = 0u; kd < G_K_D; kd++) {
         let od = out_pos(o.od, kd, G_S_D, G_P_D, G_DIL_D, G_OUT_D);
         if (od >= G_OUT_D) {
@@ -863,21 +919,22 @@ fn backward_input_at(i: u32, lane: u32) {
             let col = (kd * G_K_H + kh) * p.rows;
             var yi = (o.n * G_C_OUT + p.r0) * ovol + (od * G_OUT_H + oh) * G_OUT_W + o.ow;
             for (var r = 0u; r < p.r_n; r++) {
+                var v = vec4<f32>(dy[yi], dy[yi + off.y], 0.0, 0.0);
                 if (four()) {
-                    mac4(&a, &b, &c, &d, vec4<f32>(dy[yi], dy[yi + off.y], dy[yi + off.z], dy[yi + off.w]), col + r, lane);
-                } else {
-                    mac2(&a, &b, dy[yi], dy[yi + off.y], col + r, lane);
+                    v.z = dy[yi + off.z];
+                    v.w = dy[yi + off.w];
                 }
+                mac_wide(&lo, &hi, v, col + r, lane);
                 yi += ovol;
             }
         }
     }
     let vol = G_IN_D * G_IN_H * G_IN_W;
     let xrow = (o.n * G_C_IN + p.c0) * vol + (o.od * G_IN_H + o.oh) * G_IN_W;
-    add_at(o, 0u, xrow, vol, a);
-    add_at(o, 1u, xrow, vol, b);
-    add_at(o, 2u, xrow, vol, c);
-    add_at(o, 3u, xrow, vol, d);
+    add_sums(o, xrow, 0u, lo);
+    if (WIDE) {
+        add_sums(o, xrow + OC * vol, OC, hi);
+    }
 }
 
 // backward_weight's reduction, shared by its two entry points: lane l adds up the tile's
@@ -1330,13 +1387,11 @@ fn backward_weight_rows_at(i: u32, lane: u32) {
     var oh = (first / G_OUT_W) % G_OUT_H;
     var od = first / (G_OUT_W * G_OUT_H);
     var xn = (p.r0 / positions) * vol;
-    var a = Acc(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-    var b = a;
-    var c = a;
-    var d = a;
+    // One Acc per column k.. k + 3 (mac4's four "positions").
+    var s = zero_sums();
     for (var r = 0u; r < p.r_n; r++) {
         let v = vec4<f32>(x_col(c1, xn, od, oh, ow), x_col(c2, xn, od, oh, ow), x_col(c3, xn, od, oh, ow), x_col(c4, xn, od, oh, ow));
-        mac4(&a, &b, &c, &d, v, r * groups + g, lane);
+        mac4(&s, v, block_column(r * groups + g, lane));
         ow++;
         if (ow == G_OUT_W) {
             ow = 0u;
@@ -1352,15 +1407,15 @@ fn backward_weight_rows_at(i: u32, lane: u32) {
         }
     }
     if (i < count && t % padded < per_group) {
-        put_dw(g, k, cols, a);
+        put_dw(g, k, cols, s.a);
         if (k + 1u < cols) {
-            put_dw(g, k + 1u, cols, b);
+            put_dw(g, k + 1u, cols, s.b);
         }
         if (k + 2u < cols) {
-            put_dw(g, k + 2u, cols, c);
+            put_dw(g, k + 2u, cols, s.c);
         }
         if (k + 3u < cols) {
-            put_dw(g, k + 3u, cols, d);
+            put_dw(g, k + 3u, cols, s.d);
         }
     }
 }

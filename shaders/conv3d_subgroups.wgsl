@@ -1,6 +1,6 @@
 // The tiled forward, backward_input and backward_weight_rows kernels of conv3d.wgsl with
 // their block columns (weights, or dy for rows) shared across the subgroup: compiled as
-// conv3d.wgsl with its block_column replaced by the one below (see
+// conv3d.wgsl with its block_column and block_column2 replaced by the ones below (see
 // gpu::Shader::Conv3dSubgroups), on adapters with subgroups of at least 4 lanes.
 //
 // Every lane of a subgroup reads the same block column, but a CPU adapter such as lavapipe
@@ -21,6 +21,11 @@
 
 fn block_column(col: u32, lane: u32) -> array<vec4<f32>, 4> {
     let mine = block[col * (OC / 4u) + lane % 4u];
+    return array<vec4<f32>, 4>(subgroupBroadcast(mine, 0u), subgroupBroadcast(mine, 1u), subgroupBroadcast(mine, 2u), subgroupBroadcast(mine, 3u));
+}
+
+fn block_column2(col: u32, lane: u32) -> array<vec4<f32>, 4> {
+    let mine = block2[col * (OC / 4u) + lane % 4u];
     return array<vec4<f32>, 4>(subgroupBroadcast(mine, 0u), subgroupBroadcast(mine, 1u), subgroupBroadcast(mine, 2u), subgroupBroadcast(mine, 3u));
 }
 

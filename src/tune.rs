@@ -23,7 +23,7 @@ pub(crate) type Memo = Mutex<BTreeMap<String, ConvChoice>>;
 
 /// The version a cache must carry to be read: cnn3d's, and a revision of the candidate set
 /// (raised when kernels are added or changed, so that old choices are measured again).
-const CACHE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " kernels 5");
+const CACHE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " kernels 6");
 
 /// The cache file: tuning results by key, with the version of cnn3d that measured them.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
@@ -288,9 +288,11 @@ fn measure(gpu: &Gpu, g: &Conv3d, backward_input: bool) -> Result<ConvChoice> {
     let base = g.default_choice(gpu);
     let small = (&small_g, &small);
     let (kernels, weight) = g.candidates(gpu);
-    let forward = pick(gpu, g, Pass::Forward, &kernels, base.forward, |k| ConvChoice { forward: k, ..base }, small, probe, &full)?;
+    // The wide kernels only for a pass of two channel groups or more.
+    let suiting = |channels: usize| kernels.iter().copied().filter(|k| k.suits(channels)).collect::<Vec<_>>();
+    let forward = pick(gpu, g, Pass::Forward, &suiting(g.c_out), base.forward, |k| ConvChoice { forward: k, ..base }, small, probe, &full)?;
     let backward_input = if backward_input {
-        pick(gpu, g, Pass::BackwardInput, &kernels, base.backward_input, |k| ConvChoice { backward_input: k, ..base }, small, probe, &full)?
+        pick(gpu, g, Pass::BackwardInput, &suiting(g.c_in), base.backward_input, |k| ConvChoice { backward_input: k, ..base }, small, probe, &full)?
     } else {
         base.backward_input
     };

@@ -33,8 +33,10 @@ fn cases() -> Vec<Conv3d> {
         // 20 output channels over 2,970 output rows: the rows kernels' dy spans 6 uniform
         // blocks of 512 rows (the last partial), 135 (odd) weight columns.
         Conv3d::new(3, 5, 20, [9, 10, 11], [3, 3, 3]).with_padding([1, 1, 1]),
-        // Many channel groups of 16: 1030 output channels, 65 groups (the last one of 6).
-        Conv3d::new(1, 2, 1030, [2, 1, 3], [1, 1, 2]),
+        // Many channel groups of 16: 1030 output channels, 65 groups (the last one of 6, alone
+        // in the wide kernels); 18 input channels, the wide backward_input's pair of groups with
+        // a partial second one.
+        Conv3d::new(1, 18, 1030, [2, 1, 3], [1, 1, 2]),
         // 11·10·11 = 1210 taps do not fit a uniform block: the direct kernels.
         Conv3d::new(2, 2, 3, [12, 11, 12], [11, 10, 11]).with_padding([0, 1, 0]),
         // An odd OW (3) and a batch of 4: the tiled kernels take four samples per invocation.

@@ -83,14 +83,15 @@ impl Shader {
     }
 }
 
-/// conv3d.wgsl with its `block_column` replaced by conv3d_subgroups.wgsl's, which also adds
-/// the subgroup kernels' entry points.
+/// conv3d.wgsl with its `block_column` and `block_column2` (defined one after the other)
+/// replaced by conv3d_subgroups.wgsl's, which also adds the subgroup kernels' entry points.
 fn conv3d_subgroups() -> &'static str {
     static SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SOURCE.get_or_init(|| {
         let base = include_str!("../../shaders/conv3d.wgsl");
         let start = base.find("\nfn block_column(").expect("conv3d.wgsl defines block_column") + 1;
-        let end = start + base[start..].find("\n}\n").expect("block_column ends") + 3;
+        let second = base.find("\nfn block_column2(").expect("conv3d.wgsl defines block_column2") + 1;
+        let end = second + base[second..].find("\n}\n").expect("block_column2 ends") + 3;
         format!("{}{}\n{}", &base[..start], &base[end..], include_str!("../../shaders/conv3d_subgroups.wgsl"))
     })
 }

@@ -88,12 +88,17 @@ struct Params {
 /// or 4 positions an invocation), read by every lane (`Tiled`) or by 4 lanes of each subgroup
 /// and broadcast to the others (`Subgroups`, devices with subgroups: a CPU adapter gathers a
 /// uniform load lane by lane), or read directly (4 channels an invocation; also the only choice
-/// for kernels of more taps than a block holds).
+/// for kernels of more taps than a block holds). The `Wide` kernels take 32 channels an
+/// invocation from two groups' blocks at once, so each input an invocation loads serves twice
+/// the products, for twice the sums it holds (a CPU adapter's time goes into the loads; on a
+/// GPU the sums cost registers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kernels {
     Tiled,
+    TiledWide,
     Subgroups,
+    SubgroupsWide,
     Direct,
 }
 
@@ -101,7 +106,9 @@ impl Kernels {
     fn name(self) -> &'static str {
         match self {
             Kernels::Tiled => "tiled",
+            Kernels::TiledWide => "tiled_wide",
             Kernels::Subgroups => "subgroups",
+            Kernels::SubgroupsWide => "subgroups_wide",
             Kernels::Direct => "direct",
         }
     }
@@ -109,9 +116,27 @@ impl Kernels {
     /// The shader and entry point of the blocked kernels' forward and backward_input.
     fn blocked(self) -> (Shader, &'static str, &'static str) {
         match self {
-            Kernels::Subgroups => (Shader::Conv3dSubgroups, "forward_subgroups", "backward_input_subgroups"),
+            Kernels::Subgroups | Kernels::SubgroupsWide => (Shader::Conv3dSubgroups, "forward_subgroups", "backward_input_subgroups"),
             _ => (Shader::Conv3d, "forward_tiled", "backward_input_tiled"),
         }
+    }
+
+    /// Channel groups (of [`OC_TILE`]) an invocation computes.
+    fn groups(self) -> usize {
+        match self {
+            Kernels::TiledWide | Kernels::SubgroupsWide => 2,
+            _ => 1,
+        }
+    }
+
+    fn subgroups(self) -> bool {
+        matches!(self, Kernels::Subgroups | Kernels::SubgroupsWide)
+    }
+
+    /// Whether this kernel can pay off for a pass computing `channels` channels: the wide
+    /// kernels only where there are two groups.
+    pub fn suits(self, channels: usize) -> bool {
+        self.groups() == 1 || channels > OC_TILE
     }
 }
 
@@ -410,7 +435,8 @@ impl Conv3d {
     /// samples 228–241 ms, samples_subgroups 121–130 ms).
     pub fn default_choice(&self, gpu: &Gpu) -> ConvChoice {
         let (k, w) = self.candidates(gpu);
-        let tiled = k[0];
+        // The first that suits each pass: wide where it has two channel groups.
+        let first = |channels: usize| *k.iter().find(|k| k.suits(channels)).expect("direct suits every pass");
         let rows = if w.contains(&WeightKernels::RowsSubgroups) { WeightKernels::RowsSubgroups } else { WeightKernels::Rows };
         let weight = match (self.c_in >= 2 * CI4, w.contains(&WeightKernels::Rows), w.contains(&WeightKernels::Samples)) {
             (true, true, _) => rows,
@@ -419,7 +445,7 @@ impl Conv3d {
             (false, _, true) => WeightKernels::Samples,
             (false, _, false) => WeightKernels::Columns,
         };
-        ConvChoice { forward: tiled, backward_input: tiled, backward_weight: weight }
+        ConvChoice { forward: first(self.c_out), backward_input: first(self.c_in), backward_weight: weight }
     }
 
     /// The kernels that can run this geometry on `gpu`, per pass (forward and backward_input
@@ -428,8 +454,14 @@ impl Conv3d {
         let mut k = vec![Kernels::Direct];
         if self.taps() <= BLOCK_COLS {
             k.insert(0, Kernels::Tiled);
+            if self.c_in.max(self.c_out) > OC_TILE {
+                k.insert(0, Kernels::TiledWide);
+            }
             if gpu.subgroup_size().is_some() {
                 k.insert(0, Kernels::Subgroups);
+                if self.c_in.max(self.c_out) > OC_TILE {
+                    k.insert(0, Kernels::SubgroupsWide);
+                }
             }
         }
         let mut w = self.weight_candidates();
@@ -478,7 +510,7 @@ impl Conv3d {
 
     fn scratch_over(&self, gpu: &Gpu, choice: ConvChoice, x: Option<&Buffer>) -> Result<ConvScratch> {
         let out = self.output()?;
-        let subgroups = [choice.forward, choice.backward_input].contains(&Kernels::Subgroups) || choice.backward_weight == WeightKernels::RowsSubgroups;
+        let subgroups = choice.forward.subgroups() || choice.backward_input.subgroups() || choice.backward_weight == WeightKernels::RowsSubgroups;
         if subgroups && gpu.subgroup_size().is_none() {
             return Err(Error::shape(LAYER, "the subgroup kernels need a device with subgroups of at least 4 lanes"));
         }
@@ -489,8 +521,8 @@ impl Conv3d {
         let blocks = |k: Kernels, b: Option<Blocks>, what: &str| -> Result<Option<Buffer>> {
             match (k, b) {
                 (Kernels::Direct, _) => Ok(None),
-                (Kernels::Tiled | Kernels::Subgroups, Some(b)) => Ok(Some(gpu.zeros_uniform(&format!("conv3d {what} weight blocks"), b.floats())?)),
-                (Kernels::Tiled | Kernels::Subgroups, None) => Err(Error::shape(
+                (_, Some(b)) => Ok(Some(gpu.zeros_uniform(&format!("conv3d {what} weight blocks"), b.floats())?)),
+                (_, None) => Err(Error::shape(
                     LAYER,
                     format!("the tiled {what} kernels hold at most {BLOCK_COLS} taps, this kernel has {taps}"),
                 )),
@@ -663,22 +695,22 @@ impl Conv3d {
         out[2].div_ceil(w) * rows * self.n.div_ceil(n)
     }
 
-    /// The tiled kernel `entry` for channel group g, block j (and `tap`, backward_input),
-    /// reading `src` and writing `dst`; its cost is its share of the pass's.
-    #[allow(clippy::too_many_arguments)]
-    fn tiled(&self, out: Dims3, b: Blocks, reduce: usize, (g, j, tap): (usize, usize, usize), label: &str, (shader, entry): (Shader, &'static str), src: &Buffer, blocks: &Buffer, dst: &Buffer, share: f64, scratch: &ConvScratch) -> Op {
+    /// The tiled forward for `pair` (1 or 2) channel groups from g on and block j of input
+    /// channels; its cost is its share of the pass's.
+    fn forward_tiled(&self, out: Dims3, b: Blocks, (g, pair, j): (usize, usize, usize), x: &Buffer, blocks: &Buffer, y: &Buffer, scratch: &ConvScratch) -> Op {
+        let (shader, entry, _) = scratch.choice.forward.blocked();
         let threads = self.invocations(out, out[0] * out[1]);
         let r0 = j * b.per;
         let mut p = self.params(out, threads);
         p.c0 = (g * OC_TILE) as u32;
         p.r0 = r0 as u32;
-        p.r_n = b.per.min(reduce - r0) as u32;
-        p.tap = tap as u32;
-        let view = blocks.view((g * b.blocks + j) * BLOCK_FLOATS, BLOCK_FLOATS, "conv3d weight block");
-        let f = share * p.r_n as f64 / reduce as f64;
-        let op = Op::threads_spread(label, shader, entry, &p, &[src, &view, dst], threads, scratch.min_workgroup())
+        p.r_n = b.per.min(self.c_in - r0) as u32;
+        let view = |g: usize| blocks.view((g * b.blocks + j) * BLOCK_FLOATS, BLOCK_FLOATS, "conv3d weight block");
+        let f = pair as f64 / b.groups as f64 * p.r_n as f64 / self.c_in as f64;
+        // The shader reads block2 only when WIDE; a lone group binds its block there again.
+        let op = Op::threads_spread("conv3d.forward", shader, entry, &p, &[x, &view(g), y, &view(g + pair - 1)], threads, scratch.min_workgroup())
             .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64);
-        self.geometry(out, op).with_constant("LAYOUT", self.layout(out).0)
+        self.geometry(out, op).with_constant("LAYOUT", self.layout(out).0).with_constant("WIDE", u32::from(pair == 2))
     }
 
     /// y = conv(x, weight) (+ bias). `bias` must be given exactly when `has_bias`.
@@ -696,12 +728,13 @@ impl Conv3d {
         };
         let b = Blocks::new(self.c_in, self.c_out, self.taps()).expect("scratch was made for this geometry");
         let mut ops = self.pack(out, b, true, weight, bias, blocks);
-        let (shader, entry, _) = scratch.choice.forward.blocked();
-        // The first block of a group writes y (with the bias), the later ones add to it.
-        for g in 0..b.groups {
+        // The first block of a group writes y (with the bias), the later ones add to it. A wide
+        // kernel takes two groups a dispatch (a last odd one alone).
+        let per = scratch.choice.forward.groups();
+        for g in (0..b.groups).step_by(per) {
+            let pair = per.min(b.groups - g);
             for j in 0..b.blocks {
-                let share = 1.0 / b.groups as f64;
-                let op = self.tiled(out, b, self.c_in, (g, j, 0), "conv3d.forward", (shader, entry), x, blocks, y, share, scratch);
+                let op = self.forward_tiled(out, b, (g, pair, j), x, blocks, y, scratch);
                 ops.push(op.with_constant("ACCUMULATE", u32::from(j > 0)).with_constant("ADD_BIAS", u32::from(j == 0 && bias.is_some())));
             }
         }
@@ -742,13 +775,13 @@ impl Conv3d {
         // One invocation per input row (id, ih) and 2 or 4 output positions (the layout's); the
         // subgroup kernel pads each row to a multiple of the subgroup size (ROW_ALIGN).
         let (shader, _, entry) = scratch.choice.backward_input.blocked();
-        let align = match scratch.choice.backward_input {
-            Kernels::Subgroups => scratch.subgroup_size,
-            _ => 1,
-        };
+        let align = if scratch.choice.backward_input.subgroups() { scratch.subgroup_size } else { 1 };
         let threads = self.invocations(out, 1).next_multiple_of(align) * self.input[0] * self.input[1];
         let chunks = b.blocks / self.kernel[2];
-        for g in 0..b.groups {
+        // A wide kernel takes two groups of input channels a dispatch (a last odd one alone).
+        let per = scratch.choice.backward_input.groups();
+        for g in (0..b.groups).step_by(per) {
+            let pair = per.min(b.groups - g);
             for kw in 0..self.kernel[2] {
                 for j in 0..chunks {
                     let r0 = j * b.per;
@@ -758,11 +791,12 @@ impl Conv3d {
                     p.r_n = b.per.min(self.c_out - r0) as u32;
                     p.rows = b.per as u32;
                     p.tap = kw as u32;
-                    let view = blocks.view((g * b.blocks + kw * chunks + j) * b.stride, BLOCK_FLOATS, "conv3d weight block");
-                    let f = p.r_n as f64 / (self.c_out * self.kernel[2] * b.groups) as f64;
-                    let op = Op::threads_spread("conv3d.backward_input", shader, entry, &p, &[dy, &view, dx], threads, scratch.min_workgroup())
+                    let view = |g: usize| blocks.view((g * b.blocks + kw * chunks + j) * b.stride, BLOCK_FLOATS, "conv3d weight block");
+                    let f = (pair * p.r_n as usize) as f64 / (self.c_out * self.kernel[2] * b.groups) as f64;
+                    let op = Op::threads_spread("conv3d.backward_input", shader, entry, &p, &[dy, &view(g), dx, &view(g + pair - 1)], threads, scratch.min_workgroup())
                         .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64);
-                    ops.push(self.geometry(out, op).with_constant("LAYOUT", self.layout(out).0).with_constant("ROW_ALIGN", align as u32));
+                    let op = self.geometry(out, op).with_constant("LAYOUT", self.layout(out).0).with_constant("ROW_ALIGN", align as u32);
+                    ops.push(op.with_constant("WIDE", u32::from(pair == 2)));
                 }
             }
         }
