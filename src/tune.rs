@@ -14,7 +14,7 @@ use std::time::Instant;
 use crate::check::{compare, Tol};
 use crate::error::{Error, Result};
 use crate::gpu::{Buffer, Gpu, Op, Tuning};
-use crate::layers::conv3d::{Conv3d, ConvChoice, WeightKernels};
+use crate::layers::conv3d::{Conv3d, ConvChoice, Kernels, WeightKernels};
 use crate::reference::conv3d as reference;
 use crate::rng::Rng;
 
@@ -174,28 +174,29 @@ fn ops(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data) -> Resul
     }
 }
 
-/// Whether `choice` computes `pass` of `g` as the reference does (the tolerance of
-/// `cnn3d check`: f32 sums of `terms` products).
-fn verify(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data) -> Result<bool> {
-    gpu.run_ops(&ops(gpu, g, choice, pass, d)?)?;
+/// The reference's result of `pass` of `g` on `d` and its tolerance (that of `cnn3d check`:
+/// f32 sums of `terms` products).
+fn expected(g: &Conv3d, pass: Pass, d: &Data) -> Result<(Vec<f64>, Tol)> {
     let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
     let taps: usize = g.kernel.iter().product();
     let out = g.output()?;
     let tol = |terms: usize| Tol::new(4e-6 * (terms as f64).sqrt().max(5.0), 1e-5);
-    let report = match pass {
-        Pass::Forward => {
-            let want = reference::forward(g, &f(&d.x), &f(&d.w), g.has_bias.then_some(&f(&d.b)[..]));
-            compare("conv3d.forward", "", &gpu.read_f32(&d.yb)?, &want, tol(g.c_in * taps + 1))
-        }
-        Pass::BackwardInput => {
-            let want = reference::backward_input(g, &f(&d.w), &f(&d.dy));
-            compare("conv3d.backward_input", "", &gpu.read_f32(&d.dxb)?, &want, tol(g.c_out * taps))
-        }
-        Pass::BackwardWeight => {
-            let want = reference::backward_weight(g, &f(&d.x), &f(&d.dy));
-            compare("conv3d.backward_weight", "", &gpu.read_f32(&d.dwb)?, &want, tol(g.n * out.iter().product::<usize>()))
-        }
+    Ok(match pass {
+        Pass::Forward => (reference::forward(g, &f(&d.x), &f(&d.w), g.has_bias.then_some(&f(&d.b)[..])), tol(g.c_in * taps + 1)),
+        Pass::BackwardInput => (reference::backward_input(g, &f(&d.w), &f(&d.dy)), tol(g.c_out * taps)),
+        Pass::BackwardWeight => (reference::backward_weight(g, &f(&d.x), &f(&d.dy)), tol(g.n * out.iter().product::<usize>())),
+    })
+}
+
+/// Whether `choice` computes `pass` of `g` as the reference does (`want`, from [`expected`]).
+fn verify(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data, (want, tol): &(Vec<f64>, Tol)) -> Result<bool> {
+    gpu.run_ops(&ops(gpu, g, choice, pass, d)?)?;
+    let got = match pass {
+        Pass::Forward => gpu.read_f32(&d.yb)?,
+        Pass::BackwardInput => gpu.read_f32(&d.dxb)?,
+        Pass::BackwardWeight => gpu.read_f32(&d.dwb)?,
     };
+    let report = compare(&format!("conv3d.{pass:?}"), "", &got, want, *tol);
     if !report.pass {
         log::warn!("tuning: {choice:?} gives a wrong {pass:?} (worst error {:.3} of the tolerance); not used", report.err_over_tol);
     }
@@ -220,18 +221,47 @@ fn time(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data, best: O
     Ok(t.elapsed().as_secs_f64())
 }
 
+/// A kernel's subgroup twin: the same kernel with its block columns loaded by a few lanes and
+/// broadcast, which the tuner tries first. Where the twin's probe already put it out, the
+/// kernel is not tried: the two share their arithmetic and their loads of x and dy, and differ
+/// only in how a block column reaches the lanes (at most a few loads per column).
+trait Twin: Sized {
+    fn twin(self) -> Option<Self>;
+}
+
+impl Twin for Kernels {
+    fn twin(self) -> Option<Kernels> {
+        match self {
+            Kernels::Tiled => Some(Kernels::Subgroups),
+            Kernels::TiledWide => Some(Kernels::SubgroupsWide),
+            _ => None,
+        }
+    }
+}
+
+impl Twin for WeightKernels {
+    fn twin(self) -> Option<WeightKernels> {
+        match self {
+            WeightKernels::Rows => Some(WeightKernels::RowsSubgroups),
+            WeightKernels::Samples => Some(WeightKernels::SamplesSubgroups),
+            _ => None,
+        }
+    }
+}
+
 /// Samples of the probe that screens a candidate before it runs at the real batch.
 const PROBE: usize = 8;
 
-/// The fastest of `candidates` that is right, checked on one sample of `g` and timed on `g`.
-/// The default kernel goes first; each later candidate first runs on a probe of [`PROBE`]
-/// samples, and one whose probe, scaled to the batch, already takes 2× the best is out
-/// without its (then long) run at the real batch: a slow candidate costs a fraction of a
-/// second of start-up instead of seconds. A probe overstates (its fixed costs are scaled up
-/// with it): on lavapipe, the convolution layers' scaled probes were 1.07–1.6× their times at
-/// the batch, so a candidate cut at 2× was at least 1.25× slower than the best.
+/// The fastest of `candidates` that is right, checked on a few samples of `g` (`small`) and
+/// timed on `g`. The default kernel goes first; each later candidate first runs on a probe of
+/// [`PROBE`] samples, and one whose probe, scaled to the batch, already takes 1.6× the best
+/// is out without its (then long) run at the real batch: a slow candidate costs a fraction
+/// of a second of start-up instead of seconds. A probe overstates (its fixed costs are scaled
+/// up with it): on lavapipe, the convolution layers' scaled probes were 1.07–1.6× their times
+/// at the batch, so a candidate cut at 1.6× would not have beaten the best. A kernel whose
+/// subgroup twin was put out so is not tried (see [`Twin`]).
 #[allow(clippy::too_many_arguments)]
-fn pick<K: Copy + std::fmt::Debug + PartialEq>(
+fn pick<K: Copy + std::fmt::Debug + PartialEq + Twin>(
     gpu: &Gpu,
     g: &Conv3d,
     pass: Pass,
@@ -243,9 +273,15 @@ fn pick<K: Copy + std::fmt::Debug + PartialEq>(
     full: &Data,
 ) -> Result<K> {
     let mut best: Option<(K, f64)> = None;
+    let mut out = vec![];
+    let want = expected(small.0, pass, small.1)?;
     let order = candidates.iter().copied().filter(|&k| k == default).chain(candidates.iter().copied().filter(|&k| k != default));
     for k in order {
-        if !verify(gpu, small.0, with(k), pass, small.1)? {
+        if k.twin().is_some_and(|t| out.contains(&t)) {
+            log::debug!("tuning {pass:?}: {k:?} out with its subgroup twin");
+            continue;
+        }
+        if !verify(gpu, small.0, with(k), pass, small.1, &want)? {
             continue;
         }
         if let (Some((_, b)), Some((pg, pd))) = (best, probe) {
@@ -254,8 +290,9 @@ fn pick<K: Copy + std::fmt::Debug + PartialEq>(
                 Err(Error::TooLarge { .. }) => f64::INFINITY,
                 Err(e) => return Err(e),
             };
-            if scaled > 2.0 * b {
+            if scaled > 1.6 * b {
                 log::debug!("tuning {pass:?}: {k:?} out after its probe (~{:.1} ms at the batch)", scaled * 1e3);
+                out.push(k);
                 continue;
             }
         }
@@ -277,8 +314,9 @@ fn pick<K: Copy + std::fmt::Debug + PartialEq>(
 }
 
 fn measure(gpu: &Gpu, g: &Conv3d, backward_input: bool) -> Result<ConvChoice> {
-    // Correctness on one sample (the reference is plain loops); speed at the real batch.
-    let small_g = Conv3d { n: 1, ..*g };
+    // Correctness on a few samples (the reference is plain loops), laid out as the batch's so
+    // that the check runs the pipelines the batch does; speed at the real batch.
+    let small_g = Conv3d { n: g.check_batch(), ..*g };
     let small = Data::new(gpu, &small_g, 0x7E57)?;
     let full = Data::new(gpu, g, 0x7E58)?;
     // A probe only where it is much smaller than the batch.

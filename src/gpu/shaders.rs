@@ -149,6 +149,7 @@ impl Gpu {
         let module = self.module(shader)?;
         let consts: Vec<(&str, f64)> = key.constants.iter().map(|&(k, v)| (k, v as f64)).collect();
         let label = format!("{}.{}", shader.name(), entry);
+        let t0 = std::time::Instant::now();
         let pipeline = self.scoped(
             || format!("creating the pipeline {label}"),
             || {
@@ -166,6 +167,7 @@ impl Gpu {
             },
         )?;
         let pipeline = Arc::new(pipeline);
+        log::debug!("compiled {label} in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
         self.pipelines.pipelines.lock().unwrap().insert(key, pipeline.clone());
         Ok(pipeline)
     }

@@ -464,12 +464,14 @@ impl Conv3d {
                 }
             }
         }
+        // The subgroup kernels before their plain twins (the tuner tries those only if the
+        // twins were close).
         let mut w = self.weight_candidates();
-        if w.contains(&WeightKernels::Rows) && gpu.subgroup_size().is_some() {
-            w.push(WeightKernels::RowsSubgroups);
+        if let Some(i) = w.iter().position(|&k| k == WeightKernels::Rows).filter(|_| gpu.subgroup_size().is_some()) {
+            w.insert(i, WeightKernels::RowsSubgroups);
         }
-        if w.contains(&WeightKernels::Samples) && gpu.min_subgroup_size().is_some_and(|s| s >= 8) {
-            w.push(WeightKernels::SamplesSubgroups);
+        if let Some(i) = w.iter().position(|&k| k == WeightKernels::Samples).filter(|_| gpu.min_subgroup_size().is_some_and(|s| s >= 8)) {
+            w.insert(i, WeightKernels::SamplesSubgroups);
         }
         (k, w)
     }
@@ -687,6 +689,13 @@ impl Conv3d {
         let two = best(&[(0, 2, 1), (1, 1, 2)]);
         let four = best(&[(2, 2, 2), (3, 1, 4), (4, 4, 1)]);
         if slots(four) * 16 <= slots(two) * 17 { four } else { two }
+    }
+
+    /// The smallest batch (at most 4) whose tiled kernels lay their positions out as this
+    /// batch's: checking a kernel on it runs the pipelines this batch runs.
+    pub fn check_batch(&self) -> usize {
+        let Ok(out) = self.output() else { return 1 };
+        (1..=self.n.min(4)).find(|&n| Conv3d { n, ..*self }.layout(out) == self.layout(out)).unwrap_or(1)
     }
 
     /// Invocations of the tiled kernels over `rows` rows of OW output positions per sample.
