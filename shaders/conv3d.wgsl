@@ -1352,7 +1352,22 @@ fn put_dw(g: u32, k: u32, cols: u32, acc: Acc) {
     }
 }
 
-// backward_weight_rows: one invocation per (4 columns, group of OC output channels), for
+// put_dw for the columns k.. k + 3 that exist.
+fn put_columns(g: u32, k: u32, cols: u32, s: Sums) {
+    put_dw(g, k, cols, s.a);
+    if (k + 1u < cols) {
+        put_dw(g, k + 1u, cols, s.b);
+    }
+    if (k + 2u < cols) {
+        put_dw(g, k + 2u, cols, s.c);
+    }
+    if (k + 3u < cols) {
+        put_dw(g, k + 3u, cols, s.d);
+    }
+}
+
+// backward_weight_rows: one invocation per (4 columns, group of OC output channels; two
+// groups where WIDE), for
 // the block's p.r_n rows from row p.r0 on.
 //   1 x (read), 2 block (uniform), 3 dw (read_write)
 @compute @workgroup_size(WG)
@@ -1367,14 +1382,16 @@ fn backward_weight_rows(@builtin(workgroup_id) wid: vec3<u32>,
 // shares g (the block column it reads).
 fn backward_weight_rows_at(i: u32, lane: u32) {
     let groups = (G_C_OUT + OC - 1u) / OC;
+    // WIDE: groups g and g + 1 an invocation (the second the next column of the row block).
+    let units = select(groups, (groups + 1u) / 2u, WIDE);
     let cols = G_C_IN * G_K_D * G_K_H * G_K_W;
     let per_group = (cols + 3u) / 4u;
     let padded = (per_group + ROW_ALIGN - 1u) / ROW_ALIGN * ROW_ALIGN;
-    let count = padded * groups;
+    let count = padded * units;
     // Lanes past the end or in a group's padding repeat an invocation (their sums are not
     // written), so that every lane stays active.
     let t = min(i, count - 1u);
-    let g = t / padded;
+    let g = select(t / padded, 2u * (t / padded), WIDE);
     let k = min(t % padded, per_group - 1u) * 4u;
     let c1 = col_of(k);
     let c2 = col_of(min(k + 1u, cols - 1u));
@@ -1387,11 +1404,16 @@ fn backward_weight_rows_at(i: u32, lane: u32) {
     var oh = (first / G_OUT_W) % G_OUT_H;
     var od = first / (G_OUT_W * G_OUT_H);
     var xn = (p.r0 / positions) * vol;
-    // One Acc per column k.. k + 3 (mac4's four "positions").
+    // One Acc per column k.. k + 3 (mac4's four "positions"); hi: group g + 1's (a last odd
+    // group's pair reads its own column again and writes nothing).
     var s = zero_sums();
+    var hi = s;
     for (var r = 0u; r < p.r_n; r++) {
         let v = vec4<f32>(x_col(c1, xn, od, oh, ow), x_col(c2, xn, od, oh, ow), x_col(c3, xn, od, oh, ow), x_col(c4, xn, od, oh, ow));
         mac4(&s, v, block_column(r * groups + g, lane));
+        if (WIDE) {
+            mac4(&hi, v, block_column(r * groups + min(g + 1u, groups - 1u), lane));
+        }
         ow++;
         if (ow == G_OUT_W) {
             ow = 0u;
@@ -1407,15 +1429,9 @@ fn backward_weight_rows_at(i: u32, lane: u32) {
         }
     }
     if (i < count && t % padded < per_group) {
-        put_dw(g, k, cols, s.a);
-        if (k + 1u < cols) {
-            put_dw(g, k + 1u, cols, s.b);
-        }
-        if (k + 2u < cols) {
-            put_dw(g, k + 2u, cols, s.c);
-        }
-        if (k + 3u < cols) {
-            put_dw(g, k + 3u, cols, s.d);
+        put_columns(g, k, cols, s);
+        if (WIDE) {
+            put_columns(g + 1u, k, cols, hi);
         }
     }
 }

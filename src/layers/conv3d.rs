@@ -871,8 +871,14 @@ impl Conv3d {
             WeightKernels::RowsSubgroups => ("backward_weight_rows_subgroups", Shader::Conv3dSubgroups, scratch.subgroup_size),
             _ => ("backward_weight_rows", Shader::Conv3d, 1),
         };
+        // Two groups of output channels an invocation where there are two (the second a block
+        // column further), as the wide kernels of forward and backward_input: on lavapipe
+        // twice the channels for 1.47× the time (the loads of x dominate). Not a separate
+        // tuner candidate, which would cost start-up; channels and columns remain for
+        // adapters where the sums cost more.
+        let wide = self.c_out > OC_TILE;
         let cols = self.c_in * self.taps();
-        let threads = cols.div_ceil(4).next_multiple_of(align) * self.c_out.div_ceil(OC_TILE);
+        let threads = cols.div_ceil(4).next_multiple_of(align) * self.c_out.div_ceil(OC_TILE).div_ceil(if wide { 2 } else { 1 });
         for j in 0..self.row_blocks(out) {
             let r0 = j * per;
             let mut p = self.params(out, threads);
@@ -883,7 +889,8 @@ impl Conv3d {
             let op = Op::threads_spread("conv3d.backward_weight", shader, entry, &p, &[x, &view, dweight], threads, scratch.min_workgroup())
                 .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64)
                 .with_constant("ACCUMULATE", u32::from(j > 0))
-                .with_constant("ROW_ALIGN", align as u32);
+                .with_constant("ROW_ALIGN", align as u32)
+                .with_constant("WIDE", u32::from(wide));
             ops.push(self.geometry(out, op));
         }
         Ok(ops)
