@@ -889,6 +889,16 @@ fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     backward_input_at(thread_index(wid, nwg, lid), 0u);
 }
 
+// dy at the invocation's positions from index yi on (`off`: each position's offset).
+fn dy_at(yi: u32, off: vec4<u32>) -> vec4<f32> {
+    var v = vec4<f32>(dy[yi], dy[yi + off.y], 0.0, 0.0);
+    if (four()) {
+        v.z = dy[yi + off.z];
+        v.w = dy[yi + off.w];
+    }
+    return v;
+}
+
 // backward_input_tiled's invocation i (`lane`: see block_column).
 fn backward_input_at(i: u32, lane: u32) {
     // One dispatch per kw (and block of output channels): the invocation of input row
@@ -918,14 +928,18 @@ fn backward_input_at(i: u32, lane: u32) {
             // Output channels r0.. of tap (kd, kh) sit in consecutive columns, p.rows apart per tap.
             let col = (kd * G_K_H + kh) * p.rows;
             var yi = (o.n * G_C_OUT + p.r0) * ovol + (od * G_OUT_H + oh) * G_OUT_W + o.ow;
-            for (var r = 0u; r < p.r_n; r++) {
-                var v = vec4<f32>(dy[yi], dy[yi + off.y], 0.0, 0.0);
-                if (four()) {
-                    v.z = dy[yi + off.z];
-                    v.w = dy[yi + off.w];
-                }
+            // Two channels an iteration, their loads first: their products then run back to
+            // back (lavapipe: fewer masked writes of the sums).
+            var r = 0u;
+            for (; r + 1u < p.r_n; r += 2u) {
+                let v = dy_at(yi, off);
+                let u = dy_at(yi + ovol, off);
                 mac_wide(&lo, &hi, v, col + r, lane);
-                yi += ovol;
+                mac_wide(&lo, &hi, u, col + r + 1u, lane);
+                yi += 2u * ovol;
+            }
+            if (r < p.r_n) {
+                mac_wide(&lo, &hi, dy_at(yi, off), col + r, lane);
             }
         }
     }
@@ -1329,12 +1343,49 @@ fn col_of(k: u32) -> Col {
 }
 
 // x at column c for output position (od, oh, ow) of the sample starting at xn; 0 in the padding.
-fn x_col(c: Col, xn: u32, od: u32, oh: u32, ow: u32) -> f32 {
-    let zd = od * G_S_D + c.d;
-    let zh = oh * G_S_H + c.h;
-    let zw = ow * G_S_W + c.w;
+fn x_col(c: Col, q: Row) -> f32 {
+    let zd = q.od * G_S_D + c.d;
+    let zh = q.oh * G_S_H + c.h;
+    let zw = q.ow * G_S_W + c.w;
     let ok = zd >= G_P_D && zd < G_IN_D + G_P_D && zh >= G_P_H && zh < G_IN_H + G_P_H && zw >= G_P_W && zw < G_IN_W + G_P_W;
-    return select(0.0, x[select(0u, xn + c.ci + ((zd - G_P_D) * G_IN_H + zh - G_P_H) * G_IN_W + zw - G_P_W, ok)], ok);
+    return select(0.0, x[select(0u, q.xn + c.ci + ((zd - G_P_D) * G_IN_H + zh - G_P_H) * G_IN_W + zw - G_P_W, ok)], ok);
+}
+
+// A row (n, od, oh, ow) of the rows kernels; xn: x's index of sample n.
+struct Row {
+    od: u32,
+    oh: u32,
+    ow: u32,
+    xn: u32,
+}
+
+// The row after q (`vol`: x's floats per sample).
+fn next_row(q: Row, vol: u32) -> Row {
+    var t = q;
+    t.ow++;
+    if (t.ow == G_OUT_W) {
+        t.ow = 0u;
+        t.oh++;
+        if (t.oh == G_OUT_H) {
+            t.oh = 0u;
+            t.od++;
+            if (t.od == G_OUT_D) {
+                t.od = 0u;
+                t.xn += vol;
+            }
+        }
+    }
+    return t;
+}
+
+// Adds x at a row's 4 columns (v) times the row's dy of group g (block column `at` + g) to s
+// and, where WIDE, of group g + 1 to hi.
+fn mac_rows(s: ptr<function, Sums>, hi: ptr<function, Sums>, v: vec4<f32>, at: u32, g: u32, lane: u32) {
+    let groups = (G_C_OUT + OC - 1u) / OC;
+    mac4(s, v, block_column(at + g, lane));
+    if (WIDE) {
+        mac4(hi, v, block_column(at + min(g + 1u, groups - 1u), lane));
+    }
 }
 
 // dw[co·cols + k] = (dw[…] if ACCUMULATE) + v, for the channels of group g that exist.
@@ -1400,33 +1451,24 @@ fn backward_weight_rows_at(i: u32, lane: u32) {
     let positions = G_OUT_D * G_OUT_H * G_OUT_W;
     let vol = G_C_IN * G_IN_D * G_IN_H * G_IN_W;
     let first = p.r0 % positions;
-    var ow = first % G_OUT_W;
-    var oh = (first / G_OUT_W) % G_OUT_H;
-    var od = first / (G_OUT_W * G_OUT_H);
-    var xn = (p.r0 / positions) * vol;
+    var q = Row(first / (G_OUT_W * G_OUT_H), (first / G_OUT_W) % G_OUT_H, first % G_OUT_W, (p.r0 / positions) * vol);
     // One Acc per column k.. k + 3 (mac4's four "positions"); hi: group g + 1's (a last odd
     // group's pair reads its own column again and writes nothing).
     var s = zero_sums();
     var hi = s;
-    for (var r = 0u; r < p.r_n; r++) {
-        let v = vec4<f32>(x_col(c1, xn, od, oh, ow), x_col(c2, xn, od, oh, ow), x_col(c3, xn, od, oh, ow), x_col(c4, xn, od, oh, ow));
-        mac4(&s, v, block_column(r * groups + g, lane));
-        if (WIDE) {
-            mac4(&hi, v, block_column(r * groups + min(g + 1u, groups - 1u), lane));
-        }
-        ow++;
-        if (ow == G_OUT_W) {
-            ow = 0u;
-            oh++;
-            if (oh == G_OUT_H) {
-                oh = 0u;
-                od++;
-                if (od == G_OUT_D) {
-                    od = 0u;
-                    xn += vol;
-                }
-            }
-        }
+    // Two rows an iteration, their loads first: their products then run back to back
+    // (lavapipe: fewer masked writes of the sums).
+    var r = 0u;
+    for (; r + 1u < p.r_n; r += 2u) {
+        let v = vec4<f32>(x_col(c1, q), x_col(c2, q), x_col(c3, q), x_col(c4, q));
+        q = next_row(q, vol);
+        let u = vec4<f32>(x_col(c1, q), x_col(c2, q), x_col(c3, q), x_col(c4, q));
+        q = next_row(q, vol);
+        mac_rows(&s, &hi, v, r * groups, g, lane);
+        mac_rows(&s, &hi, u, (r + 1u) * groups, g, lane);
+    }
+    if (r < p.r_n) {
+        mac_rows(&s, &hi, vec4<f32>(x_col(c1, q), x_col(c2, q), x_col(c3, q), x_col(c4, q)), r * groups, g, lane);
     }
     if (i < count && t % padded < per_group) {
         put_columns(g, k, cols, s);
