@@ -927,7 +927,7 @@ impl Conv3d {
             let mut p = self.params(out, groups);
             p.r0 = n as u32;
             let op = match scratch.choice.backward_weight {
-                // put_dw reads the geometry's constants (G_C_OUT).
+                // x_window and put_dw read the geometry's constants.
                 WeightKernels::SamplesSubgroups => self.geometry(
                     out,
                     Op::threads_spread(
@@ -941,7 +941,8 @@ impl Conv3d {
                     )
                     .with_constant("ROW_ALIGN", align as u32),
                 ),
-                _ => Op::groups("conv3d.backward_weight", Shader::Conv3d, "backward_weight_samples", &p, &[window, dy, dweight], groups),
+                // x_window reads the geometry's constants.
+                _ => self.geometry(out, Op::groups("conv3d.backward_weight", Shader::Conv3d, "backward_weight_samples", &p, &[window, dy, dweight], groups)),
             };
             ops.push(
                 op.with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64)
