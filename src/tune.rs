@@ -221,10 +221,11 @@ fn time(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data, best: O
     Ok(t.elapsed().as_secs_f64())
 }
 
-/// A kernel's subgroup twin: the same kernel with its block columns loaded by a few lanes and
-/// broadcast, which the tuner tries first. Where the twin's probe already put it out, the
-/// kernel is not tried: the two share their arithmetic and their loads of x and dy, and differ
-/// only in how a block column reaches the lanes (at most a few loads per column).
+/// A kernel's twin: one that does the same work with at least as much reuse, tried first.
+/// Where the twin was put out, the kernel is not tried. The plain blocked kernels' twins are
+/// their subgroup versions (the same arithmetic and loads of x and dy; only how a block
+/// column reaches the lanes differs); the direct kernels' is the plain tiled one (4 channels
+/// an invocation instead of 16, weights from storage instead of a uniform block).
 trait Twin: Sized {
     fn twin(self) -> Option<Self>;
 }
@@ -234,6 +235,7 @@ impl Twin for Kernels {
         match self {
             Kernels::Tiled => Some(Kernels::Subgroups),
             Kernels::TiledWide => Some(Kernels::SubgroupsWide),
+            Kernels::Direct => Some(Kernels::Tiled),
             _ => None,
         }
     }
@@ -259,7 +261,7 @@ const PROBE: usize = 8;
 /// of a second of start-up instead of seconds. A probe overstates (its fixed costs are scaled
 /// up with it): on lavapipe, the convolution layers' scaled probes were 1.07–1.6× their times
 /// at the batch, so a candidate cut at 1.6× would not have beaten the best. A kernel whose
-/// subgroup twin was put out so is not tried (see [`Twin`]).
+/// twin was put out is not tried (see [`Twin`]).
 #[allow(clippy::too_many_arguments)]
 fn pick<K: Copy + std::fmt::Debug + PartialEq + Twin>(
     gpu: &Gpu,
@@ -278,7 +280,8 @@ fn pick<K: Copy + std::fmt::Debug + PartialEq + Twin>(
     let order = candidates.iter().copied().filter(|&k| k == default).chain(candidates.iter().copied().filter(|&k| k != default));
     for k in order {
         if k.twin().is_some_and(|t| out.contains(&t)) {
-            log::debug!("tuning {pass:?}: {k:?} out with its subgroup twin");
+            log::debug!("tuning {pass:?}: {k:?} out with its twin");
+            out.push(k);
             continue;
         }
         if !verify(gpu, small.0, with(k), pass, small.1, &want)? {
