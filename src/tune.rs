@@ -191,12 +191,12 @@ fn expected(g: &Conv3d, pass: Pass, d: &Data) -> Result<(Vec<f64>, Tol)> {
 /// Whether `choice` computes `pass` of `g` as the reference does (`want`, from [`expected`]).
 fn verify(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data, (want, tol): &(Vec<f64>, Tol)) -> Result<bool> {
     gpu.run_ops(&ops(gpu, g, choice, pass, d)?)?;
-    let got = match pass {
-        Pass::Forward => gpu.read_f32(&d.yb)?,
-        Pass::BackwardInput => gpu.read_f32(&d.dxb)?,
-        Pass::BackwardWeight => gpu.read_f32(&d.dwb)?,
+    let (label, got) = match pass {
+        Pass::Forward => ("conv3d.forward", gpu.read_f32(&d.yb)?),
+        Pass::BackwardInput => ("conv3d.backward_input", gpu.read_f32(&d.dxb)?),
+        Pass::BackwardWeight => ("conv3d.backward_weight", gpu.read_f32(&d.dwb)?),
     };
-    let report = compare(&format!("conv3d.{pass:?}"), "", &got, want, *tol);
+    let report = compare(label, "", &got, want, *tol);
     if !report.pass {
         log::warn!("tuning: {choice:?} gives a wrong {pass:?} (worst error {:.3} of the tolerance); not used", report.err_over_tol);
     }

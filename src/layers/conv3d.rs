@@ -706,6 +706,7 @@ impl Conv3d {
 
     /// The tiled forward for `pair` (1 or 2) channel groups from g on and block j of input
     /// channels; its cost is its share of the pass's.
+    #[allow(clippy::too_many_arguments)]
     fn forward_tiled(&self, out: Dims3, b: Blocks, (g, pair, j): (usize, usize, usize), x: &Buffer, blocks: &Buffer, y: &Buffer, scratch: &ConvScratch) -> Op {
         let (shader, entry, _) = scratch.choice.forward.blocked();
         let threads = self.invocations(out, out[0] * out[1]);
@@ -1009,6 +1010,28 @@ mod tests {
         // cnn3d check's cases hold every layout (see src/check/conv3d.rs).
         assert_eq!(layout(4, [7, 6, 5], [3, 3, 3]), 3);
         assert_eq!(layout(3, [8, 9, 10], [3, 3, 3]), 4);
+    }
+
+    #[test]
+    fn the_check_batch_lays_positions_out_as_the_batch() {
+        let batch = |n: usize, input: Dims3| Conv3d::new(n, 2, 3, input, [3, 3, 3]).check_batch();
+        // The article's conv1 (two along W in two samples) and conv2 (four samples).
+        assert_eq!(batch(100, [16, 16, 16]), 2);
+        assert_eq!(batch(100, [7, 7, 7]), 4);
+        // Three samples of conv2's shape take two positions along W: one sample does too.
+        assert_eq!(batch(3, [7, 7, 7]), 1);
+        for (n, input) in [(100, [16, 16, 16]), (100, [7, 7, 7]), (9, [5, 6, 7])] {
+            let c = Conv3d::new(n, 2, 3, input, [3, 3, 3]);
+            let out = c.output().unwrap();
+            assert_eq!(Conv3d { n: c.check_batch(), ..c }.layout(out), c.layout(out));
+        }
+    }
+
+    #[test]
+    fn wide_kernels_suit_passes_of_two_channel_groups() {
+        assert!(Kernels::SubgroupsWide.suits(17) && Kernels::TiledWide.suits(64));
+        assert!(!Kernels::SubgroupsWide.suits(16) && !Kernels::TiledWide.suits(3));
+        assert!(Kernels::Subgroups.suits(3) && Kernels::Tiled.suits(64) && Kernels::Direct.suits(1));
     }
 
     #[test]
