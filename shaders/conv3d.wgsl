@@ -354,16 +354,19 @@ fn backward_bias4(@builtin(workgroup_id) wid: vec3<u32>,
 //                        the columns in use (p.c0 a block), blocks p.r0 floats apart
 //                        1 w (read), 2 packed (write)
 //   forward_tiled        one invocation per 2 or 4 output positions (LAYOUT, see Quad) for
-//                        channels c0..c0+OC of one block: y = (y if ACCUMULATE) + Σ x·w
-//                        (+ bias if ADD_BIAS)
-//                        1 x (read), 2 block (uniform), 3 y (read_write)
+//                        channels c0..c0+OC of one block (c0..c0+2·OC of two where WIDE):
+//                        y = (y if ACCUMULATE) + Σ x·w (+ bias if ADD_BIAS)
+//                        1 x (read), 2 block (uniform), 3 y (read_write), 4 block2 (uniform,
+//                        read only where WIDE)
 //   zero                 out = 0, one invocation per element
 //                        1 out (write)
 //   backward_input_tiled one dispatch per (kw, block of output channels r0..r0+r_n); one
 //                        invocation per input row (n, id, ih) and 2 or 4 output positions
-//                        (LAYOUT), for input channels c0..c0+OC: dx[the input positions tap
-//                        kw of those outputs reads] += Σ over (kd, kh) and r of dy·w
-//                        1 dy (read), 2 block (uniform), 3 dx (read_write)
+//                        (LAYOUT), for input channels c0..c0+OC (2·OC where WIDE): dx[the
+//                        input positions tap kw of those outputs reads] += Σ over (kd, kh)
+//                        and r of dy·w
+//                        1 dy (read), 2 block (uniform), 3 dx (read_write), 4 block2 (uniform,
+//                        read only where WIDE)
 //   backward_weight_tiled one workgroup of 64 per (tap, 8 input channels, OC output
 //                        channels, split of `rows` output rows (n, od, oh)); lanes take rows
 //                        64 apart and walk ow; the lanes' sums are added in lane order, so the
