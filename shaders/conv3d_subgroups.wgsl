@@ -111,15 +111,6 @@ fn backward_weight_samples_subgroups(@builtin(workgroup_id) wid: vec3<u32>,
         o0 = next_position(o3);
     }
     if (i < count && t % padded < quads) {
-        put_dw(g, k0, cols, s0);
-        if (k0 + 1u < cols) {
-            put_dw(g, k0 + 1u, cols, s1);
-        }
-        if (k0 + 2u < cols) {
-            put_dw(g, k0 + 2u, cols, s2);
-        }
-        if (k0 + 3u < cols) {
-            put_dw(g, k0 + 3u, cols, s3);
-        }
+        put_columns(g, k0, cols, Sums(s0, s1, s2, s3));
     }
 }
