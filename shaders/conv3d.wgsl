@@ -1060,19 +1060,22 @@ fn columns(k0: u32) -> Columns {
 }
 
 // Where column set `cl` reads x for output (od, oh, ow), counted from the start of its sample
-// (0 where the tap falls in the padding), and whether it falls inside the input.
+// (0 where the tap falls in the padding), and whether it falls inside the input. From the
+// geometry's pipeline constants: a CPU adapter then drops the padding tests and unit strides
+// from this index math, which it repeats per lane and position (lavapipe: samples_subgroups on
+// the article's conv1 1.72–1.76× faster than with p's values).
 struct Taps {
     at: vec4<u32>,
     ok: vec4<bool>,
 }
 
 fn column_taps(cl: Columns, od: u32, oh: u32, ow: u32) -> Taps {
-    let zd = vec4<u32>(od * p.s_d) + cl.d;
-    let zh = vec4<u32>(oh * p.s_h) + cl.h;
-    let zw = vec4<u32>(ow * p.s_w) + cl.w;
-    let ok = (zd >= vec4<u32>(p.p_d)) & (zd < vec4<u32>(p.in_d + p.p_d)) & (zh >= vec4<u32>(p.p_h))
-        & (zh < vec4<u32>(p.in_h + p.p_h)) & (zw >= vec4<u32>(p.p_w)) & (zw < vec4<u32>(p.in_w + p.p_w));
-    return Taps(select(vec4<u32>(0u), cl.ci + ((zd - p.p_d) * p.in_h + zh - p.p_h) * p.in_w + zw - p.p_w, ok), ok);
+    let zd = vec4<u32>(od * G_S_D) + cl.d;
+    let zh = vec4<u32>(oh * G_S_H) + cl.h;
+    let zw = vec4<u32>(ow * G_S_W) + cl.w;
+    let ok = (zd >= vec4<u32>(G_P_D)) & (zd < vec4<u32>(G_IN_D + G_P_D)) & (zh >= vec4<u32>(G_P_H))
+        & (zh < vec4<u32>(G_IN_H + G_P_H)) & (zw >= vec4<u32>(G_P_W)) & (zw < vec4<u32>(G_IN_W + G_P_W));
+    return Taps(select(vec4<u32>(0u), cl.ci + ((zd - G_P_D) * G_IN_H + zh - G_P_H) * G_IN_W + zw - G_P_W, ok), ok);
 }
 
 // x at column set `cl` for output (n, od, oh, ow), the sample starting at xn: zero where the
@@ -1161,18 +1164,12 @@ fn next_position(o: vec3<u32>) -> vec3<u32> {
 }
 
 // x of the window at column set `cl` for output o = (od, oh, ow): zero where the tap falls in the
-// padding. column_taps with the geometry's pipeline constants: a CPU adapter then drops the
-// padding tests and unit strides from the index math it repeats per lane and position
-// (lavapipe: samples_subgroups on the article's conv1 1.72-1.76x faster than with p's values).
+// padding.
 fn x_window(cl: Columns, o: vec3<u32>) -> vec4<f32> {
-    let zd = vec4<u32>(o.x * G_S_D) + cl.d;
-    let zh = vec4<u32>(o.y * G_S_H) + cl.h;
-    let zw = vec4<u32>(o.z * G_S_W) + cl.w;
-    let ok = (zd >= vec4<u32>(G_P_D)) & (zd < vec4<u32>(G_IN_D + G_P_D)) & (zh >= vec4<u32>(G_P_H))
-        & (zh < vec4<u32>(G_IN_H + G_P_H)) & (zw >= vec4<u32>(G_P_W)) & (zw < vec4<u32>(G_IN_W + G_P_W));
-    let i = select(vec4<u32>(0u), cl.ci + ((zd - G_P_D) * G_IN_H + zh - G_P_H) * G_IN_W + zw - G_P_W, ok);
+    let t = column_taps(cl, o.x, o.y, o.z);
+    let i = t.at;
     let v = vec4<f32>(window[i.x / 4u][i.x % 4u], window[i.y / 4u][i.y % 4u], window[i.z / 4u][i.z % 4u], window[i.w / 4u][i.w % 4u]);
-    return select(vec4<f32>(0.0), v, ok);
+    return select(vec4<f32>(0.0), v, t.ok);
 }
 
 // Lanes of a backward_weight_samples workgroup, one per channel of its tile: few, since the
