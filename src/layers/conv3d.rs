@@ -453,13 +453,15 @@ impl Conv3d {
     pub fn candidates(&self, gpu: &Gpu) -> (Vec<Kernels>, Vec<WeightKernels>) {
         let mut k = vec![Kernels::Direct];
         if self.taps() <= BLOCK_COLS {
+            // The wide kernels where a pass (forward or backward_input) suits them.
+            let wide = Kernels::TiledWide.suits(self.c_in.max(self.c_out));
             k.insert(0, Kernels::Tiled);
-            if self.c_in.max(self.c_out) > OC_TILE {
+            if wide {
                 k.insert(0, Kernels::TiledWide);
             }
             if gpu.subgroup_size().is_some() {
                 k.insert(0, Kernels::Subgroups);
-                if self.c_in.max(self.c_out) > OC_TILE {
+                if wide {
                     k.insert(0, Kernels::SubgroupsWide);
                 }
             }
