@@ -108,7 +108,7 @@ fn y_index(n: u32, co: u32, od: u32, oh: u32, ow: u32) -> u32 {
 // range) when it falls into the padding.
 fn in_pos(o: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> u32 {
     let z = o * stride + k * dil;
-    if (z < pad || z - pad >= size) {
+    if ((z < pad) | (z - pad >= size)) {
         return size;
     }
     return z - pad;
@@ -119,7 +119,7 @@ fn in_pos(o: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> u32 {
 fn out_pos(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> u32 {
     let z = i + pad;
     let off = k * dil;
-    if (z < off || (z - off) % stride != 0u) {
+    if ((z < off) | ((z - off) % stride != 0u)) {
         return size;
     }
     return min((z - off) / stride, size);
@@ -442,7 +442,7 @@ fn packed_source(f: u32, forward: bool) -> i32 {
     if (forward) {
         let r = j * p.r_n + col / taps;
         let tap = col % taps;
-        if (col / taps >= p.r_n || r >= G_C_IN || ch >= G_C_OUT) { return -1; }
+        if ((col / taps >= p.r_n) | (r >= G_C_IN) | (ch >= G_C_OUT)) { return -1; }
         return i32((ch * G_C_IN + r) * taps + tap);
     }
     let chunks = p.rows / G_K_W;
@@ -450,7 +450,7 @@ fn packed_source(f: u32, forward: bool) -> i32 {
     let r = (j % chunks) * p.r_n + col % p.r_n;
     let kh = (col / p.r_n) % G_K_H;
     let kd = col / (p.r_n * G_K_H);
-    if (kd >= G_K_D || r >= G_C_OUT || ch >= G_C_IN) { return -1; }
+    if ((kd >= G_K_D) | (r >= G_C_OUT) | (ch >= G_C_IN)) { return -1; }
     return i32((r * G_C_IN + ch) * taps + (kd * G_K_H + kh) * G_K_W + kw);
 }
 
@@ -594,11 +594,11 @@ fn four() -> bool {
 
 // The extent of an invocation's positions along W and along N.
 fn extent_w() -> u32 {
-    return select(select(1u, 2u, LAYOUT == 0u || LAYOUT == 2u), 4u, LAYOUT == 4u);
+    return select(select(1u, 2u, (LAYOUT == 0u) | (LAYOUT == 2u)), 4u, LAYOUT == 4u);
 }
 
 fn extent_n() -> u32 {
-    return select(select(1u, 2u, LAYOUT == 1u || LAYOUT == 2u), 4u, LAYOUT == 3u);
+    return select(select(1u, 2u, (LAYOUT == 1u) | (LAYOUT == 2u)), 4u, LAYOUT == 3u);
 }
 
 fn pos_w(k: u32) -> u32 {
@@ -628,7 +628,7 @@ struct Quad {
 fn has_of(n: u32, ow: u32) -> vec4<bool> {
     var h = vec4<bool>(false);
     for (var k = 0u; k < 4u; k++) {
-        h[k] = (k < 2u || four()) && ow + pos_w(k) < G_OUT_W && n + pos_n(k) < p.n;
+        h[k] = ((k < 2u) | four()) & (ow + pos_w(k) < G_OUT_W) & (n + pos_n(k) < p.n);
     }
     return h;
 }
@@ -703,7 +703,7 @@ fn forward_tiled(@builtin(workgroup_id) wid: vec3<u32>,
 // and then only each sample's last position per further tap — for 3 taps and two positions
 // along W, 8 loads instead of 12 (a CPU adapter's forward time is mostly these loads).
 fn slides() -> bool {
-    return extent_w() > 1u && G_S_W == 1u && G_DIL_W == 1u;
+    return (extent_w() > 1u) & (G_S_W == 1u) & (G_DIL_W == 1u);
 }
 
 // The x value position k of invocation `o` reads at tap kw of input row `row` (x's index of
@@ -713,7 +713,7 @@ fn slides() -> bool {
 fn x_at(o: Quad, row: u32, vh: bool, k: u32, kw: u32) -> f32 {
     let vol = G_IN_D * G_IN_H * G_IN_W;
     let zw = (o.ow + pos_w(k)) * G_S_W + kw * G_DIL_W;
-    let ok = vh && o.n + pos_n(k) < p.n && zw >= G_P_W && zw < G_IN_W + G_P_W;
+    let ok = vh & (o.n + pos_n(k) < p.n) & (zw >= G_P_W) & (zw < G_IN_W + G_P_W);
     return select(0.0, x[select(0u, row + zw - G_P_W + pos_n(k) * G_C_IN * vol, ok)], ok);
 }
 
@@ -738,7 +738,7 @@ fn mac_wide(lo: ptr<function, Sums>, hi: ptr<function, Sums>, v: vec4<f32>, col:
 fn next_window(o: Quad, row: u32, vh: bool, v: vec4<f32>, kw: u32) -> vec4<f32> {
     var u = v;
     for (var k = 0u; k < select(2u, 4u, four()); k++) {
-        if (slides() && pos_w(k) + 1u < extent_w()) {
+        if (slides() & (pos_w(k) + 1u < extent_w())) {
             u[k] = v[k + 1u];
         } else {
             u[k] = x_at(o, row, vh, k, kw);
@@ -764,7 +764,7 @@ fn forward_at(i: u32, lane: u32) {
         // Along each axis z = o·stride + k·dilation is the coordinate in the padded input.
         let zd = o.od * G_S_D + kd * G_DIL_D;
         let zh = o.oh * G_S_H + kh * G_DIL_H;
-        let vh = zd >= G_P_D && zd < G_IN_D + G_P_D && zh >= G_P_H && zh < G_IN_H + G_P_H;
+        let vh = (zd >= G_P_D) & (zd < G_IN_D + G_P_D) & (zh >= G_P_H) & (zh < G_IN_H + G_P_H);
         let row = xc + ((zd - G_P_D) * G_IN_H + zh - G_P_H) * G_IN_W;
         var v = vec4<f32>(0.0);
         for (var k = 0u; k < npos; k++) {
@@ -865,7 +865,7 @@ fn in_quad(i: u32) -> Quad {
     let ow = (t % ws) * extent_w(); t = t / ws;
     let n = (t % ns) * extent_n(); t = t / ns;
     let ih = t % G_IN_H;
-    return Quad(n, t / G_IN_H, ih, ow, has_of(n, ow), i < p.total && j % padded < per_row);
+    return Quad(n, t / G_IN_H, ih, ow, has_of(n, ow), (i < p.total) & (j % padded < per_row));
 }
 
 // Adds position k's sums (channels c0 + j0..) to dx at the input position that tap p.tap (kw)
@@ -873,7 +873,7 @@ fn in_quad(i: u32) -> Quad {
 fn add_at(o: Quad, k: u32, xrow: u32, j0: u32, acc: Acc) {
     let vol = G_IN_D * G_IN_H * G_IN_W;
     let zw = (o.ow + pos_w(k)) * G_S_W + p.tap * G_DIL_W;
-    if (o.valid && o.has[k] && zw >= G_P_W && zw < G_IN_W + G_P_W) {
+    if (o.valid & o.has[k] & (zw >= G_P_W) & (zw < G_IN_W + G_P_W)) {
         add_dx(xrow + zw - G_P_W + pos_n(k) * G_C_IN * vol, vol, j0, acc);
     }
 }
@@ -1014,12 +1014,12 @@ fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>,
         let n = r / (p.out_h * p.out_d);
         let zd = od * p.s_d + kd * p.dil_d;
         let zh = oh * p.s_h + kh * p.dil_h;
-        let vrow = zd >= p.p_d && zd < p.in_d + p.p_d && zh >= p.p_h && zh < p.in_h + p.p_h;
+        let vrow = (zd >= p.p_d) & (zd < p.in_d + p.p_d) & (zh >= p.p_h) & (zh < p.in_h + p.p_h);
         let xrow = (n * p.c_in + ci0) * vol + ((zd - p.p_d) * p.in_h + zh - p.p_h) * p.in_w;
         let yrow = n * p.c_out * ovol + (od * p.out_h + oh) * p.out_w;
         for (var ow = 0u; ow < p.out_w; ow++) {
             let zw = ow * p.s_w + kw * p.dil_w;
-            let ok = vrow && zw >= p.p_w && zw < p.in_w + p.p_w;
+            let ok = vrow & (zw >= p.p_w) & (zw < p.in_w + p.p_w);
             let xi = select(0u, xrow + zw - p.p_w, ok);
             let xv = select(vec4<f32>(0.0), vec4<f32>(x[xi + xo.x], x[xi + xo.y], x[xi + xo.z], x[xi + xo.w]), ok);
             let xv2 = select(vec4<f32>(0.0), vec4<f32>(x[xi + xo2.x], x[xi + xo2.y], x[xi + xo2.z], x[xi + xo2.w]), ok);
@@ -1035,7 +1035,7 @@ fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>,
     let c = co0 + lid / 4u;
     for (var half = 0u; half < 2u; half++) {
         let ci = ci0 + half * 4u + lid % 4u;
-        if (c < p.c_out && ci < p.c_in) {
+        if ((c < p.c_out) & (ci < p.c_in)) {
             dw[((split * p.c_out + c) * p.c_in + ci) * taps + tap] = s[half];
         }
     }
@@ -1073,8 +1073,14 @@ fn column_taps(cl: Columns, od: u32, oh: u32, ow: u32) -> Taps {
     let zd = vec4<u32>(od * G_S_D) + cl.d;
     let zh = vec4<u32>(oh * G_S_H) + cl.h;
     let zw = vec4<u32>(ow * G_S_W) + cl.w;
-    let ok = (zd >= vec4<u32>(G_P_D)) & (zd < vec4<u32>(G_IN_D + G_P_D)) & (zh >= vec4<u32>(G_P_H))
-        & (zh < vec4<u32>(G_IN_H + G_P_H)) & (zw >= vec4<u32>(G_P_W)) & (zw < vec4<u32>(G_IN_W + G_P_W));
+    // Inside along an axis: pad ≤ z < size + pad, one unsigned comparison (z − pad wraps past
+    // size below pad). The axes combine as u32 masks: naga's GLSL output writes each operand
+    // of a vec4<bool> `&` out again, so a chain of them grows exponentially (llvmpipe's GL
+    // driver then took 40 s and 4 GB to compile this kernel).
+    let in_d = vec4<u32>(zd - vec4<u32>(G_P_D) < vec4<u32>(G_IN_D));
+    let in_h = vec4<u32>(zh - vec4<u32>(G_P_H) < vec4<u32>(G_IN_H));
+    let in_w = vec4<u32>(zw - vec4<u32>(G_P_W) < vec4<u32>(G_IN_W));
+    let ok = (in_d & in_h & in_w) != vec4<u32>(0u);
     return Taps(select(vec4<u32>(0u), cl.ci + ((zd - G_P_D) * G_IN_H + zh - G_P_H) * G_IN_W + zw - G_P_W, ok), ok);
 }
 
@@ -1133,7 +1139,7 @@ fn backward_weight_columns(@builtin(workgroup_id) wid: vec3<u32>,
     let c = co0 + lid / 4u;
     for (var half = 0u; half < 2u; half++) {
         let k = k0 + half * 4u + lid % 4u;
-        if (c < p.c_out && k < cols) {
+        if ((c < p.c_out) & (k < cols)) {
             // dw[co][ci][tap] is dw[co][k]: k = ci·taps + tap.
             dw[(split * p.c_out + c) * cols + k] = s[half];
         }
@@ -1294,7 +1300,7 @@ fn pack_samples(@builtin(workgroup_id) wid: vec3<u32>,
     let per = p.c_in * p.in_d * p.in_h * p.in_w;
     let n = f / p.rows;
     let i = f % p.rows;
-    let ok = n < p.n && i < per;
+    let ok = (n < p.n) & (i < per);
     packed[f] = select(0.0, w_1[select(0u, n * per + i, ok)], ok);
 }
 
@@ -1314,7 +1320,7 @@ fn rows_source(f: u32) -> i32 {
     let r = within / (groups * OC);
     let co = within % (groups * OC);
     let row = b * p.rows + r;
-    if (r >= p.rows || co >= G_C_OUT || row >= p.n * positions) { return -1; }
+    if ((r >= p.rows) | (co >= G_C_OUT) | (row >= p.n * positions)) { return -1; }
     return i32(((row / positions) * G_C_OUT + co) * positions + row % positions);
 }
 
@@ -1353,7 +1359,7 @@ fn x_col(c: Col, q: Row) -> f32 {
     let zd = q.od * G_S_D + c.d;
     let zh = q.oh * G_S_H + c.h;
     let zw = q.ow * G_S_W + c.w;
-    let ok = zd >= G_P_D && zd < G_IN_D + G_P_D && zh >= G_P_H && zh < G_IN_H + G_P_H && zw >= G_P_W && zw < G_IN_W + G_P_W;
+    let ok = (zd >= G_P_D) & (zd < G_IN_D + G_P_D) & (zh >= G_P_H) & (zh < G_IN_H + G_P_H) & (zw >= G_P_W) & (zw < G_IN_W + G_P_W);
     return select(0.0, x[select(0u, q.xn + c.ci + ((zd - G_P_D) * G_IN_H + zh - G_P_H) * G_IN_W + zw - G_P_W, ok)], ok);
 }
 
@@ -1476,7 +1482,7 @@ fn backward_weight_rows_at(i: u32, lane: u32) {
     if (r < p.r_n) {
         mac_rows(&s, &hi, vec4<f32>(x_col(c1, q), x_col(c2, q), x_col(c3, q), x_col(c4, q)), r * groups, g, lane);
     }
-    if (i < count && t % padded < per_group) {
+    if ((i < count) & (t % padded < per_group)) {
         put_columns(g, k, cols, s);
         if (WIDE) {
             put_columns(g + 1u, k, cols, hi);

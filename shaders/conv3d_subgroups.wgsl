@@ -1,7 +1,13 @@
 // The tiled forward, backward_input and backward_weight_rows kernels of conv3d.wgsl with
-// their block columns (weights, or dy for rows) shared across the subgroup: compiled as
-// conv3d.wgsl with its block_column and block_column2 replaced by the ones below (see
-// gpu::Shader::Conv3dSubgroups), on adapters with subgroups of at least 4 lanes.
+// their block columns (weights, or dy for rows) shared across the subgroup, on adapters with
+// subgroups of at least 4 lanes.
+//
+// Composition (gpu::shaders::compose): the shader that runs is conv3d.wgsl without the
+// functions that this file defines again (block_column, block_column2), followed by this file
+// without its stubs. The stubs repeat the declarations of conv3d.wgsl that the code below
+// uses (structs, bindings and constants verbatim, functions by their signature with a
+// placeholder body), so that this file is valid WGSL on its own; tests/shaders.rs checks that
+// each stub is conv3d.wgsl's declaration and that both files and their composition validate.
 //
 // Every lane of a subgroup reads the same block column, but a CPU adapter such as lavapipe
 // (Mesa ≤ 22) gathers a uniform-buffer load lane by lane unless its index is a constant. Here
@@ -18,6 +24,77 @@
 //   backward_input_subgroups         as backward_input_tiled, with ROW_ALIGN the subgroup size
 //   backward_weight_rows_subgroups   as backward_weight_rows, with ROW_ALIGN the subgroup size
 //   backward_weight_samples_subgroups  backward_weight_samples with dy broadcast (below)
+
+
+// stubs: begin (conv3d.wgsl's declarations; dropped by the composition)
+struct Params {
+    n: u32,
+    c_in: u32,
+    c_out: u32,
+    total: u32,
+    in_d: u32,
+    in_h: u32,
+    in_w: u32,
+    out_d: u32,
+    out_h: u32,
+    out_w: u32,
+    k_d: u32,
+    k_h: u32,
+    k_w: u32,
+    s_d: u32,
+    s_h: u32,
+    s_w: u32,
+    p_d: u32,
+    p_h: u32,
+    p_w: u32,
+    dil_d: u32,
+    dil_h: u32,
+    dil_w: u32,
+    // Only the tiled entry points read these (see below): the first channel of the invocation's
+    // OC-channel group, the first reduction channel of the uniform block and how many it holds,
+    // the rows of one backward_weight_tiled split, and backward_input_tiled's tap.
+    c0: u32,
+    r0: u32,
+    r_n: u32,
+    rows: u32,
+    tap: u32,
+    _pad0: u32,
+}
+struct Acc {
+    a0: vec4<f32>,
+    a1: vec4<f32>,
+    a2: vec4<f32>,
+    a3: vec4<f32>,
+}
+struct Sums {
+    a: Acc,
+    b: Acc,
+    c: Acc,
+    d: Acc,
+}
+struct Columns {
+    d: vec4<u32>,
+    h: vec4<u32>,
+    w: vec4<u32>,
+    ci: vec4<u32>,
+}
+override WG: u32 = 64u;
+override ROW_ALIGN: u32 = 1u;
+const OC: u32 = 16u;
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(2) var<uniform> block: array<vec4<f32>, 4096>;
+@group(0) @binding(4) var<uniform> block2: array<vec4<f32>, 4096>;
+@group(0) @binding(2) var<storage, read> dy4: array<vec4<f32>>;
+fn thread_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 { return 0u; }
+fn forward_at(i: u32, lane: u32) {}
+fn backward_input_at(i: u32, lane: u32) {}
+fn backward_weight_rows_at(i: u32, lane: u32) {}
+fn columns(k0: u32) -> Columns { var r: Columns; return r; }
+fn next_position(o: vec3<u32>) -> vec3<u32> { return o; }
+fn x_window(cl: Columns, o: vec3<u32>) -> vec4<f32> { return vec4<f32>(0.0); }
+fn add_column(a: ptr<function, Acc>, d: ptr<function, array<vec4<f32>, 16>>, x: vec4<f32>) {}
+fn put_columns(g: u32, k: u32, cols: u32, s: Sums) {}
+// stubs: end
 
 fn block_column(col: u32, lane: u32) -> array<vec4<f32>, 4> {
     let mine = block[col * (OC / 4u) + lane % 4u];
@@ -110,7 +187,7 @@ fn backward_weight_samples_subgroups(@builtin(workgroup_id) wid: vec3<u32>,
         add_column(&s3, &d, vec4<f32>(x0.w, x1.w, x2.w, x3.w));
         o0 = next_position(o3);
     }
-    if (i < count && t % padded < quads) {
+    if ((i < count) & (t % padded < quads)) {
         put_columns(g, k0, cols, Sums(s0, s1, s2, s3));
     }
 }

@@ -119,7 +119,7 @@ fn is_nan(v: f32) -> bool {
 
 // Whether tap value v replaces the running max m: NaN wins, ties keep the earlier tap.
 fn wins(v: f32, m: f32) -> bool {
-    return is_nan(v) || (!is_nan(m) && v > m);
+    return is_nan(v) | (!is_nan(m) & (v > m));
 }
 
 // Taps of window o along one axis that fall inside [0, size): first tap, and one past the

@@ -37,6 +37,11 @@ struct Cli {
     #[arg(long, global = true, value_name = "BYTES", env = "CNN3D_MAX_STORAGE_BINDING")]
     max_storage_binding: Option<u64>,
 
+    /// Open the device with at most this max_uniform_buffer_binding_size (bytes): below 65536
+    /// the convolutions run their direct kernels, as on a GPU with small uniform bindings.
+    #[arg(long, global = true, value_name = "BYTES", env = "CNN3D_MAX_UNIFORM_BINDING")]
+    max_uniform_binding: Option<u64>,
+
     /// Open the device without subgroup operations even where the adapter has them, so the
     /// kernels that need none run instead (compare them with `profile`). Also
     /// CNN3D_NO_SUBGROUPS=1.
@@ -406,7 +411,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         Tuning::On { cache: cnn3d::tune::default_cache() }
     };
-    let opts = GpuOptions { backend: cli.backend, adapter: cli.adapter.clone(), max_storage_binding: cli.max_storage_binding, tune, no_subgroups: cli.no_subgroups };
+    let opts = GpuOptions { backend: cli.backend, adapter: cli.adapter.clone(), max_storage_binding: cli.max_storage_binding, max_uniform_binding: cli.max_uniform_binding, tune, no_subgroups: cli.no_subgroups };
     match cli.command {
         Command::Adapters { json } => adapters(cli.backend, json),
         Command::Check { json, layer } => check_cmd(&opts, json, &layer),

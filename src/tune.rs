@@ -70,9 +70,12 @@ fn read_cache(path: &Path) -> CacheFile {
     match std::fs::read(path) {
         Ok(bytes) => match serde_json::from_slice::<CacheFile>(&bytes) {
             Ok(c) if c.version == CACHE_VERSION => c,
-            Ok(_) => CacheFile::default(),
+            Ok(c) => {
+                log::info!("the tuning cache {} is from cnn3d {}; tuning again", path.display(), c.version);
+                CacheFile::default()
+            }
             Err(e) => {
-                log::warn!("ignoring the tuning cache {}: {e}", path.display());
+                log::warn!("ignoring the tuning cache {}: {e}; tuning again", path.display());
                 CacheFile::default()
             }
         },
@@ -80,15 +83,35 @@ fn read_cache(path: &Path) -> CacheFile {
     }
 }
 
+/// Adds one result to the cache file. Read, merge and the atomic replace happen under an
+/// exclusive lock on a lock file beside it, so two runs tuning at once both keep their
+/// results, and a reader never sees half a file.
 fn write_cache(path: &Path, key: &str, choice: ConvChoice) -> Result<()> {
-    let mut c = read_cache(path);
-    c.version = CACHE_VERSION.to_string();
-    c.conv3d.insert(key.to_string(), choice);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating", e))?;
     }
+    let lock_path = path.with_extension("json.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io(&lock_path, "opening", e))?;
+    lock.lock().map_err(|e| Error::io(&lock_path, "locking", e))?;
+    let mut c = read_cache(path);
+    c.version = CACHE_VERSION.to_string();
+    c.conv3d.insert(key.to_string(), choice);
     let json = serde_json::to_vec_pretty(&c).map_err(|e| Error::shape("tuning cache", e.to_string()))?;
     crate::atomic::write_atomic(path, &json)
+    // The lock goes with `lock`.
+}
+
+/// Whether a cached choice can still run `g` on `gpu` (its kernels are among today's
+/// candidates for this device): a cache written before a driver update, or by a build with
+/// other kernels, may name one that no longer can.
+fn still_applies(gpu: &Gpu, g: &Conv3d, c: ConvChoice) -> bool {
+    let (kernels, weight) = g.candidates(gpu);
+    kernels.contains(&c.forward) && kernels.contains(&c.backward_input) && weight.contains(&c.backward_weight)
 }
 
 /// The kernels `g` runs with on `gpu`: the defaults without tuning, else the cached or newly
@@ -103,9 +126,15 @@ pub fn conv3d(gpu: &Gpu, g: &Conv3d, backward_input: bool) -> Result<ConvChoice>
     if let Some(c) = gpu.tuned.lock().expect("tuning memo").get(&key) {
         return Ok(*c);
     }
-    if let Some(c) = cache.as_deref().and_then(|p| read_cache(p).conv3d.get(&key).copied()) {
-        gpu.tuned.lock().expect("tuning memo").insert(key, c);
-        return Ok(c);
+    if let Some(path) = cache.as_deref() {
+        match read_cache(path).conv3d.get(&key).copied() {
+            Some(c) if still_applies(gpu, g, c) => {
+                gpu.tuned.lock().expect("tuning memo").insert(key, c);
+                return Ok(c);
+            }
+            Some(c) => log::warn!("the tuning cache {} names {c} for a layer that cannot run it on this device; tuning again", path.display()),
+            None => {}
+        }
     }
     let started = Instant::now();
     let choice = gpu.without_transient_peak(|| measure(gpu, g, backward_input))?;

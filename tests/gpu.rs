@@ -110,3 +110,66 @@ fn a_lost_device_is_an_error_not_a_panic() {
     let e = gpu.read_f32(&y).expect_err("a read-back from a lost device").to_string();
     assert!(!e.is_empty());
 }
+
+/// The pipeline cache keeps the pipelines of live plans and at most IDLE_PIPELINES others:
+/// compiling many variants and dropping their plans leaves memory flat, while a plan that
+/// lives keeps its pipelines cached however many others come after.
+#[test]
+fn the_pipeline_cache_keeps_live_plans_and_a_bounded_number_of_idle_pipelines() {
+    use cnn3d::gpu::IDLE_PIPELINES;
+    // Its own device: the shared one's cache holds the other tests' pipelines. Opening it may
+    // compile (and leave idle) a few pipelines of its own (the subgroup layout probe).
+    let g = cnn3d::gpu::Gpu::new(&common::options()).unwrap();
+    let at_open = g.compiled_pipelines();
+    assert!(g.cached_pipelines() as u64 == at_open && at_open < IDLE_PIPELINES as u64);
+    let x = g.zeros("x", 100, DType::F32).unwrap();
+    let y = g.zeros("y", 100, DType::F32).unwrap();
+    let variant = |wg: u32| activation::forward(Activation::Relu, &x, &y).unwrap().with_constant("WG", wg);
+    let live = g.compile(&[variant(1), variant(2)]).unwrap();
+    assert_eq!(g.compiled_pipelines(), at_open + 2);
+    let last = 2 + IDLE_PIPELINES as u32 + 10;
+    for wg in 3..=last {
+        g.run(&g.compile(&[variant(wg)]).unwrap()).unwrap();
+        // The one just compiled was held by its plan when the cache trimmed.
+        assert!(g.cached_pipelines() <= 2 + IDLE_PIPELINES + 1, "{} cached", g.cached_pipelines());
+    }
+    let compiled = g.compiled_pipelines();
+    assert_eq!(compiled, at_open + last as u64);
+    // The live plan's pipelines were never released: it still runs, and compiling it again
+    // creates nothing.
+    g.run(&live).unwrap();
+    let _again = g.compile(&[variant(1), variant(2)]).unwrap();
+    assert_eq!(g.compiled_pipelines(), compiled);
+    // The most recently used idle pipeline is still cached; the first idle ones are gone.
+    let _recent = g.compile(&[variant(last)]).unwrap();
+    assert_eq!(g.compiled_pipelines(), compiled);
+    let _old = g.compile(&[variant(3)]).unwrap();
+    assert_eq!(g.compiled_pipelines(), compiled + 1);
+    assert!(g.cached_pipelines() <= 2 + IDLE_PIPELINES + 2);
+}
+
+/// A device whose uniform bindings are too small for the blocked kernels' 64 KiB blocks runs
+/// the convolutions on the kernels that need none, and they are right there.
+#[test]
+fn kernels_the_device_cannot_run_are_not_candidates() {
+    use cnn3d::layers::conv3d::{Conv3d, Kernels, WeightKernels};
+    let opts = cnn3d::gpu::GpuOptions { max_uniform_binding: Some(16384), ..common::options() };
+    let g = cnn3d::gpu::Gpu::new(&opts).unwrap();
+    assert_eq!(g.info().max_uniform_buffer_binding_size, 16384);
+    // Enough channels for every kernel family on a device with 64 KiB blocks.
+    let conv = Conv3d::new(2, 16, 20, [6, 7, 8], [3, 3, 3]).with_padding([1, 1, 1]);
+    let (k, w) = conv.candidates(&g);
+    assert_eq!(k, vec![Kernels::Direct]);
+    assert_eq!(w, vec![WeightKernels::Channels, WeightKernels::Columns]);
+    // The defaults come from the candidates, and a blocked kernel asked for by name is refused
+    // with the limit it needs.
+    let choice = conv.default_choice(&g);
+    assert_eq!((choice.forward, choice.backward_input), (Kernels::Direct, Kernels::Direct));
+    conv.scratch_with(&g, choice).unwrap();
+    let tiled = cnn3d::layers::conv3d::ConvChoice { forward: Kernels::Tiled, ..choice };
+    let err = conv.scratch_with(&g, tiled).unwrap_err().to_string();
+    assert!(err.contains("max_uniform_buffer_binding_size is 16384"), "{err}");
+    // The same geometry on the full device has the blocked kernels.
+    let (k, _) = conv.candidates(common::gpu());
+    assert!(k.contains(&Kernels::Tiled), "{k:?}");
+}

@@ -4,9 +4,14 @@
 
 use cnn3d::gpu::Shader;
 
+/// The WGSL that runs (a variant composed onto its base, see gpu::compose), validated.
 fn parse_and_validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
-    let module = naga::front::wgsl::parse_str(shader.source())
-        .unwrap_or_else(|e| panic!("shaders/{}.wgsl does not parse:\n{}", shader.name(), e.emit_to_string(shader.source())));
+    validate_text(shader, shader.source(), "as composed")
+}
+
+fn validate_text(shader: Shader, text: &str, what: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+    let module = naga::front::wgsl::parse_str(text)
+        .unwrap_or_else(|e| panic!("shaders/{}.wgsl ({what}) does not parse:\n{}", shader.name(), e.emit_to_string(text)));
     // Default capabilities: the shaders must not need optional features, but for the one
     // compiled only for devices with subgroups (in compute shaders).
     let mut validator = if shader.needs_subgroups() {
@@ -18,8 +23,96 @@ fn parse_and_validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo)
     };
     let info = validator
         .validate(&module)
-        .unwrap_or_else(|e| panic!("shaders/{}.wgsl does not validate:\n{}", shader.name(), e.emit_to_string(shader.source())));
+        .unwrap_or_else(|e| panic!("shaders/{}.wgsl ({what}) does not validate:\n{}", shader.name(), e.emit_to_string(text)));
     (module, info)
+}
+
+#[test]
+fn every_shader_file_validates_on_its_own() {
+    for &s in Shader::ALL {
+        validate_text(s, s.file(), "the file alone");
+    }
+}
+
+/// Whitespace runs as one space, so that declarations compare regardless of layout.
+fn squeeze(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn stubs_repeat_their_bases_declarations() {
+    for &s in Shader::ALL {
+        let Some(base) = s.base() else { continue };
+        let stubs = cnn3d::gpu::stubs(s.file());
+        assert!(!stubs.trim().is_empty(), "shaders/{}.wgsl composes onto {} but has no stubs", s.name(), base.name());
+        let base_text = squeeze(base.file());
+        let base_lines: Vec<String> = base.file().lines().map(squeeze).collect();
+        // Declarations: a struct runs to its closing line; anything else is one line.
+        let mut lines = stubs.lines();
+        while let Some(line) = lines.next() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with("//") {
+                continue;
+            }
+            if line.starts_with("struct ") {
+                let mut decl = line.to_string();
+                for l in lines.by_ref() {
+                    decl += "\n";
+                    decl += l;
+                    if l.trim() == "}" {
+                        break;
+                    }
+                }
+                assert!(base_text.contains(&squeeze(&decl)), "shaders/{}.wgsl: stub {decl:?} is not {}.wgsl's", s.name(), base.name());
+            } else if line.starts_with("fn ") {
+                // A function by its signature: up to its body.
+                let sig = squeeze(&line[..line.find('{').expect("a stub function has a body")]);
+                assert!(
+                    base_lines.iter().any(|b| b.starts_with(&sig) && b[sig.len()..].trim_start().starts_with('{')),
+                    "shaders/{}.wgsl: stub signature {sig:?} is not one of {}.wgsl's functions",
+                    s.name(),
+                    base.name()
+                );
+            } else {
+                assert!(base_lines.contains(&squeeze(line)), "shaders/{}.wgsl: stub {line:?} is not a line of {}.wgsl", s.name(), base.name());
+            }
+        }
+        // The composition drops the stubs and the base's functions the variant redefines.
+        let composed = s.source();
+        assert!(!composed.contains(cnn3d::gpu::STUBS_BEGIN), "{}: stubs left in the composed shader", s.name());
+        for name in cnn3d::gpu::without_stubs(s.file()).lines().filter_map(|l| l.strip_prefix("fn ")).map(|l| l.split('(').next().unwrap()) {
+            let defs = composed.lines().filter(|l| l.starts_with(&format!("fn {name}("))).count();
+            assert_eq!(defs, 1, "{}: fn {name} defined {defs} times in the composed shader", s.name());
+        }
+    }
+}
+
+/// A variant's redefinition replaces its base's function, whatever lies around it.
+#[test]
+fn compose_replaces_functions_by_name() {
+    let base = "// base\nfn a() -> u32 {\n    return 1u;\n}\n\nfn b() -> u32 { return a(); }\nfn c() {}\n";
+    let variant = "// variant\n// stubs: begin\nfn b() -> u32 { return 0u; }\n// stubs: end\nfn a() -> u32 {\n    return 2u;\n}\nfn c() {}\n";
+    let composed = cnn3d::gpu::compose(base, variant);
+    assert_eq!(composed, "// base\n\nfn b() -> u32 { return a(); }\n\n// variant\nfn a() -> u32 {\n    return 2u;\n}\nfn c() {}\n");
+}
+
+/// No short-circuit `&&` or `||` in shader code: they compile to a branch per operand, and
+/// SwiftShader's compiler took over 100 s and 8 GB for the rows kernel's bounds tests written so
+/// (0.2 s and 10 MB with `&` on the comparisons, which evaluate both sides: every operand
+/// here is free of side effects, and an out-of-range index in WGSL reads a defined value).
+#[test]
+fn no_short_circuit_operators_in_shaders() {
+    for &s in Shader::ALL {
+        for (i, line) in s.file().lines().enumerate() {
+            let code = line.split("//").next().unwrap();
+            assert!(
+                !code.contains("&&") && !code.contains("||"),
+                "shaders/{}.wgsl:{}: short-circuit operator in {line:?}; use & or | on parenthesised comparisons",
+                s.name(),
+                i + 1
+            );
+        }
+    }
 }
 
 #[test]
@@ -85,6 +178,34 @@ fn every_entry_point_translates_to_spirv_msl_and_hlsl() {
                 .write(&m, &i, None)
                 .unwrap_or_else(|e| panic!("{what}: HLSL: {e}"));
             assert!(hlsl.contains("[numthreads("), "{what}: HLSL has no compute entry point");
+        }
+    }
+}
+
+/// No `&` or `|` on vectors of bools: naga's GLSL writer (wgpu's GL backend) writes each
+/// operand of such an operation out again, so a chain of n of them grows like 4ⁿ — the
+/// weight-gradient kernels' six bounds tests became one 85 KB line of GLSL, and llvmpipe's
+/// GL driver took 40 s and 4 GB to compile it. Combine them as u32 masks instead.
+#[test]
+fn no_vector_bool_and_or_in_shaders() {
+    fn check(module: &naga::Module, f: &naga::Function, fi: &naga::valid::FunctionInfo, what: &str) {
+        for (h, e) in f.expressions.iter() {
+            if let naga::Expression::Binary { op: naga::BinaryOperator::And | naga::BinaryOperator::InclusiveOr, left, .. } = *e {
+                let ty = fi[left].ty.inner_with(&module.types);
+                if let naga::TypeInner::Vector { scalar: naga::Scalar { kind: naga::ScalarKind::Bool, .. }, .. } = *ty {
+                    let span = f.expressions.get_span(h);
+                    panic!("{what}: & or | on vectors of bools at {span:?}; combine them as vec<u32> masks");
+                }
+            }
+        }
+    }
+    for &s in Shader::ALL {
+        let (module, info) = parse_and_validate(s);
+        for (h, f) in module.functions.iter() {
+            check(&module, f, &info[h], &format!("shaders/{}.wgsl fn {}", s.name(), f.name.as_deref().unwrap_or("?")));
+        }
+        for (i, ep) in module.entry_points.iter().enumerate() {
+            check(&module, &ep.function, info.get_entry_point(i), &format!("shaders/{}.wgsl entry point {}", s.name(), ep.name));
         }
     }
 }

@@ -81,3 +81,41 @@ fn the_cli_tunes_into_cnn3d_cache_dir_unless_told_not_to() {
     run(&[]);
     assert!(dir.path().join("tune.json").exists());
 }
+
+#[test]
+fn a_cached_kernel_the_device_cannot_run_is_tuned_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("tune.json");
+    // 11·10·11 taps: only the direct kernels can run forward and backward_input.
+    let conv = Conv3d::new(1, 2, 3, [12, 11, 12], [11, 10, 11]);
+    let gpu = gpu_tuning(&cache);
+    let first = conv.scratch(&gpu, true, None).unwrap().choice;
+    assert_eq!(first.forward, cnn3d::layers::conv3d::Kernels::Direct);
+    let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    let key = doc["conv3d"].as_object().unwrap().keys().next().unwrap().clone();
+    doc["conv3d"][&key]["forward"] = "tiled".into();
+    std::fs::write(&cache, serde_json::to_vec(&doc).unwrap()).unwrap();
+    // A new process reads the stale entry, tunes again instead of failing, and rewrites it.
+    let again = conv.scratch(&gpu_tuning(&cache), true, None).unwrap().choice;
+    assert_eq!(again.forward, cnn3d::layers::conv3d::Kernels::Direct);
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    assert_eq!(doc["conv3d"][&key]["forward"], "direct");
+}
+
+#[test]
+fn runs_tuning_at_once_keep_each_others_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("tune.json");
+    // Four devices (as four processes would) tune four geometries at the same time.
+    std::thread::scope(|s| {
+        for c_out in 2..6 {
+            let cache = &cache;
+            s.spawn(move || {
+                let gpu = gpu_tuning(cache);
+                Conv3d::new(1, 2, c_out, [4, 4, 4], [2, 2, 2]).scratch(&gpu, false, None).unwrap();
+            });
+        }
+    });
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    assert_eq!(doc["conv3d"].as_object().unwrap().len(), 4, "{doc}");
+}

@@ -55,6 +55,9 @@ pub struct GpuOptions {
     /// Open the device with this max_storage_buffer_binding_size (bytes) when it is below the
     /// adapter's: how a small GPU is tested on a large one.
     pub max_storage_binding: Option<u64>,
+    /// The same for max_uniform_buffer_binding_size: below 64 KiB the blocked convolution
+    /// kernels cannot run, and the direct ones take their place.
+    pub max_uniform_binding: Option<u64>,
     /// Whether kernels with several implementations are timed on this adapter at first use
     /// (see [`crate::tune`]); off: every layer takes its default kernels.
     pub tune: Tuning,
@@ -239,6 +242,9 @@ pub struct GpuInfo {
     pub max_buffer_size: u64,
     pub max_compute_workgroups_per_dimension: u32,
     pub min_storage_buffer_offset_alignment: u32,
+    pub max_uniform_buffer_binding_size: u64,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroup_storage_size: u32,
 }
 
 /// An open device: the one object through which the rest of the crate touches the GPU.
@@ -289,6 +295,9 @@ impl Gpu {
         if let Some(cap) = opts.max_storage_binding {
             limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
         }
+        if let Some(cap) = opts.max_uniform_binding {
+            limits.max_uniform_buffer_binding_size = limits.max_uniform_buffer_binding_size.min(cap);
+        }
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("cnn3d"),
@@ -323,8 +332,39 @@ impl Gpu {
             max_buffer_size: limits.max_buffer_size,
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             min_storage_buffer_offset_alignment: limits.min_storage_buffer_offset_alignment,
+            max_uniform_buffer_binding_size: limits.max_uniform_buffer_binding_size,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         };
-        Ok(Gpu { device, queue, limits, info, pipelines: Default::default(), tuning: opts.tune.clone(), tuned: Default::default(), lost, memory: Default::default() })
+        let mut gpu = Gpu { device, queue, limits, info, pipelines: Default::default(), tuning: opts.tune.clone(), tuned: Default::default(), lost, memory: Default::default() };
+        if gpu.info.subgroup_sizes.is_some() {
+            if let Err(why) = gpu.subgroup_layout() {
+                log::warn!("leaving the subgroup kernels out on {}: {why}", gpu.info.name);
+                gpu.info.subgroup_sizes = None;
+            }
+        }
+        Ok(gpu)
+    }
+
+    /// Checks what the subgroup kernels take for granted (see shaders/subgroup_layout.wgsl): in
+    /// one-dimensional workgroups of every size they run in (8 to 64 invocations), subgroups are
+    /// runs of consecutive invocations from a multiple of their size, whose size is a power of two
+    /// within the range the adapter reports.
+    fn subgroup_layout(&self) -> Result<()> {
+        let (min, max) = self.info.subgroup_sizes.expect("a device with subgroups");
+        for wg in [64u32, 32, 16, 8] {
+            let n = 4 * wg as usize;
+            let out = self.zeros("subgroup layout", 2 * n, super::DType::U32)?;
+            let params = [n as u32, 0, 0, 0];
+            let op = super::Op::groups("subgroup_layout.probe", super::Shader::SubgroupLayout, "probe", &params, &[&out], 4)
+                .with_constant("WG", wg);
+            self.run_ops(&[op])?;
+            let got = self.read_u32(&out)?;
+            if let Some(message) = layout_error(&got, wg, min, max) {
+                return Err(Error::Gpu { context: "checking the subgroup layout".into(), message });
+            }
+        }
+        Ok(())
     }
 
     pub fn info(&self) -> &GpuInfo {
@@ -384,6 +424,23 @@ impl Gpu {
     }
 }
 
+/// What is wrong with a subgroup layout probe's output (`got`: lane and subgroup size of each
+/// invocation, in workgroups of `wg`) for the subgroup kernels, if anything: every subgroup's
+/// size a power of two within `min..=max`, and every invocation lane `local index mod size`.
+fn layout_error(got: &[u32], wg: u32, min: u32, max: u32) -> Option<String> {
+    for (i, pair) in got.chunks_exact(2).enumerate() {
+        let (lane, size) = (pair[0], pair[1]);
+        let local = i as u32 % wg;
+        if !size.is_power_of_two() || size < min || size > max {
+            return Some(format!("a subgroup of {size} lanes (the adapter reports {min} to {max})"));
+        }
+        if lane != local % size {
+            return Some(format!("in workgroups of {wg}, invocation {local} is lane {lane} of a subgroup of {size}, not lane {}", local % size));
+        }
+    }
+    None
+}
+
 fn choose(mut adapters: Vec<wgpu::Adapter>, wanted: Option<&str>) -> Result<wgpu::Adapter> {
     let listing = |adapters: &[wgpu::Adapter]| {
         adapters
@@ -415,5 +472,26 @@ fn choose(mut adapters: Vec<wgpu::Adapter>, wanted: Option<&str>) -> Result<wgpu
             adapters.sort_by_key(|a| preference(a.get_info().device_type));
             Ok(adapters.remove(0))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::layout_error;
+
+    fn probe(wg: u32, lane_size: impl Fn(u32) -> (u32, u32)) -> Vec<u32> {
+        (0..2 * wg).flat_map(|i| { let (l, s) = lane_size(i % wg); [l, s] }).collect()
+    }
+
+    #[test]
+    fn the_subgroup_layout_check_takes_consecutive_aligned_subgroups_only() {
+        assert_eq!(layout_error(&probe(64, |i| (i % 8, 8)), 64, 8, 8), None);
+        // A driver that picks 16 of its 8–32 lanes: fine.
+        assert_eq!(layout_error(&probe(64, |i| (i % 16, 16)), 64, 8, 32), None);
+        // Lanes interleaved across subgroups (lane = i / 8 for size 8): refused.
+        assert!(layout_error(&probe(64, |i| (i / 8, 8)), 64, 8, 8).unwrap().contains("not lane"));
+        // A size outside the reported range, or not a power of two: refused.
+        assert!(layout_error(&probe(64, |i| (i % 4, 4)), 64, 8, 8).is_some());
+        assert!(layout_error(&probe(48, |i| (i % 12, 12)), 48, 4, 32).is_some());
     }
 }

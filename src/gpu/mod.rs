@@ -3,12 +3,14 @@
 
 mod buffer;
 mod context;
+mod needs;
 mod plan;
 mod profiler;
 mod shaders;
 
 pub use buffer::{Buffer, DType, MemoryUse};
+pub use needs::Needs;
 pub use context::{list_adapters, AdapterReport, BackendChoice, Gpu, GpuInfo, GpuOptions, Tuning};
 pub use plan::{grid_2d, Op, Plan, WG};
 pub use profiler::{DispatchTime, StepProfile, TimingMethod};
-pub use shaders::{shader_by_name, Constants, Shader};
+pub use shaders::{compose, shader_by_name, stubs, without_stubs, Constants, Shader, IDLE_PIPELINES, STUBS_BEGIN, STUBS_END};

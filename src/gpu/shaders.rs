@@ -25,6 +25,8 @@ pub enum Shader {
     MaxPool3d,
     Optim,
     SoftmaxXent,
+    /// The subgroup layout probe run when a device with subgroups opens.
+    SubgroupLayout,
 }
 
 impl Shader {
@@ -41,6 +43,7 @@ impl Shader {
         Shader::MaxPool3d,
         Shader::Optim,
         Shader::SoftmaxXent,
+        Shader::SubgroupLayout,
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,43 +60,120 @@ impl Shader {
             Shader::MaxPool3d => "max_pool3d",
             Shader::Optim => "optim",
             Shader::SoftmaxXent => "softmax_xent",
+            Shader::SubgroupLayout => "subgroup_layout",
         }
     }
 
     /// Whether the shader needs subgroup operations (the device's `Features::SUBGROUP`).
     pub fn needs_subgroups(self) -> bool {
-        self == Shader::Conv3dSubgroups
+        matches!(self, Shader::Conv3dSubgroups | Shader::SubgroupLayout)
     }
 
-    pub fn source(self) -> &'static str {
+    /// The file `shaders/<name>.wgsl` as it is: valid WGSL on its own.
+    pub fn file(self) -> &'static str {
         match self {
             Shader::Activation => include_str!("../../shaders/activation.wgsl"),
             Shader::AvgPool3d => include_str!("../../shaders/avg_pool3d.wgsl"),
             Shader::BatchNorm => include_str!("../../shaders/batch_norm.wgsl"),
             Shader::ClipGradNorm => include_str!("../../shaders/clip_grad_norm.wgsl"),
             Shader::Conv3d => include_str!("../../shaders/conv3d.wgsl"),
-            Shader::Conv3dSubgroups => conv3d_subgroups(),
+            Shader::Conv3dSubgroups => include_str!("../../shaders/conv3d_subgroups.wgsl"),
             Shader::Dense => include_str!("../../shaders/dense.wgsl"),
             Shader::Dropout => include_str!("../../shaders/dropout.wgsl"),
             Shader::Gather => include_str!("../../shaders/gather.wgsl"),
             Shader::MaxPool3d => include_str!("../../shaders/max_pool3d.wgsl"),
             Shader::Optim => include_str!("../../shaders/optim.wgsl"),
             Shader::SoftmaxXent => include_str!("../../shaders/softmax_xent.wgsl"),
+            Shader::SubgroupLayout => include_str!("../../shaders/subgroup_layout.wgsl"),
+        }
+    }
+
+    /// The file this one is composed onto (see [`compose`]), if any.
+    pub fn base(self) -> Option<Shader> {
+        match self {
+            Shader::Conv3dSubgroups => Some(Shader::Conv3d),
+            _ => None,
+        }
+    }
+
+    /// The WGSL that runs: the file, or its composition onto its base.
+    pub fn source(self) -> &'static str {
+        match self.base() {
+            None => self.file(),
+            Some(base) => {
+                // One composed shader today, so one cell; a second needs its own.
+                static COMPOSED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+                debug_assert_eq!(self, Shader::Conv3dSubgroups);
+                COMPOSED.get_or_init(|| compose(base.file(), self.file()))
+            }
         }
     }
 }
 
-/// conv3d.wgsl with its `block_column` and `block_column2` (defined one after the other)
-/// replaced by conv3d_subgroups.wgsl's, which also adds the subgroup kernels' entry points.
-fn conv3d_subgroups() -> &'static str {
-    static SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    SOURCE.get_or_init(|| {
-        let base = include_str!("../../shaders/conv3d.wgsl");
-        let start = base.find("\nfn block_column(").expect("conv3d.wgsl defines block_column") + 1;
-        let second = base.find("\nfn block_column2(").expect("conv3d.wgsl defines block_column2") + 1;
-        let end = second + base[second..].find("\n}\n").expect("block_column2 ends") + 3;
-        format!("{}{}\n{}", &base[..start], &base[end..], include_str!("../../shaders/conv3d_subgroups.wgsl"))
-    })
+/// The line that opens a variant file's stubs, and the one that closes them.
+pub const STUBS_BEGIN: &str = "// stubs: begin";
+pub const STUBS_END: &str = "// stubs: end";
+
+/// A variant file without its stubs: the lines from [`STUBS_BEGIN`] to [`STUBS_END`], which
+/// repeat declarations of its base so that the file validates on its own.
+pub fn without_stubs(variant: &str) -> String {
+    let mut out = String::with_capacity(variant.len());
+    let mut in_stubs = false;
+    for line in variant.split_inclusive('\n') {
+        if line.starts_with(STUBS_BEGIN) {
+            in_stubs = true;
+        } else if line.starts_with(STUBS_END) {
+            in_stubs = false;
+        } else if !in_stubs {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// The stubs of a variant file: the lines between [`STUBS_BEGIN`] and [`STUBS_END`].
+pub fn stubs(variant: &str) -> String {
+    let mut out = String::new();
+    let mut in_stubs = false;
+    for line in variant.split_inclusive('\n') {
+        if line.starts_with(STUBS_BEGIN) {
+            in_stubs = true;
+        } else if line.starts_with(STUBS_END) {
+            in_stubs = false;
+        } else if in_stubs {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
+/// The name of the function a line defines (`fn name(` at the start of the line).
+fn defines(line: &str) -> Option<&str> {
+    line.strip_prefix("fn ").and_then(|l| l.split('(').next()).map(str::trim)
+}
+
+/// Composes a variant file onto its base: the base without the functions that the variant
+/// defines again (each from its `fn name(` line to the next line that is `}`), followed by the
+/// variant without its stubs. Both inputs are valid WGSL on their own, and so is the result
+/// (tests/shaders.rs checks all three).
+pub fn compose(base: &str, variant: &str) -> String {
+    let own = without_stubs(variant);
+    let redefined: Vec<&str> = own.lines().filter_map(defines).collect();
+    let mut out = String::with_capacity(base.len() + own.len());
+    let mut skipping = false;
+    for line in base.split_inclusive('\n') {
+        if skipping {
+            skipping = line.trim_end() != "}";
+        } else if defines(line).is_some_and(|n| redefined.contains(&n)) {
+            // A one-line function ends on its own line.
+            skipping = !line.trim_end().ends_with('}');
+        } else {
+            out.push_str(line);
+        }
+    }
+    out.push('\n');
+    out.push_str(&own);
+    out
 }
 
 /// Override constants as (name, value) pairs, kept sorted so equal sets hash equally.
@@ -106,10 +186,55 @@ struct PipelineKey {
     constants: Constants,
 }
 
+/// Pipelines that no plan holds kept for reuse, at most: the rest are released, least
+/// recently used first. A pipeline that a plan holds stays cached while the plan lives, so a
+/// training run never recompiles; `check` and the tuner, which compile a few pipelines per
+/// geometry and kernel and then drop them, stay flat in memory (a compiled pipeline holds the
+/// driver's machine code: ~1–20 MB on a CPU driver).
+pub const IDLE_PIPELINES: usize = 32;
+
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
-    pipelines: Mutex<HashMap<PipelineKey, Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<Pipelines>,
+    compiled: std::sync::atomic::AtomicU64,
+}
+
+/// The cached pipelines with the tick of their last use.
+#[derive(Default)]
+struct Pipelines {
+    map: HashMap<PipelineKey, (Arc<wgpu::ComputePipeline>, u64)>,
+    tick: u64,
+}
+
+impl Pipelines {
+    fn get(&mut self, key: &PipelineKey) -> Option<Arc<wgpu::ComputePipeline>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.map.get_mut(key).map(|(p, used)| {
+            *used = tick;
+            p.clone()
+        })
+    }
+
+    /// Caches `pipeline`, then releases the least recently used idle pipelines (held by no
+    /// one but the cache) beyond [`IDLE_PIPELINES`].
+    fn insert(&mut self, key: PipelineKey, pipeline: Arc<wgpu::ComputePipeline>) {
+        self.tick += 1;
+        self.map.insert(key, (pipeline, self.tick));
+        let mut idle: Vec<(u64, PipelineKey)> =
+            self.map.iter().filter(|(_, (p, _))| Arc::strong_count(p) == 1).map(|(k, (_, used))| (*used, k.clone())).collect();
+        if idle.len() > IDLE_PIPELINES {
+            idle.sort_by_key(|(used, _)| *used);
+            for (_, k) in &idle[..idle.len() - IDLE_PIPELINES] {
+                self.map.remove(k);
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.map.len()
+    }
 }
 
 impl Gpu {
@@ -144,7 +269,7 @@ impl Gpu {
         constants.sort();
         let key = PipelineKey { shader, entry, constants };
         if let Some(p) = self.pipelines.pipelines.lock().unwrap().get(&key) {
-            return Ok(p.clone());
+            return Ok(p);
         }
         let module = self.module(shader)?;
         let consts: Vec<(&str, f64)> = key.constants.iter().map(|&(k, v)| (k, v as f64)).collect();
@@ -168,8 +293,20 @@ impl Gpu {
         )?;
         let pipeline = Arc::new(pipeline);
         log::debug!("compiled {label} in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
+        self.pipelines.compiled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.pipelines.pipelines.lock().unwrap().insert(key, pipeline.clone());
         Ok(pipeline)
+    }
+
+    /// How many compute pipelines this device has created (cache misses).
+    pub fn compiled_pipelines(&self) -> u64 {
+        self.pipelines.compiled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many compute pipelines the cache holds now (those of live plans and at most
+    /// [`IDLE_PIPELINES`] others).
+    pub fn cached_pipelines(&self) -> usize {
+        self.pipelines.pipelines.lock().unwrap().len()
     }
 }
 

@@ -8,7 +8,7 @@ use bytemuck::{Pod, Zeroable};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Buffer, Gpu, Op, Shader};
+use crate::gpu::{Buffer, Gpu, Needs, Op, Shader};
 
 use super::{expect_len, expect_positive, u32_of, window_out, Dims3};
 
@@ -34,6 +34,18 @@ const BWD_COLS: usize = BLOCK_FLOATS / OC_TILE;
 const ROWS_PER_SPLIT: usize = 64 * 16;
 
 const LAYER: &str = "conv3d";
+
+/// What every pass needs: the reductions' workgroups of 256 (RED) with 1 KiB of workgroup
+/// memory, as every WebGPU device has.
+const BASE_NEEDS: Needs = Needs { uniform_binding: 0, invocations: 256, workgroup_storage: 1024, subgroup_lanes: None };
+/// The blocked kernels' 64 KiB uniform blocks.
+const BLOCKS: Needs = Needs { uniform_binding: 4 * BLOCK_FLOATS as u64, invocations: 0, workgroup_storage: 0, subgroup_lanes: None };
+/// Workgroup memory of the kernels that sum their lanes there (`lanes`: 1024 vec4s).
+const LANES: Needs = Needs { uniform_binding: 0, invocations: 0, workgroup_storage: 16384, subgroup_lanes: None };
+/// Subgroup operations, broadcasting from lanes 0..n.
+const fn subgroups(n: u32) -> Needs {
+    Needs { uniform_binding: 0, invocations: 0, workgroup_storage: 0, subgroup_lanes: Some(n) }
+}
 
 /// The geometry of one convolution: batch, channels, input size, and kernel, stride, padding
 /// and dilation per axis (D, H, W).
@@ -121,6 +133,17 @@ impl Kernels {
         }
     }
 
+    /// What the kernels need of a device (see [`Gpu::meets`]); the direct kernels need no more
+    /// than every WebGPU device has.
+    pub fn needs(self) -> Needs {
+        match self {
+            Kernels::Direct => BASE_NEEDS,
+            Kernels::Tiled | Kernels::TiledWide => BASE_NEEDS.and(BLOCKS),
+            // They broadcast each block column from lanes 0..3.
+            Kernels::Subgroups | Kernels::SubgroupsWide => BASE_NEEDS.and(BLOCKS).and(subgroups(4)),
+        }
+    }
+
     /// Channel groups (of [`OC_TILE`]) an invocation computes.
     fn groups(self) -> usize {
         match self {
@@ -162,6 +185,32 @@ pub enum WeightKernels {
     SamplesSubgroups,
 }
 
+impl WeightKernels {
+    /// What the kernel needs of a device (see [`Gpu::meets`]); channels and columns need no
+    /// more than every WebGPU device has.
+    pub fn needs(self) -> Needs {
+        match self {
+            WeightKernels::Channels | WeightKernels::Columns => BASE_NEEDS.and(LANES),
+            WeightKernels::Rows => BASE_NEEDS.and(BLOCKS),
+            WeightKernels::RowsSubgroups => BASE_NEEDS.and(BLOCKS).and(subgroups(4)),
+            WeightKernels::Samples => BASE_NEEDS.and(BLOCKS).and(LANES),
+            // dy's 16 channels come from lanes 0..7.
+            WeightKernels::SamplesSubgroups => BASE_NEEDS.and(BLOCKS).and(subgroups(8)),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            WeightKernels::Channels => "channels",
+            WeightKernels::Columns => "columns",
+            WeightKernels::Rows => "rows",
+            WeightKernels::RowsSubgroups => "rows_subgroups",
+            WeightKernels::Samples => "samples",
+            WeightKernels::SamplesSubgroups => "samples_subgroups",
+        }
+    }
+}
+
 /// Which kernels each pass of one convolution runs with (see [`crate::tune`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConvChoice {
@@ -173,15 +222,7 @@ pub struct ConvChoice {
 impl std::fmt::Display for ConvChoice {
     /// `forward/backward_input/backward_weight` kernels, e.g. `tiled/tiled/columns`.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let w = match self.backward_weight {
-            WeightKernels::Channels => "channels",
-            WeightKernels::Columns => "columns",
-            WeightKernels::Rows => "rows",
-            WeightKernels::RowsSubgroups => "rows_subgroups",
-            WeightKernels::Samples => "samples",
-            WeightKernels::SamplesSubgroups => "samples_subgroups",
-        };
-        write!(f, "{}/{}/{w}", self.forward.name(), self.backward_input.name())
+        write!(f, "{}/{}/{}", self.forward.name(), self.backward_input.name(), self.backward_weight.name())
     }
 }
 
@@ -449,31 +490,29 @@ impl Conv3d {
     }
 
     /// The kernels that can run this geometry on `gpu`, per pass (forward and backward_input
-    /// share), the usual winners first.
+    /// share), the usual winners first: those whose needs the device meets (the direct and
+    /// the channels and columns kernels always remain).
     pub fn candidates(&self, gpu: &Gpu) -> (Vec<Kernels>, Vec<WeightKernels>) {
-        let mut k = vec![Kernels::Direct];
-        if self.taps() <= BLOCK_COLS {
-            // The wide kernels where a pass (forward or backward_input) suits them.
-            let wide = Kernels::TiledWide.suits(self.c_in.max(self.c_out));
-            k.insert(0, Kernels::Tiled);
-            if wide {
-                k.insert(0, Kernels::TiledWide);
+        // The blocked kernels where the taps fit a block; the wide ones where a pass (forward or
+        // backward_input) suits them. The subgroup kernels before their plain twins (the tuner
+        // tries those only if the twins were close).
+        let blocked = self.taps() <= BLOCK_COLS;
+        let wide = Kernels::TiledWide.suits(self.c_in.max(self.c_out));
+        let k = [Kernels::SubgroupsWide, Kernels::Subgroups, Kernels::TiledWide, Kernels::Tiled, Kernels::Direct]
+            .into_iter()
+            .filter(|&k| k == Kernels::Direct || (blocked && (k.groups() == 1 || wide) && gpu.meets(&k.needs())))
+            .collect();
+        let mut w = vec![];
+        for k in self.weight_candidates() {
+            let twin = match k {
+                WeightKernels::Rows => Some(WeightKernels::RowsSubgroups),
+                WeightKernels::Samples => Some(WeightKernels::SamplesSubgroups),
+                _ => None,
+            };
+            w.extend(twin.filter(|t| gpu.meets(&t.needs())));
+            if matches!(k, WeightKernels::Channels | WeightKernels::Columns) || gpu.meets(&k.needs()) {
+                w.push(k);
             }
-            if gpu.subgroup_size().is_some() {
-                k.insert(0, Kernels::Subgroups);
-                if wide {
-                    k.insert(0, Kernels::SubgroupsWide);
-                }
-            }
-        }
-        // The subgroup kernels before their plain twins (the tuner tries those only if the
-        // twins were close).
-        let mut w = self.weight_candidates();
-        if let Some(i) = w.iter().position(|&k| k == WeightKernels::Rows).filter(|_| gpu.subgroup_size().is_some()) {
-            w.insert(i, WeightKernels::RowsSubgroups);
-        }
-        if let Some(i) = w.iter().position(|&k| k == WeightKernels::Samples).filter(|_| gpu.min_subgroup_size().is_some_and(|s| s >= 8)) {
-            w.insert(i, WeightKernels::SamplesSubgroups);
         }
         (k, w)
     }
@@ -514,12 +553,14 @@ impl Conv3d {
 
     fn scratch_over(&self, gpu: &Gpu, choice: ConvChoice, x: Option<&Buffer>) -> Result<ConvScratch> {
         let out = self.output()?;
-        let subgroups = choice.forward.subgroups() || choice.backward_input.subgroups() || choice.backward_weight == WeightKernels::RowsSubgroups;
-        if subgroups && gpu.subgroup_size().is_none() {
-            return Err(Error::shape(LAYER, "the subgroup kernels need a device with subgroups of at least 4 lanes"));
-        }
-        if choice.backward_weight == WeightKernels::SamplesSubgroups && gpu.min_subgroup_size().is_none_or(|s| s < 8) {
-            return Err(Error::shape(LAYER, "the samples_subgroups kernel needs a device with subgroups of at least 8 lanes"));
+        for (name, needs) in [
+            (choice.forward.name(), choice.forward.needs()),
+            (choice.backward_input.name(), choice.backward_input.needs()),
+            (choice.backward_weight.name(), choice.backward_weight.needs()),
+        ] {
+            if let Some(why) = gpu.unmet(&needs) {
+                return Err(Error::shape(LAYER, format!("the {name} kernels need {why}")));
+            }
         }
         let taps = self.taps();
         let blocks = |k: Kernels, b: Option<Blocks>, what: &str| -> Result<Option<Buffer>> {

@@ -11,12 +11,16 @@ use cnn3d::gpu::{Gpu, GpuOptions};
 pub fn gpu() -> &'static Gpu {
     static GPU: OnceLock<Gpu> = OnceLock::new();
     GPU.get_or_init(|| {
-        let opts = GpuOptions { adapter: std::env::var("CNN3D_ADAPTER").ok(), ..Default::default() };
-        match Gpu::new(&opts) {
+        match Gpu::new(&options()) {
             Ok(g) => g,
             Err(e) => panic!("these tests need a wgpu adapter and none could be opened: {e}"),
         }
     })
+}
+
+/// The options of [`gpu`]'s device, for a test that needs a device of its own.
+pub fn options() -> GpuOptions {
+    GpuOptions { adapter: std::env::var("CNN3D_ADAPTER").ok(), ..Default::default() }
 }
 
 /// Asserts that the layer produced reports for exactly `kernels` and that every one passed;

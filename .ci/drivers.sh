@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The driver matrix: `cnn3d check` and a one-epoch training run on every software driver this
+# machine can run, each also without subgroups where the device has them, with wall time and
+# peak resident memory. Any failure, or a run whose peak reaches the limit, fails the script.
+#
+#   lavapipe     Mesa's CPU Vulkan driver (8-lane subgroups)       mesa-vulkan-drivers
+#   SwiftShader  Google's CPU Vulkan driver (4-lane subgroups, at most 256 invocations a
+#                workgroup), from Debian's chromium-common package, no browser needed
+#   GL           llvmpipe's OpenGL through wgpu's GL backend (no subgroups)
+#
+# Mesa's on-disk shader cache is off, so that each run pays its own shader compiles as a
+# user's first run does. Each run starts with an empty tuning cache.
+# Usage: .ci/drivers.sh [PEAK_LIMIT_MIB]   (default 2048)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+limit_mib=${1:-2048}
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+packages=(mesa-vulkan-drivers libvulkan1 libegl1 libegl-mesa0 libgl1-mesa-dri time)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# SwiftShader: libvk_swiftshader.so out of Debian's chromium-common, with an ICD file of our own
+# that names it by absolute path.
+ss=target/swiftshader
+if [ ! -f "$ss/icd.json" ]; then
+    rm -rf "$ss" && mkdir -p "$ss"
+    (cd "$ss" && { apt-get download chromium-common >/dev/null 2>&1 || { $sudo apt-get update -qq && apt-get download chromium-common; }; })
+    dpkg-deb -x "$ss"/chromium-common_*.deb "$ss/root"
+    lib=$(find "$PWD/$ss/root" -name libvk_swiftshader.so | head -n 1)
+    [ -n "$lib" ] || { echo "chromium-common has no libvk_swiftshader.so" >&2; exit 1; }
+    printf '{"file_format_version": "1.0.0", "ICD": {"library_path": "%s", "api_version": "1.0.5"}}\n' "$lib" > "$ss/icd.json"
+    rm -f "$ss"/chromium-common_*.deb
+fi
+ss_icd="$PWD/$ss/icd.json"
+
+cargo build --release --quiet
+bin="$PWD/target/release/cnn3d"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export MESA_SHADER_CACHE_DISABLE=true
+# wgpu's GL backend asks for it; without a session it only prints a warning.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$work}"
+
+rows=()
+failed=0
+# run NAME ENV_ICD -- ARGS...: one command, timed, its output kept for a failure.
+run() {
+    local name=$1 icd=$2; shift 3
+    local log="$work/$(echo "$name" | tr ' /' '__').log"
+    local cache="$work/cache-$(echo "$name" | tr ' /' '__')"
+    local status=pass
+    echo "== $name: cnn3d $*"
+    if ! env ${icd:+VK_ICD_FILENAMES="$icd"} CNN3D_CACHE_DIR="$cache" /usr/bin/time -f "%e %M" -o "$work/time" "$bin" "$@" >"$log" 2>&1; then
+        status=FAIL
+    fi
+    local wall peak_kib
+    read -r wall peak_kib < <(tail -n 1 "$work/time")
+    local peak_mib=$((peak_kib / 1024))
+    if ((peak_mib >= limit_mib)); then status="FAIL (peak >= $limit_mib MiB)"; fi
+    if [ "$status" != pass ]; then
+        failed=1
+        tail -n 40 "$log"
+    else
+        grep -E "kernels pass|^epoch|accuracy" "$log" | tail -n 2 || true
+    fi
+    rows+=("$(printf '%-34s %9.1f s %7d MiB  %s' "$name" "$wall" "$peak_mib" "$status")")
+}
+
+train=(train --epochs 1 --limit-train 300 --limit-test 100 --quiet)
+for sub in "" "--no-subgroups"; do
+    tag=${sub:+ $sub}
+    run "lavapipe check$tag" "" -- --backend vulkan --adapter llvmpipe check $sub
+    run "lavapipe train$tag" "" -- --backend vulkan --adapter llvmpipe "${train[@]}" --out "$work/run-lvp$sub" $sub
+    run "swiftshader check$tag" "$ss_icd" -- --backend vulkan --adapter swiftshader check $sub
+    run "swiftshader train$tag" "$ss_icd" -- --backend vulkan --adapter swiftshader "${train[@]}" --out "$work/run-ss$sub" $sub
+done
+run "gl check" "" -- --backend gl check
+run "gl train" "" -- --backend gl "${train[@]}" --out "$work/run-gl"
+
+echo
+echo "driver matrix (peak resident memory limit $limit_mib MiB)"
+printf '%s\n' "${rows[@]}"
+exit $failed
