@@ -42,9 +42,11 @@ fi
 ss_icd="$PWD/$ss/icd.json"
 
 cargo build --release --quiet
-bin="$PWD/target/release/cnn3d"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
+# A copy, so that a build during the matrix does not change the binary under it.
+bin="$work/cnn3d"
+cp target/release/cnn3d "$bin"
 export MESA_SHADER_CACHE_DISABLE=true
 # wgpu's GL backend asks for it; without a session it only prints a warning.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$work}"
@@ -69,12 +71,13 @@ run() {
         failed=1
         tail -n 40 "$log"
     else
-        grep -E "kernels pass|^epoch|accuracy" "$log" | tail -n 2 || true
+        # check's last line, or train's summary (one JSON line).
+        grep -E "kernels pass|^\{" "$log" | tail -n 1 | cut -c1-240 || true
     fi
     rows+=("$(printf '%-34s %9.1f s %7d MiB  %s' "$name" "$wall" "$peak_mib" "$status")")
 }
 
-train=(train --epochs 1 --limit-train 300 --limit-test 100 --quiet)
+train=(train --epochs 1 --limit-train 300 --limit-test 100 --quiet --json)
 for sub in "" "--no-subgroups"; do
     tag=${sub:+ $sub}
     run "lavapipe check$tag" "" -- --backend vulkan --adapter llvmpipe check $sub

@@ -29,6 +29,7 @@ pub mod profile;
 pub mod progress;
 pub mod reference;
 pub mod train;
+pub mod trace;
 pub mod tune;
 pub mod rng;
 

@@ -281,9 +281,9 @@ impl Network {
             let conv = match &kernel {
                 Kernel::Conv(c) => {
                     let x = nodes.last().map_or(&input, |prev| &prev.y);
-                    Some(c.scratch(gpu, seen_params, Some(x)).map_err(|e| Error::shape(layer.describe(), e.to_string()))?)
+                    Some(crate::tune::scratch(gpu, c, seen_params, Some(x)).map_err(|e| Error::shape(layer.describe(), e.to_string()))?)
                 }
-                Kernel::Dense(d) => Some(d.as_conv().scratch(gpu, seen_params, None).map_err(|e| Error::shape(layer.describe(), e.to_string()))?),
+                Kernel::Dense(d) => Some(crate::tune::scratch(gpu, &d.as_conv(), seen_params, None).map_err(|e| Error::shape(layer.describe(), e.to_string()))?),
                 _ => None,
             };
             // Dispatches carry the layer's name; a fused pair's both: `conv_layer1.1+conv_layer1.2`.

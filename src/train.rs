@@ -495,7 +495,7 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
             match opts.profile_every {
                 Some(k) if k > 0 && t % k == 0 => {
                     let p = gpu.submit_profiled(plan)?;
-                    crate::profile::write_profile(&opts.out, std::slice::from_ref(&p), info)?;
+                    crate::trace::write_profile(&opts.out, std::slice::from_ref(&p), info)?;
                 }
                 _ => gpu.submit(plan)?,
             }

@@ -8,18 +8,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::check::{compare, Tol};
 use crate::error::{Error, Result};
 use crate::gpu::{Buffer, Gpu, Op, Tuning};
-use crate::layers::conv3d::{Conv3d, ConvChoice, Kernels, WeightKernels};
+use crate::layers::conv3d::{Conv3d, ConvChoice, ConvScratch, Kernels, WeightKernels};
 use crate::reference::conv3d as reference;
 use crate::rng::Rng;
 
-/// This process's results, by cache key.
-pub(crate) type Memo = Mutex<BTreeMap<String, ConvChoice>>;
 
 /// The version a cache must carry to be read: cnn3d's, and a revision of the candidate set
 /// (raised when kernels are added or changed, so that old choices are measured again).
@@ -114,6 +111,27 @@ fn still_applies(gpu: &Gpu, g: &Conv3d, c: ConvChoice) -> bool {
     kernels.contains(&c.forward) && kernels.contains(&c.backward_input) && weight.contains(&c.backward_weight)
 }
 
+/// The kernels and buffers the passes of `g` run with on `gpu`: tuned for this adapter and
+/// geometry where the adapter was opened with tuning on, else [`Conv3d::default_choice`].
+/// `backward_input`: whether that pass will run (a first layer needs no input gradient; it is
+/// then not tuned). `x`: the input buffer the passes will read, if known (see
+/// [`Conv3d::scratch_for`]). The kernel choice sits here, above the layers: a layer computes
+/// with the kernels it is given.
+pub fn scratch(gpu: &Gpu, g: &Conv3d, backward_input: bool, x: Option<&Buffer>) -> Result<ConvScratch> {
+    let choice = conv3d(gpu, g, backward_input)?;
+    g.scratch_for(gpu, choice, x)
+}
+
+/// This process's choices are kept on the device (`Gpu::tuned`), by key, as JSON.
+fn memo_get(gpu: &Gpu, key: &str) -> Option<ConvChoice> {
+    gpu.tuned.lock().expect("tuning memo").get(key).and_then(|v| serde_json::from_str(v).ok())
+}
+
+fn memo_put(gpu: &Gpu, key: String, c: ConvChoice) {
+    let v = serde_json::to_string(&c).expect("a choice serialises");
+    gpu.tuned.lock().expect("tuning memo").insert(key, v);
+}
+
 /// The kernels `g` runs with on `gpu`: the defaults without tuning, else the cached or newly
 /// measured winners. Without `backward_input` (a first layer needs no input gradient) that
 /// pass keeps its default and is not timed.
@@ -123,13 +141,13 @@ pub fn conv3d(gpu: &Gpu, g: &Conv3d, backward_input: bool) -> Result<ConvChoice>
         Tuning::On { cache } => cache,
     };
     let key = format!("{}{}", key(gpu, g), if backward_input { "" } else { " no-dx" });
-    if let Some(c) = gpu.tuned.lock().expect("tuning memo").get(&key) {
-        return Ok(*c);
+    if let Some(c) = memo_get(gpu, &key) {
+        return Ok(c);
     }
     if let Some(path) = cache.as_deref() {
         match read_cache(path).conv3d.get(&key).copied() {
             Some(c) if still_applies(gpu, g, c) => {
-                gpu.tuned.lock().expect("tuning memo").insert(key, c);
+                memo_put(gpu, key, c);
                 return Ok(c);
             }
             Some(c) => log::warn!("the tuning cache {} names {c} for a layer that cannot run it on this device; tuning again", path.display()),
@@ -144,7 +162,7 @@ pub fn conv3d(gpu: &Gpu, g: &Conv3d, backward_input: bool) -> Result<ConvChoice>
             log::warn!("could not write the tuning cache {}: {e}", path.display());
         }
     }
-    gpu.tuned.lock().expect("tuning memo").insert(key, choice);
+    memo_put(gpu, key, choice);
     Ok(choice)
 }
 
@@ -232,22 +250,57 @@ fn verify(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data, (want
     Ok(report.pass)
 }
 
-/// Seconds of one run of `pass` with `choice`, after a run that compiles and warms up; that
-/// first run's time when it is already 1.5× `best` (no need to look closer: on lavapipe a
-/// warm-up run took 0.87–1.57× the timed one, so a candidate cut here could at best have
-/// been within a few percent of `best`; each cut saves a full run at the batch, 0.2–0.6 s on
-/// lavapipe).
-fn time(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data, best: Option<f64>) -> Result<f64> {
+/// How candidates are timed on this adapter. The shortcuts (a candidate out after a slow
+/// warm-up run or probe, or with its twin) and the single timed run were measured on a CPU
+/// adapter (lavapipe), where start-up time is seconds a candidate; elsewhere every candidate
+/// that suits the device is timed, as the median of [`GPU_RUNS`] runs.
+#[derive(Clone, Copy, Debug)]
+struct Policy {
+    shortcuts: bool,
+    runs: usize,
+}
+
+/// Timed runs of each candidate on an adapter that is not a CPU (a run there takes
+/// milliseconds).
+const GPU_RUNS: usize = 5;
+
+impl Policy {
+    fn of(gpu: &Gpu) -> Policy {
+        if gpu.info().device_type == "cpu" {
+            Policy { shortcuts: true, runs: 1 }
+        } else {
+            Policy { shortcuts: false, runs: GPU_RUNS }
+        }
+    }
+}
+
+/// Seconds of one replay of `plan`: the sum of its dispatches' GPU timestamps where the
+/// adapter has timestamp queries, else the host's wall clock around a submit and a wait.
+fn run_time(gpu: &Gpu, plan: &crate::gpu::Plan) -> Result<f64> {
+    if gpu.timing_method() == crate::gpu::TimingMethod::WallClock {
+        let t = Instant::now();
+        gpu.run(plan)?;
+        Ok(t.elapsed().as_secs_f64())
+    } else {
+        Ok(gpu.submit_profiled(plan)?.gpu_ns() as f64 * 1e-9)
+    }
+}
+
+/// Seconds of `pass` with `choice`: the median of `policy.runs` runs after one that compiles
+/// and warms up. With shortcuts, that first run's time when it is already 1.5× `best` (no need
+/// to look closer: on lavapipe a warm-up run took 0.87–1.57× the timed one, so a candidate cut
+/// here could at best have been within a few percent of `best`; each cut saves a full run at
+/// the batch, 0.2–0.6 s on lavapipe).
+#[allow(clippy::too_many_arguments)]
+fn time(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data, best: Option<f64>, policy: Policy) -> Result<f64> {
     let plan = gpu.compile(&ops(gpu, g, choice, pass, d)?)?;
-    let t = Instant::now();
-    gpu.run(&plan)?;
-    let first = t.elapsed().as_secs_f64();
-    if best.is_some_and(|b| first > 1.5 * b) {
+    let first = run_time(gpu, &plan)?;
+    if policy.shortcuts && best.is_some_and(|b| first > 1.5 * b) {
         return Ok(first);
     }
-    let t = Instant::now();
-    gpu.run(&plan)?;
-    Ok(t.elapsed().as_secs_f64())
+    let mut runs = (0..policy.runs.max(1)).map(|_| run_time(gpu, &plan)).collect::<Result<Vec<f64>>>()?;
+    runs.sort_by(f64::total_cmp);
+    Ok(runs[runs.len() / 2])
 }
 
 /// A kernel's twin: one that does the same work with at least as much reuse, tried first.
@@ -284,13 +337,14 @@ impl Twin for WeightKernels {
 const PROBE: usize = 8;
 
 /// The fastest of `candidates` that is right, checked on a few samples of `g` (`small`) and
-/// timed on `g`. The default kernel goes first; each later candidate first runs on a probe of
+/// timed on `g`. The default kernel goes first. With the CPU adapters' shortcuts (see
+/// [`Policy`]), each later candidate first runs on a probe of
 /// [`PROBE`] samples, and one whose probe, scaled to the batch, already takes 1.6× the best
 /// is out without its (then long) run at the real batch: a slow candidate costs a fraction
 /// of a second of start-up instead of seconds. A probe overstates (its fixed costs are scaled
 /// up with it): on lavapipe, the convolution layers' scaled probes were 1.07–1.6× their times
-/// at the batch, so a candidate cut at 1.6× would not have beaten the best. A kernel whose
-/// twin was put out is not tried (see [`Twin`]).
+/// at the batch, so a candidate cut at 1.6× would not have beaten the best; and a kernel
+/// whose twin was put out is not tried (see [`Twin`]).
 #[allow(clippy::too_many_arguments)]
 fn pick<K: Copy + std::fmt::Debug + PartialEq + Twin>(
     gpu: &Gpu,
@@ -302,13 +356,14 @@ fn pick<K: Copy + std::fmt::Debug + PartialEq + Twin>(
     small: (&Conv3d, &Data),
     probe: Option<(&Conv3d, &Data)>,
     full: &Data,
+    policy: Policy,
 ) -> Result<K> {
     let mut best: Option<(K, f64)> = None;
     let mut out = vec![];
     let want = expected(small.0, pass, small.1)?;
     let order = candidates.iter().copied().filter(|&k| k == default).chain(candidates.iter().copied().filter(|&k| k != default));
     for k in order {
-        if k.twin().is_some_and(|t| out.contains(&t)) {
+        if policy.shortcuts && k.twin().is_some_and(|t| out.contains(&t)) {
             log::debug!("tuning {pass:?}: {k:?} out with its twin");
             out.push(k);
             continue;
@@ -316,8 +371,8 @@ fn pick<K: Copy + std::fmt::Debug + PartialEq + Twin>(
         if !verify(gpu, small.0, with(k), pass, small.1, &want)? {
             continue;
         }
-        if let (Some((_, b)), Some((pg, pd))) = (best, probe) {
-            let scaled = match time(gpu, pg, with(k), pass, pd, None) {
+        if let (Some((_, b)), Some((pg, pd)), true) = (best, probe, policy.shortcuts) {
+            let scaled = match time(gpu, pg, with(k), pass, pd, None, policy) {
                 Ok(t) => t * g.n as f64 / pg.n as f64,
                 Err(Error::TooLarge { .. }) => f64::INFINITY,
                 Err(e) => return Err(e),
@@ -328,7 +383,7 @@ fn pick<K: Copy + std::fmt::Debug + PartialEq + Twin>(
                 continue;
             }
         }
-        let t = match time(gpu, g, with(k), pass, full, best.map(|(_, b)| b)) {
+        let t = match time(gpu, g, with(k), pass, full, best.map(|(_, b)| b), policy) {
             Ok(t) => t,
             // A candidate whose scratch does not fit this adapter at the real batch is out.
             Err(e @ Error::TooLarge { .. }) => {
@@ -353,16 +408,17 @@ fn measure(gpu: &Gpu, g: &Conv3d, backward_input: bool) -> Result<ConvChoice> {
     let full = Data::new(gpu, g, 0x7E58)?;
     // A probe only where it is much smaller than the batch.
     let probe_g = Conv3d { n: PROBE, ..*g };
-    let probe_data = if g.n >= 4 * PROBE { Some(Data::new(gpu, &probe_g, 0x7E59)?) } else { None };
+    let policy = Policy::of(gpu);
+    let probe_data = if policy.shortcuts && g.n >= 4 * PROBE { Some(Data::new(gpu, &probe_g, 0x7E59)?) } else { None };
     let probe = probe_data.as_ref().map(|d| (&probe_g, d));
     let base = g.default_choice(gpu);
     let small = (&small_g, &small);
     let (kernels, weight) = g.candidates(gpu);
     // The wide kernels only for a pass of two channel groups or more.
     let suiting = |channels: usize| kernels.iter().copied().filter(|k| k.suits(channels)).collect::<Vec<_>>();
-    let forward = pick(gpu, g, Pass::Forward, &suiting(g.c_out), base.forward, |k| ConvChoice { forward: k, ..base }, small, probe, &full)?;
+    let forward = pick(gpu, g, Pass::Forward, &suiting(g.c_out), base.forward, |k| ConvChoice { forward: k, ..base }, small, probe, &full, policy)?;
     let backward_input = if backward_input {
-        pick(gpu, g, Pass::BackwardInput, &suiting(g.c_in), base.backward_input, |k| ConvChoice { backward_input: k, ..base }, small, probe, &full)?
+        pick(gpu, g, Pass::BackwardInput, &suiting(g.c_in), base.backward_input, |k| ConvChoice { backward_input: k, ..base }, small, probe, &full, policy)?
     } else {
         base.backward_input
     };
@@ -376,6 +432,7 @@ fn measure(gpu: &Gpu, g: &Conv3d, backward_input: bool) -> Result<ConvChoice> {
         small,
         probe,
         &full,
+        policy,
     )?;
     Ok(ConvChoice { forward, backward_input, backward_weight })
 }

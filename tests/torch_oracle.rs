@@ -96,7 +96,7 @@ fn conv3d_matches_pytorch() {
         let (xb, wb, dyb) = (up(&x), up(&w), up(&dy));
         let bb = b.as_ref().map(|b| up(b));
         let (yb, dxb, dwb) = (zeros(f(&c, "y").len()), zeros(x.len()), zeros(w.len()));
-        let scratch = g.scratch(gpu(), true, None).unwrap();
+        let scratch = cnn3d::tune::scratch(gpu(), &g, true, None).unwrap();
         let mut ops = g.forward(&xb, &wb, bb.as_ref(), &yb, &scratch).unwrap();
         ops.extend(g.backward_input(&dyb, &wb, &dxb, &scratch).unwrap());
         ops.extend(g.backward_weight(&xb, &dyb, &dwb, &scratch).unwrap());

@@ -17,7 +17,7 @@ fn tuning_writes_a_cache_that_the_next_process_reads() {
     let cache = dir.path().join("tune.json");
     let conv = Conv3d::new(2, 9, 5, [6, 7, 5], [3, 2, 3]).with_padding([1, 0, 1]);
     let gpu = gpu_tuning(&cache);
-    let first = conv.scratch(&gpu, true, None).unwrap().choice;
+    let first = cnn3d::tune::scratch(&gpu, &conv, true, None).unwrap().choice;
     let text = std::fs::read_to_string(&cache).expect("the cache was written");
     let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
     let entries = doc["conv3d"].as_object().expect("a conv3d map");
@@ -32,7 +32,7 @@ fn tuning_writes_a_cache_that_the_next_process_reads() {
     let other = if first.backward_weight == cnn3d::layers::conv3d::WeightKernels::Channels { "columns" } else { "channels" };
     doc["conv3d"][key]["backward_weight"] = other.into();
     std::fs::write(&cache, serde_json::to_vec(&doc).unwrap()).unwrap();
-    let again = conv.scratch(&gpu_tuning(&cache), true, None).unwrap().choice;
+    let again = cnn3d::tune::scratch(&gpu_tuning(&cache), &conv, true, None).unwrap().choice;
     assert_eq!(again.to_string().rsplit('/').next().unwrap(), other);
 }
 
@@ -44,7 +44,7 @@ fn tuning_leaves_no_trace_in_the_memory_peak() {
     let gpu = gpu_tuning(&dir.path().join("tune.json"));
     let kept = gpu.zeros("kept", 1000, cnn3d::gpu::DType::F32).unwrap();
     let before = gpu.memory();
-    let scratch = Conv3d::new(16, 4, 8, [12, 12, 12], [3, 3, 3]).scratch(&gpu, true, None).unwrap();
+    let scratch = cnn3d::tune::scratch(&gpu, &Conv3d::new(16, 4, 8, [12, 12, 12], [3, 3, 3]), true, None).unwrap();
     let after = gpu.memory();
     assert!(after.live_bytes >= before.live_bytes, "{before:?} {after:?}");
     assert_eq!(after.peak_bytes, before.peak_bytes.max(after.live_bytes), "{before:?} {after:?}");
@@ -57,7 +57,7 @@ fn a_corrupt_cache_is_ignored_and_rewritten() {
     let cache = dir.path().join("tune.json");
     std::fs::write(&cache, b"{ not json").unwrap();
     let conv = Conv3d::new(1, 2, 3, [5, 5, 5], [2, 2, 2]);
-    conv.scratch(&gpu_tuning(&cache), false, None).unwrap();
+    cnn3d::tune::scratch(&gpu_tuning(&cache), &conv, false, None).unwrap();
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
     assert_eq!(doc["conv3d"].as_object().unwrap().len(), 1);
 }
@@ -89,14 +89,14 @@ fn a_cached_kernel_the_device_cannot_run_is_tuned_again() {
     // 11·10·11 taps: only the direct kernels can run forward and backward_input.
     let conv = Conv3d::new(1, 2, 3, [12, 11, 12], [11, 10, 11]);
     let gpu = gpu_tuning(&cache);
-    let first = conv.scratch(&gpu, true, None).unwrap().choice;
+    let first = cnn3d::tune::scratch(&gpu, &conv, true, None).unwrap().choice;
     assert_eq!(first.forward, cnn3d::layers::conv3d::Kernels::Direct);
     let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
     let key = doc["conv3d"].as_object().unwrap().keys().next().unwrap().clone();
     doc["conv3d"][&key]["forward"] = "tiled".into();
     std::fs::write(&cache, serde_json::to_vec(&doc).unwrap()).unwrap();
     // A new process reads the stale entry, tunes again instead of failing, and rewrites it.
-    let again = conv.scratch(&gpu_tuning(&cache), true, None).unwrap().choice;
+    let again = cnn3d::tune::scratch(&gpu_tuning(&cache), &conv, true, None).unwrap().choice;
     assert_eq!(again.forward, cnn3d::layers::conv3d::Kernels::Direct);
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
     assert_eq!(doc["conv3d"][&key]["forward"], "direct");
@@ -112,7 +112,7 @@ fn runs_tuning_at_once_keep_each_others_results() {
             let cache = &cache;
             s.spawn(move || {
                 let gpu = gpu_tuning(cache);
-                Conv3d::new(1, 2, c_out, [4, 4, 4], [2, 2, 2]).scratch(&gpu, false, None).unwrap();
+                cnn3d::tune::scratch(&gpu, &Conv3d::new(1, 2, c_out, [4, 4, 4], [2, 2, 2]), false, None).unwrap();
             });
         }
     });

@@ -174,6 +174,35 @@ pub fn compare_f64(name: &str, shape: &str, got: &[f64], want: &[f64], tol: Tol)
     r
 }
 
+/// [`compare`] for large outputs: the reference comes in chunks (`want(range)` for the
+/// elements `range` of `got`), so that no f64 copy of a whole large tensor is held (the
+/// elementwise layers' 2D-grid cases have 17 M elements: 134 MB per f64 copy). One report,
+/// with the indices of the whole tensor.
+pub fn compare_chunked(name: &str, shape: &str, got: &[f32], tol: Tol, want: impl Fn(std::ops::Range<usize>) -> Vec<f64>) -> KernelReport {
+    const CHUNK: usize = 1 << 20;
+    let mut report: Option<KernelReport> = None;
+    let mut start = 0;
+    loop {
+        let end = (start + CHUNK).min(got.len());
+        let mut r = compare(name, shape, &got[start..end], &want(start..end), tol);
+        for m in r.worst.iter_mut().chain(r.mismatches.iter_mut()) {
+            m.index += start;
+        }
+        match &mut report {
+            None => report = Some(r),
+            Some(all) => {
+                all.merge(r);
+                all.shapes.truncate(1);
+            }
+        }
+        if end == got.len() {
+            break;
+        }
+        start = end;
+    }
+    report.expect("at least one chunk")
+}
+
 /// Compares exact integer outputs (indices, counts).
 pub fn compare_u32(name: &str, shape: &str, got: &[u32], want: &[u32]) -> KernelReport {
     let g: Vec<f32> = got.iter().map(|&v| v as f32).collect();
@@ -228,4 +257,30 @@ pub fn f64s(v: &[f32]) -> Vec<f64> {
 /// A shape as text, e.g. `[2, 3, 5, 7, 9]`.
 pub fn shape_str(dims: &[usize]) -> String {
     format!("{dims:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_chunked_comparison_reports_as_one_comparison_would() {
+        let n = (1 << 20) * 2 + 77;
+        let want: Vec<f64> = (0..n).map(|i| (i % 1000) as f64 * 1e-3).collect();
+        let mut got: Vec<f32> = want.iter().map(|&v| v as f32).collect();
+        // Two bad elements, in the second and third chunks.
+        got[(1 << 20) + 5] += 1.0;
+        got[n - 1] -= 2.0;
+        let tol = Tol::new(1e-6, 1e-5);
+        let whole = compare("k", "[n]", &got, &want, tol);
+        let chunked = compare_chunked("k", "[n]", &got, tol, |r| want[r].to_vec());
+        assert_eq!(chunked.shapes, vec!["[n]".to_string()]);
+        assert_eq!(chunked.elements, whole.elements);
+        assert_eq!(chunked.pass, whole.pass);
+        assert_eq!(chunked.max_abs_err, whole.max_abs_err);
+        assert_eq!(chunked.err_over_tol, whole.err_over_tol);
+        assert_eq!(chunked.worst.as_ref().map(|m| m.index), Some(n - 1));
+        let idx: Vec<usize> = chunked.mismatches.iter().map(|m| m.index).collect();
+        assert_eq!(idx, vec![(1 << 20) + 5, n - 1]);
+    }
 }

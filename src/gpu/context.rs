@@ -255,8 +255,9 @@ pub struct Gpu {
     pub(crate) info: GpuInfo,
     pub(crate) pipelines: super::shaders::PipelineCache,
     pub(crate) tuning: Tuning,
-    /// Tuning results of this process, by key (see [`crate::tune`]).
-    pub(crate) tuned: crate::tune::Memo,
+    /// Tuning results of this process, by key, as JSON (see [`crate::tune`], which owns
+    /// their type: the device knows nothing of layers).
+    pub(crate) tuned: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     /// Why the device was lost, once it is.
     lost: Arc<std::sync::Mutex<Option<String>>>,
     /// The bytes tensors hold (see [`Gpu::memory`]).

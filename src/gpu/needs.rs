@@ -44,7 +44,7 @@ impl Gpu {
     /// The first of `needs` that this device does not meet, in words; `None` if it meets all.
     pub fn unmet(&self, needs: &Needs) -> Option<String> {
         let l = &self.limits;
-        if needs.uniform_binding > l.max_uniform_buffer_binding_size as u64 {
+        if needs.uniform_binding > l.max_uniform_buffer_binding_size {
             return Some(format!(
                 "a uniform binding of {} bytes (the device's max_uniform_buffer_binding_size is {})",
                 needs.uniform_binding, l.max_uniform_buffer_binding_size

@@ -285,7 +285,12 @@ impl Gpu {
                     entry_point: Some(entry),
                     compilation_options: wgpu::PipelineCompilationOptions {
                         constants: &consts,
-                        ..Default::default()
+                        // naga's GLSL output zero-fills each workgroup array with one array
+                        // constructor, which llvmpipe's GL driver took 10–30 s to compile per
+                        // kernel (the whole conv3d check: 15+ min instead of 39 s). Every
+                        // kernel here writes each workgroup element before any invocation
+                        // reads it, so the fill is only needed where it is cheap to keep.
+                        zero_initialize_workgroup_memory: self.info.backend != "gl",
                     },
                     cache: None,
                 })

@@ -455,17 +455,6 @@ impl Conv3d {
         }
     }
 
-    /// The kernels and buffers this layer's passes run with on `gpu`: tuned for this adapter
-    /// and geometry where the adapter was opened with tuning on (see [`crate::tune`]), else
-    /// [`Conv3d::default_choice`]. `backward_input`: whether that pass will run (a first
-    /// layer needs no input gradient; it is then not tuned).
-    /// `x`: the input buffer the passes will read, if known: the samples kernel then reads its
-    /// windows in place where it can (see [`Conv3d::input_slack`]) instead of a copy.
-    pub fn scratch(&self, gpu: &Gpu, backward_input: bool, x: Option<&Buffer>) -> Result<ConvScratch> {
-        let choice = crate::tune::conv3d(gpu, self, backward_input)?;
-        self.scratch_over(gpu, choice, x)
-    }
-
     /// The kernels that usually win: tiled where the kernel's taps fit a uniform block (the
     /// subgroup kernels where the device has subgroups); for the weight gradient, from 8 input
     /// channels on the rows kernels (16 output channels or more; rows_subgroups where the
@@ -532,7 +521,7 @@ impl Conv3d {
 
     /// The buffers `choice` needs on `gpu`; an error if it cannot run this geometry.
     pub fn scratch_with(&self, gpu: &Gpu, choice: ConvChoice) -> Result<ConvScratch> {
-        self.scratch_over(gpu, choice, None)
+        self.scratch_for(gpu, choice, None)
     }
 
     /// Floats past the end of x that let the samples kernel bind each sample's 64 KiB window
@@ -551,7 +540,11 @@ impl Conv3d {
         x.uniform_window(n * self.sample_len(), BLOCK_FLOATS, "conv3d x window")
     }
 
-    fn scratch_over(&self, gpu: &Gpu, choice: ConvChoice, x: Option<&Buffer>) -> Result<ConvScratch> {
+    /// The buffers `choice` needs on `gpu` (an error if it cannot run this geometry there).
+    /// `x`: the input buffer the passes will read, if known: the samples kernel then reads its
+    /// windows in place where it can (see [`Conv3d::input_slack`]) instead of a copy. The
+    /// choice itself comes from [`crate::tune::scratch`] (tuned or default), which calls this.
+    pub fn scratch_for(&self, gpu: &Gpu, choice: ConvChoice, x: Option<&Buffer>) -> Result<ConvScratch> {
         let out = self.output()?;
         for (name, needs) in [
             (choice.forward.name(), choice.forward.needs()),
