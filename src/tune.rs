@@ -325,11 +325,7 @@ impl Twin for Kernels {
 
 impl Twin for WeightKernels {
     fn twin(self) -> Option<WeightKernels> {
-        match self {
-            WeightKernels::Rows => Some(WeightKernels::RowsSubgroups),
-            WeightKernels::Samples => Some(WeightKernels::SamplesSubgroups),
-            _ => None,
-        }
+        self.with_subgroups()
     }
 }
 

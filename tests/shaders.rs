@@ -43,7 +43,7 @@ fn squeeze(s: &str) -> String {
 fn stubs_repeat_their_bases_declarations() {
     for &s in Shader::ALL {
         let Some(base) = s.base() else { continue };
-        let stubs = cnn3d::gpu::stubs(s.file());
+        let (stubs, own) = cnn3d::gpu::split_stubs(s.file());
         assert!(!stubs.trim().is_empty(), "shaders/{}.wgsl composes onto {} but has no stubs", s.name(), base.name());
         let base_text = squeeze(base.file());
         let base_lines: Vec<String> = base.file().lines().map(squeeze).collect();
@@ -80,7 +80,7 @@ fn stubs_repeat_their_bases_declarations() {
         // The composition drops the stubs and the base's functions the variant redefines.
         let composed = s.source();
         assert!(!composed.contains(cnn3d::gpu::STUBS_BEGIN), "{}: stubs left in the composed shader", s.name());
-        for name in cnn3d::gpu::without_stubs(s.file()).lines().filter_map(|l| l.strip_prefix("fn ")).map(|l| l.split('(').next().unwrap()) {
+        for name in own.lines().filter_map(|l| l.strip_prefix("fn ")).map(|l| l.split('(').next().unwrap()) {
             let defs = composed.lines().filter(|l| l.starts_with(&format!("fn {name}("))).count();
             assert_eq!(defs, 1, "{}: fn {name} defined {defs} times in the composed shader", s.name());
         }

@@ -353,15 +353,20 @@ impl Gpu {
     /// within the range the adapter reports.
     fn subgroup_layout(&self) -> Result<()> {
         let (min, max) = self.info.subgroup_sizes.expect("a device with subgroups");
-        for wg in [64u32, 32, 16, 8] {
-            let n = 4 * wg as usize;
-            let out = self.zeros("subgroup layout", 2 * n, super::DType::U32)?;
-            let params = [n as u32, 0, 0, 0];
-            let op = super::Op::groups("subgroup_layout.probe", super::Shader::SubgroupLayout, "probe", &params, &[&out], 4)
-                .with_constant("WG", wg);
-            self.run_ops(&[op])?;
-            let got = self.read_u32(&out)?;
-            if let Some(message) = layout_error(&got, wg, min, max) {
+        // Four workgroups of each size, all in one submit.
+        let sizes = [64u32, 32, 16, 8];
+        let outs = sizes.iter().map(|&wg| self.zeros("subgroup layout", 8 * wg as usize, super::DType::U32)).collect::<Result<Vec<_>>>()?;
+        let ops: Vec<super::Op> = sizes
+            .iter()
+            .zip(&outs)
+            .map(|(&wg, out)| {
+                super::Op::groups("subgroup_layout.probe", super::Shader::SubgroupLayout, "probe", &[4 * wg, 0, 0, 0], &[out], 4)
+                    .with_constant("WG", wg)
+            })
+            .collect();
+        self.run_ops(&ops)?;
+        for (&wg, out) in sizes.iter().zip(&outs) {
+            if let Some(message) = layout_error(&self.read_u32(out)?, wg, min, max) {
                 return Err(Error::Gpu { context: "checking the subgroup layout".into(), message });
             }
         }

@@ -13,4 +13,4 @@ pub use needs::Needs;
 pub use context::{list_adapters, AdapterReport, BackendChoice, Gpu, GpuInfo, GpuOptions, Tuning};
 pub use plan::{grid_2d, Op, Plan, WG};
 pub use profiler::{DispatchTime, StepProfile, TimingMethod};
-pub use shaders::{compose, shader_by_name, stubs, without_stubs, Constants, Shader, IDLE_PIPELINES, STUBS_BEGIN, STUBS_END};
+pub use shaders::{compose, shader_by_name, split_stubs, Constants, Shader, IDLE_PIPELINES, STUBS_BEGIN, STUBS_END};

@@ -114,26 +114,10 @@ impl Shader {
 pub const STUBS_BEGIN: &str = "// stubs: begin";
 pub const STUBS_END: &str = "// stubs: end";
 
-/// A variant file without its stubs: the lines from [`STUBS_BEGIN`] to [`STUBS_END`], which
-/// repeat declarations of its base so that the file validates on its own.
-pub fn without_stubs(variant: &str) -> String {
-    let mut out = String::with_capacity(variant.len());
-    let mut in_stubs = false;
-    for line in variant.split_inclusive('\n') {
-        if line.starts_with(STUBS_BEGIN) {
-            in_stubs = true;
-        } else if line.starts_with(STUBS_END) {
-            in_stubs = false;
-        } else if !in_stubs {
-            out.push_str(line);
-        }
-    }
-    out
-}
-
-/// The stubs of a variant file: the lines between [`STUBS_BEGIN`] and [`STUBS_END`].
-pub fn stubs(variant: &str) -> String {
-    let mut out = String::new();
+/// A variant file split into its stubs (the lines between [`STUBS_BEGIN`] and [`STUBS_END`],
+/// which repeat declarations of its base so that the file validates on its own) and the rest.
+pub fn split_stubs(variant: &str) -> (String, String) {
+    let (mut stubs, mut rest) = (String::new(), String::with_capacity(variant.len()));
     let mut in_stubs = false;
     for line in variant.split_inclusive('\n') {
         if line.starts_with(STUBS_BEGIN) {
@@ -141,10 +125,12 @@ pub fn stubs(variant: &str) -> String {
         } else if line.starts_with(STUBS_END) {
             in_stubs = false;
         } else if in_stubs {
-            out.push_str(line);
+            stubs.push_str(line);
+        } else {
+            rest.push_str(line);
         }
     }
-    out
+    (stubs, rest)
 }
 
 /// The name of the function a line defines (`fn name(` at the start of the line).
@@ -157,7 +143,7 @@ fn defines(line: &str) -> Option<&str> {
 /// variant without its stubs. Both inputs are valid WGSL on their own, and so is the result
 /// (tests/shaders.rs checks all three).
 pub fn compose(base: &str, variant: &str) -> String {
-    let own = without_stubs(variant);
+    let (_, own) = split_stubs(variant);
     let redefined: Vec<&str> = own.lines().filter_map(defines).collect();
     let mut out = String::with_capacity(base.len() + own.len());
     let mut skipping = false;

@@ -199,6 +199,15 @@ impl WeightKernels {
         }
     }
 
+    /// The same kernel with its dy shared across the subgroup, where there is one.
+    pub fn with_subgroups(self) -> Option<WeightKernels> {
+        match self {
+            WeightKernels::Rows => Some(WeightKernels::RowsSubgroups),
+            WeightKernels::Samples => Some(WeightKernels::SamplesSubgroups),
+            _ => None,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             WeightKernels::Channels => "channels",
@@ -493,12 +502,7 @@ impl Conv3d {
             .collect();
         let mut w = vec![];
         for k in self.weight_candidates() {
-            let twin = match k {
-                WeightKernels::Rows => Some(WeightKernels::RowsSubgroups),
-                WeightKernels::Samples => Some(WeightKernels::SamplesSubgroups),
-                _ => None,
-            };
-            w.extend(twin.filter(|t| gpu.meets(&t.needs())));
+            w.extend(k.with_subgroups().filter(|t| gpu.meets(&t.needs())));
             if matches!(k, WeightKernels::Channels | WeightKernels::Columns) || gpu.meets(&k.needs()) {
                 w.push(k);
             }
