@@ -7,6 +7,7 @@
 #   SwiftShader  Google's CPU Vulkan driver (4-lane subgroups, at most 256 invocations a
 #                workgroup), from Debian's chromium-common package, no browser needed
 #   GL           llvmpipe's OpenGL through wgpu's GL backend (no subgroups)
+# and, first, every shader through Tint (Chrome's shader compiler), see below.
 #
 # Mesa's on-disk shader cache is off, so that each run pays its own shader compiles as a
 # user's first run does. Each run starts with an empty tuning cache.
@@ -53,14 +54,14 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$work}"
 
 rows=()
 failed=0
-# run NAME ENV_ICD -- ARGS...: one command, timed, its output kept for a failure.
-run() {
+# measure NAME ENV_ICD -- COMMAND...: one command, timed, its output kept for a failure.
+measure() {
     local name=$1 icd=$2; shift 3
     local log="$work/$(echo "$name" | tr ' /' '__').log"
     local cache="$work/cache-$(echo "$name" | tr ' /' '__')"
     local status=pass
     echo "== $name: cnn3d $*"
-    if ! env ${icd:+VK_ICD_FILENAMES="$icd"} CNN3D_CACHE_DIR="$cache" /usr/bin/time -f "%e %M" -o "$work/time" "$bin" "$@" >"$log" 2>&1; then
+    if ! env ${icd:+VK_ICD_FILENAMES="$icd"} CNN3D_CACHE_DIR="$cache" /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$log" 2>&1; then
         status=FAIL
     fi
     local wall peak_kib
@@ -72,10 +73,24 @@ run() {
         tail -n 40 "$log"
     else
         # check's last line, or train's summary (one JSON line).
-        grep -E "kernels pass|^\{" "$log" | tail -n 1 | cut -c1-240 || true
+        grep -E "kernels pass|^\{|under Tint" "$log" | tail -n 1 | cut -c1-240 || true
     fi
     rows+=("$(printf '%-34s %9.1f s %7d MiB  %s' "$name" "$wall" "$peak_mib" "$status")")
 }
+
+# run NAME ENV_ICD -- ARGS...: cnn3d with ARGS, measured.
+run() {
+    local name=$1 icd=$2; shift 3
+    measure "$name" "$icd" -- "$bin" "$@"
+}
+
+# Tint, the shader compiler of Chrome's WebGPU (Dawn), is stricter than naga (WebGPU's
+# uniformity rules for barriers and subgroup operations, its default limits): every shader as
+# cnn3d compiles it goes through Dawn's Node.js build on SwiftShader (tools/tint/validate.mjs).
+command -v node >/dev/null || { echo "node (Node.js 18 or newer) is needed for the Tint check" >&2; exit 1; }
+(cd tools/tint && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error)
+"$bin" shaders --out "$work/shaders" >/dev/null
+measure "tint (dawn.node on swiftshader)" "$ss_icd" -- node tools/tint/validate.mjs "$work/shaders"
 
 train=(train --epochs 1 --limit-train 300 --limit-test 100 --quiet --json)
 for sub in "" "--no-subgroups"; do

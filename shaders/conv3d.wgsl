@@ -846,27 +846,29 @@ fn add_dx(at: u32, stride: u32, j0: u32, acc: Acc) {
     add4(at + 12u * stride, stride, j0 + 12u, acc.a3);
 }
 
-// The positions of invocation i of backward_input_tiled: input row (n, id, ih) and the output
-// positions of `LAYOUT` from (n, ow) on (as forward's, in Quad's od and oh: id and ih). The
-// input row is the slowest index and n the next, so that the lanes of a workgroup share
-// (id, ih), and with it the taps (kd, kh) that reach them: the loops over taps stay uniform.
-// Each input row takes a multiple of ROW_ALIGN invocations (the last ones repeating the row's
-// last, not valid): the subgroup kernel sets the subgroup size, so that no subgroup spans two
-// rows and its loops over taps stay uniform.
-override ROW_ALIGN: u32 = 1u;
-
-fn in_quad(i: u32) -> Quad {
+// The invocations of one input row (n-major runs of output positions along W, `LAYOUT`'s 2 or
+// 4 an invocation) in backward_input.
+fn row_invocations() -> u32 {
     let ws = (G_OUT_W + extent_w() - 1u) / extent_w();
     let ns = (p.n + extent_n() - 1u) / extent_n();
-    let per_row = ws * ns;
-    let padded = (per_row + ROW_ALIGN - 1u) / ROW_ALIGN * ROW_ALIGN;
-    let j = min(i, p.total - 1u);
-    var t = (j / padded) * per_row + min(j % padded, per_row - 1u);
-    let ow = (t % ws) * extent_w(); t = t / ws;
-    let n = (t % ns) * extent_n(); t = t / ns;
-    let ih = t % G_IN_H;
-    return Quad(n, t / G_IN_H, ih, ow, has_of(n, ow), (i < p.total) & (j % padded < per_row));
+    return ws * ns;
 }
+
+// The positions of invocation j of input row `row` = id·IN_H + ih in backward_input: the
+// output positions of `LAYOUT` from (n, ow) on (as forward's, in Quad's od and oh: id and ih).
+// Invocations past the row's (a row padded to whole workgroups) repeat its last one and are
+// not valid.
+fn in_quad(row: u32, j: u32, valid: bool) -> Quad {
+    let ws = (G_OUT_W + extent_w() - 1u) / extent_w();
+    let q = min(j, row_invocations() - 1u);
+    let ow = (q % ws) * extent_w();
+    let n = (q / ws) * extent_n();
+    return Quad(n, row / G_IN_H, row % G_IN_H, ow, has_of(n, ow), valid & (j < row_invocations()));
+}
+
+// backward_weight_rows' subgroup kernel pads each group of output channels to a multiple of
+// ROW_ALIGN invocations (see backward_weight_rows_at).
+override ROW_ALIGN: u32 = 1u;
 
 // Adds position k's sums (channels c0 + j0..) to dx at the input position that tap p.tap (kw)
 // of it reads, if both exist; xrow: the first position's input row, channel c0 + j0.
@@ -889,7 +891,10 @@ fn add_sums(o: Quad, xrow: u32, j0: u32, s: Sums) {
 fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>,
                         @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
-    backward_input_at(thread_index(wid, nwg, lid), 0u);
+    // Input rows one after the other, row_invocations() invocations each.
+    let i = thread_index(wid, nwg, lid);
+    let j = min(i, p.total - 1u);
+    backward_input_at(j / row_invocations(), j % row_invocations(), i < p.total, 0u);
 }
 
 // dy at the invocation's positions from index yi on (`off`: each position's offset).
@@ -902,14 +907,18 @@ fn dy_at(yi: u32, off: vec4<u32>) -> vec4<f32> {
     return v;
 }
 
-// backward_input_tiled's invocation i (`lane`: see block_column).
-fn backward_input_at(i: u32, lane: u32) {
+// backward_input_tiled's invocation j of input row `row` (`valid`: whether it is one; `lane`:
+// see block_column). The loops over taps depend on the row alone: uniform wherever the row is
+// (backward_input_subgroups).
+fn backward_input_at(row: u32, j: u32, valid: bool, lane: u32) {
     // One dispatch per kw (and block of output channels): the invocation of input row
     // (n, id, ih) and its output positions along W gathers Σ dy·w over the taps (kd, kh)
     // whose output row reads its row, and adds the sums to the input positions that tap kw of
     // those outputs reads. No two invocations share such a position, so the dispatch adds to
     // dx without races (dx is zeroed first; the kw follow in order).
-    let o = in_quad(i);
+    let o = in_quad(row, j, valid);
+    let id = row / G_IN_H;
+    let ih = row % G_IN_H;
     let ovol = G_OUT_D * G_OUT_H * G_OUT_W;
     // Where each position's dy lies from the first's (0 for positions that do not exist).
     var off = vec4<u32>(0u);
@@ -919,12 +928,12 @@ fn backward_input_at(i: u32, lane: u32) {
     var lo = zero_sums();
     var hi = lo;
     for (var kd = 0u; kd < G_K_D; kd++) {
-        let od = out_pos(o.od, kd, G_S_D, G_P_D, G_DIL_D, G_OUT_D);
+        let od = out_pos(id, kd, G_S_D, G_P_D, G_DIL_D, G_OUT_D);
         if (od >= G_OUT_D) {
             continue;
         }
         for (var kh = 0u; kh < G_K_H; kh++) {
-            let oh = out_pos(o.oh, kh, G_S_H, G_P_H, G_DIL_H, G_OUT_H);
+            let oh = out_pos(ih, kh, G_S_H, G_P_H, G_DIL_H, G_OUT_H);
             if (oh >= G_OUT_H) {
                 continue;
             }

@@ -2,26 +2,30 @@
 // their block columns (weights, or dy for rows) shared across the subgroup, on adapters with
 // subgroups of at least 4 lanes.
 //
-// Composition (gpu::shaders::compose): the shader that runs is conv3d.wgsl without the
-// functions that this file defines again (block_column, block_column2), followed by this file
-// without its stubs. The stubs repeat the declarations of conv3d.wgsl that the code below
-// uses (structs, bindings and constants verbatim, functions by their signature with a
-// placeholder body), so that this file is valid WGSL on its own; tests/shaders.rs checks that
-// each stub is conv3d.wgsl's declaration and that both files and their composition validate.
+// Composition (gpu::shaders::compose): the shader that runs is conv3d.wgsl without its entry
+// points and without the functions that this file defines again (block_column,
+// block_column2), followed by this file without its stubs. The stubs repeat the declarations
+// of conv3d.wgsl that the code below uses (structs, bindings and constants verbatim, functions
+// by their signature with a placeholder body), so that this file is valid WGSL on its own;
+// tests/shaders.rs checks that each stub is conv3d.wgsl's declaration and that both files and
+// their composition validate.
 //
 // Every lane of a subgroup reads the same block column, but a CPU adapter such as lavapipe
 // (Mesa ≤ 22) gathers a uniform-buffer load lane by lane unless its index is a constant. Here
 // lane l loads vec4 l % 4 of the column and the four are broadcast from lanes 0..3: one
 // gathered vec4 and four broadcasts instead of four gathered vec4s (lavapipe: forward
-// 1.24–1.41×, backward_input 1.18× faster). The loops around mac2/mac4 must be uniform in the
-// subgroup: forward's are uniform in the workgroup; backward_input aligns each input row, and
-// backward_weight_rows each group of output channels, to the subgroup size (ROW_ALIGN). That
-// takes a subgroup to be a run of consecutive invocations starting at a multiple of its size,
-// as lavapipe and the common GPU drivers form them for one-dimensional workgroups (Vulkan does
-// not promise it); `cnn3d check` and the tuner verify the kernels on the adapter.
+// 1.24–1.41×, backward_input 1.18× faster). WGSL allows subgroupBroadcast only in control
+// flow uniform in the subgroup, which the compilers check (Tint rejects the shader otherwise):
+// forward's loops are uniform in the workgroup; backward_input takes each workgroup's input
+// row from the workgroup's index (rows padded to whole workgroups); backward_weight_rows aligns
+// each group of output channels to the subgroup size (ROW_ALIGN) and takes the subgroup to be
+// a run of consecutive invocations starting at a multiple of its size, as lavapipe and the
+// common GPU drivers form them for one-dimensional workgroups (Vulkan does not promise it:
+// the subgroup layout probe checks it when the device opens, and `cnn3d check` and the tuner
+// verify the kernels on the adapter).
 //
 //   forward_subgroups                as forward_tiled
-//   backward_input_subgroups         as backward_input_tiled, with ROW_ALIGN the subgroup size
+//   backward_input_subgroups         as backward_input_tiled, one input row a workgroup run
 //   backward_weight_rows_subgroups   as backward_weight_rows, with ROW_ALIGN the subgroup size
 //   backward_weight_samples_subgroups  backward_weight_samples with dy broadcast (below)
 
@@ -80,6 +84,8 @@ struct Columns {
 }
 override WG: u32 = 64u;
 override ROW_ALIGN: u32 = 1u;
+override G_IN_D: u32 = 1u;
+override G_IN_H: u32 = 1u;
 const OC: u32 = 16u;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(2) var<uniform> block: array<vec4<f32>, 4096>;
@@ -87,7 +93,9 @@ const OC: u32 = 16u;
 @group(0) @binding(2) var<storage, read> dy4: array<vec4<f32>>;
 fn thread_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 { return 0u; }
 fn forward_at(i: u32, lane: u32) {}
-fn backward_input_at(i: u32, lane: u32) {}
+fn backward_input_at(row: u32, j: u32, valid: bool, lane: u32) {}
+fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { return 0u; }
+fn row_invocations() -> u32 { return 0u; }
 fn backward_weight_rows_at(i: u32, lane: u32) {}
 fn columns(k0: u32) -> Columns { var r: Columns; return r; }
 fn next_position(o: vec3<u32>) -> vec3<u32> { return o; }
@@ -119,7 +127,13 @@ fn backward_input_subgroups(@builtin(workgroup_id) wid: vec3<u32>,
                             @builtin(num_workgroups) nwg: vec3<u32>,
                             @builtin(local_invocation_index) lid: u32,
                             @builtin(subgroup_invocation_id) lane: u32) {
-    backward_input_at(thread_index(wid, nwg, lid), lane);
+    // Each input row padded to whole workgroups (WG a multiple of the subgroup size), its row
+    // taken from the workgroup's index: the loops over taps around the broadcasts are then
+    // uniform in the workgroup, as WGSL requires, whatever the subgroups' layout.
+    let runs = (row_invocations() + WG - 1u) / WG;
+    let rows = G_IN_D * G_IN_H;
+    let g = group_index(wid, nwg);
+    backward_input_at(min(g / runs, rows - 1u), (g % runs) * WG + lid, g < rows * runs, lane);
 }
 
 @compute @workgroup_size(WG)

@@ -86,6 +86,13 @@ enum Command {
     Profile(ProfileArgs),
     /// Training and inference throughput, per-layer GFLOP/s and a GEMM reference, on this GPU.
     Bench(BenchArgs),
+    /// Write every shader as it is compiled (composed where a file builds on another, see
+    /// DESIGN.md) to DIR, one `.wgsl` file each, to check them with other tools (naga, Tint).
+    Shaders {
+        /// The folder to write to (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
     /// Write the bundled dataset to HDF5, or inspect an HDF5 file (or the bundled dataset).
     Data {
         #[command(subcommand)]
@@ -420,6 +427,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Predict(args) => predict_cmd(&opts, &args),
         Command::Profile(args) => profile_cmd(&opts, &args),
         Command::Bench(args) => bench_cmd(&opts, &args),
+        Command::Shaders { out } => shaders_cmd(&out),
         Command::Data { command: DataCommand::Synth { out, train, test, seed } } => synth_cmd(&out, train, test, seed),
         Command::Data { command: DataCommand::Inspect { file, json, classes, seed, mut data } } => {
             data.data = file.or(data.data);
@@ -681,6 +689,18 @@ fn default_run_dir() -> PathBuf {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     PathBuf::from(format!("runs/{y:04}-{m:02}-{d:02}_{:02}-{:02}-{:02}", rem / 3600, rem % 3600 / 60, rem % 60))
+}
+
+fn shaders_cmd(out: &Path) -> anyhow::Result<ExitCode> {
+    for &shader in cnn3d::gpu::Shader::ALL {
+        let path = out.join(format!("{}.wgsl", shader.name()));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| cnn3d::Error::io(dir, "creating", e))?;
+        }
+        std::fs::write(&path, shader.source()).map_err(|e| cnn3d::Error::io(&path, "writing", e))?;
+        println!("{}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn synth_cmd(out: &Path, train: usize, test: usize, seed: u64) -> anyhow::Result<ExitCode> {

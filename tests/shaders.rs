@@ -87,10 +87,11 @@ fn stubs_repeat_their_bases_declarations() {
     }
 }
 
-/// A variant's redefinition replaces its base's function, whatever lies around it.
+/// A variant's redefinition replaces its base's function, whatever lies around it, and the
+/// base's entry points are left out.
 #[test]
 fn compose_replaces_functions_by_name() {
-    let base = "// base\nfn a() -> u32 {\n    return 1u;\n}\n\nfn b() -> u32 { return a(); }\nfn c() {}\n";
+    let base = "// base\nfn a() -> u32 {\n    return 1u;\n}\n\nfn b() -> u32 { return a(); }\n@compute @workgroup_size(1)\nfn main() {\n    if (b() == 0u) {\n        c();\n    }\n}\nfn c() {}\n";
     let variant = "// variant\n// stubs: begin\nfn b() -> u32 { return 0u; }\n// stubs: end\nfn a() -> u32 {\n    return 2u;\n}\nfn c() {}\n";
     let composed = cnn3d::gpu::compose(base, variant);
     assert_eq!(composed, "// base\n\nfn b() -> u32 { return a(); }\n\n// variant\nfn a() -> u32 {\n    return 2u;\n}\nfn c() {}\n");

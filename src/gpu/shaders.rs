@@ -138,10 +138,13 @@ fn defines(line: &str) -> Option<&str> {
     line.strip_prefix("fn ").and_then(|l| l.split('(').next()).map(str::trim)
 }
 
-/// Composes a variant file onto its base: the base without the functions that the variant
+/// Composes a variant file onto its base: the base without its entry points (each from its
+/// `@compute` line to the next line that is `}`) and without the functions that the variant
 /// defines again (each from its `fn name(` line to the next line that is `}`), followed by the
-/// variant without its stubs. Both inputs are valid WGSL on their own, and so is the result
-/// (tests/shaders.rs checks all three).
+/// variant without its stubs. The composed shader has the variant's entry points only: the
+/// base's would call the variant's functions where nothing makes them valid (a broadcast
+/// outside uniform control flow, say). Both inputs are valid WGSL on their own, and so is the
+/// result (tests/shaders.rs checks all three).
 pub fn compose(base: &str, variant: &str) -> String {
     let (_, own) = split_stubs(variant);
     let redefined: Vec<&str> = own.lines().filter_map(defines).collect();
@@ -150,6 +153,8 @@ pub fn compose(base: &str, variant: &str) -> String {
     for line in base.split_inclusive('\n') {
         if skipping {
             skipping = line.trim_end() != "}";
+        } else if line.starts_with("@compute") {
+            skipping = true;
         } else if defines(line).is_some_and(|n| redefined.contains(&n)) {
             // A one-line function ends on its own line.
             skipping = !line.trim_end().ends_with('}');

@@ -250,7 +250,7 @@ pub struct ConvScratch {
     /// x with each sample in its own uniform block (the samples kernel).
     samples: Option<Buffer>,
     /// The device's largest subgroup (1 without subgroups): the subgroup kernels of
-    /// backward_input and backward_weight_rows align their invocations to it (ROW_ALIGN).
+    /// backward_input and backward_weight align their invocations to it.
     subgroup_size: usize,
 }
 
@@ -313,6 +313,21 @@ impl Blocks {
     fn floats(&self) -> usize {
         (self.groups * self.blocks - 1) * self.stride + BLOCK_FLOATS
     }
+}
+
+/// The workgroup size of backward_input's subgroup kernel, which gives each input row of
+/// `per_row` invocations whole workgroups (so that the row, and the loops over taps around the
+/// broadcasts, are uniform in the workgroup): a multiple of `align` (whole subgroups) up to 64,
+/// the one that pads the rows least, the largest among equals.
+fn row_workgroup(per_row: usize, align: usize) -> usize {
+    let (mut best, mut wg) = (align, align);
+    while wg * 2 <= 64 {
+        wg *= 2;
+        if per_row.next_multiple_of(wg) <= per_row.next_multiple_of(best) {
+            best = wg;
+        }
+    }
+    best
 }
 
 /// The product of `dims`, or `None` on overflow.
@@ -823,10 +838,12 @@ impl Conv3d {
         // contributions.
         ops.push(Op::threads("conv3d.backward_input", Shader::Conv3d, "zero", &self.params(out, dx.len()), &[dx], dx.len()).with_cost(0, 4 * dx.len() as u64));
         // One invocation per input row (id, ih) and 2 or 4 output positions (the layout's); the
-        // subgroup kernel pads each row to a multiple of the subgroup size (ROW_ALIGN).
+        // subgroup kernel gives each row whole workgroups (of `wg`: see row_workgroup).
         let (shader, _, entry) = scratch.choice.backward_input.blocked();
-        let align = if scratch.choice.backward_input.subgroups() { scratch.subgroup_size } else { 1 };
-        let threads = self.invocations(out, 1).next_multiple_of(align) * self.input[0] * self.input[1];
+        let per_row = self.invocations(out, 1);
+        let wg = row_workgroup(per_row, scratch.min_workgroup() as usize);
+        let subgroups = scratch.choice.backward_input.subgroups();
+        let threads = if subgroups { per_row.next_multiple_of(wg) } else { per_row } * self.input[0] * self.input[1];
         let chunks = b.blocks / self.kernel[2];
         // A wide kernel takes two groups of input channels a dispatch (a last odd one alone).
         let per = scratch.choice.backward_input.groups();
@@ -843,9 +860,14 @@ impl Conv3d {
                     p.tap = kw as u32;
                     let view = |g: usize| blocks.view((g * b.blocks + kw * chunks + j) * b.stride, BLOCK_FLOATS, "conv3d weight block");
                     let f = (pair * p.r_n as usize) as f64 / (self.c_out * self.kernel[2] * b.groups) as f64;
-                    let op = Op::threads_spread("conv3d.backward_input", shader, entry, &p, &[dy, &view(g), dx, &view(g + pair - 1)], threads, scratch.min_workgroup())
-                        .with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64);
-                    let op = self.geometry(out, op).with_constant("LAYOUT", self.layout(out).0).with_constant("ROW_ALIGN", align as u32);
+                    let buffers = [dy, &view(g), dx, &view(g + pair - 1)];
+                    let op = if subgroups {
+                        Op::groups("conv3d.backward_input", shader, entry, &p, &buffers, threads / wg).with_constant("WG", wg as u32)
+                    } else {
+                        Op::threads_spread("conv3d.backward_input", shader, entry, &p, &buffers, threads, scratch.min_workgroup())
+                    };
+                    let op = op.with_cost((self.macs_flops(out) as f64 * f) as u64, (self.cost_bytes(out) as f64 * f) as u64);
+                    let op = self.geometry(out, op).with_constant("LAYOUT", self.layout(out).0);
                     ops.push(op.with_constant("WIDE", u32::from(pair == 2)));
                 }
             }
@@ -1072,6 +1094,25 @@ mod tests {
         assert!(Kernels::SubgroupsWide.suits(17) && Kernels::TiledWide.suits(64));
         assert!(!Kernels::SubgroupsWide.suits(16) && !Kernels::TiledWide.suits(3));
         assert!(Kernels::Subgroups.suits(3) && Kernels::Tiled.suits(64) && Kernels::Direct.suits(1));
+    }
+
+    #[test]
+    fn backward_input_rows_take_whole_workgroups_with_little_padding() {
+        // Whole subgroups, at most 64, padding the row least, the largest among equals.
+        assert_eq!(row_workgroup(13, 8), 16);
+        assert_eq!(row_workgroup(17, 8), 8);
+        assert_eq!(row_workgroup(64, 8), 64);
+        assert_eq!(row_workgroup(100, 32), 64);
+        assert_eq!(row_workgroup(3, 8), 8);
+        assert_eq!(row_workgroup(5, 128), 128);
+        for per_row in 1..300 {
+            for align in [4, 8, 16, 32, 64] {
+                let wg = row_workgroup(per_row, align);
+                assert!(wg % align == 0 && wg <= 64);
+                let other = (0..).map(|k| align << k).take_while(|&w| w <= 64);
+                assert!(other.clone().all(|w| per_row.next_multiple_of(wg) <= per_row.next_multiple_of(w)), "{per_row} {align}: {wg}");
+            }
+        }
     }
 
     #[test]
