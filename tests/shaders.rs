@@ -45,8 +45,9 @@ fn stubs_repeat_their_bases_declarations() {
         let Some(base) = s.base() else { continue };
         let (stubs, own) = cnn3d::gpu::split_stubs(s.file());
         assert!(!stubs.trim().is_empty(), "shaders/{}.wgsl composes onto {} but has no stubs", s.name(), base.name());
-        let base_text = squeeze(base.file());
-        let base_lines: Vec<String> = base.file().lines().map(squeeze).collect();
+        // The base as composed: its own declarations and those of the files below it.
+        let base_text = squeeze(base.source());
+        let base_lines: Vec<String> = base.source().lines().map(squeeze).collect();
         // Declarations: a struct runs to its closing line; anything else is one line.
         let mut lines = stubs.lines();
         while let Some(line) = lines.next() {
@@ -119,12 +120,19 @@ fn no_short_circuit_operators_in_shaders() {
 #[test]
 fn every_shader_file_is_registered() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wgsl"))
-        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
-        .collect();
+    // Every .wgsl file under shaders/, by its path without the extension (conv3d/tiled).
+    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, root, out);
+            } else if p.extension().is_some_and(|e| e == "wgsl") {
+                out.push(p.strip_prefix(root).unwrap().with_extension("").to_string_lossy().into_owned());
+            }
+        }
+    }
+    let mut files = vec![];
+    walk(&dir, &dir, &mut files);
     files.sort();
     let mut registered: Vec<String> = Shader::ALL.iter().map(|s| s.name().to_string()).collect();
     registered.sort();
@@ -136,7 +144,7 @@ fn every_shader_documents_itself_and_has_compute_entry_points() {
     for &s in Shader::ALL {
         assert!(s.source().trim_start().starts_with("//"), "shaders/{}.wgsl must open with a comment on layouts and bindings", s.name());
         let (module, _) = parse_and_validate(s);
-        assert!(!module.entry_points.is_empty(), "shaders/{}.wgsl has no entry point", s.name());
+        assert_eq!(!module.entry_points.is_empty(), s.has_entry_points(), "shaders/{}.wgsl: entry points", s.name());
         for ep in &module.entry_points {
             assert_eq!(ep.stage, naga::ShaderStage::Compute, "{}: {} is not a compute entry point", s.name(), ep.name);
         }

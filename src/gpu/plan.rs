@@ -234,7 +234,7 @@ mod tests {
 
     /// The workgroup size threads_spread picks for `n` invocations (no buffers needed).
     fn wg(n: usize, min: u32) -> (u32, u64) {
-        let op = Op::threads_spread("t", Shader::Conv3d, "zero", &[0u32; 4], &[], n, min);
+        let op = Op::threads_spread("t", Shader::Conv3dTiled, "zero", &[0u32; 4], &[], n, min);
         let wg = op.constants.iter().find(|(k, _)| *k == "WG").expect("WG").1;
         (wg, op.groups)
     }

@@ -15,9 +15,18 @@ pub enum Shader {
     AvgPool3d,
     BatchNorm,
     ClipGradNorm,
-    Conv3d,
-    /// conv3d.wgsl with its tiled kernels' weights broadcast across the subgroup; only on
-    /// devices with subgroups (see [`crate::gpu::Gpu::subgroup_size`]).
+    /// conv3d's geometry (`shaders/conv3d/geometry.wgsl`): declarations that conv3d's kernel
+    /// families are composed onto, no entry points.
+    Conv3dGeometry,
+    /// conv3d's direct kernels (`shaders/conv3d/direct.wgsl`).
+    Conv3dDirect,
+    /// conv3d's tiled kernels of forward and backward_input (`shaders/conv3d/tiled.wgsl`).
+    Conv3dTiled,
+    /// conv3d's weight-gradient kernels (`shaders/conv3d/weight.wgsl`).
+    Conv3dWeight,
+    /// conv3d's tiled and weight kernels with their block columns broadcast across the
+    /// subgroup (`shaders/conv3d/subgroups.wgsl`); only on devices with subgroups (see
+    /// [`crate::gpu::Gpu::subgroup_size`]).
     Conv3dSubgroups,
     Dense,
     Dropout,
@@ -35,7 +44,10 @@ impl Shader {
         Shader::AvgPool3d,
         Shader::BatchNorm,
         Shader::ClipGradNorm,
-        Shader::Conv3d,
+        Shader::Conv3dGeometry,
+        Shader::Conv3dDirect,
+        Shader::Conv3dTiled,
+        Shader::Conv3dWeight,
         Shader::Conv3dSubgroups,
         Shader::Dense,
         Shader::Dropout,
@@ -52,8 +64,11 @@ impl Shader {
             Shader::AvgPool3d => "avg_pool3d",
             Shader::BatchNorm => "batch_norm",
             Shader::ClipGradNorm => "clip_grad_norm",
-            Shader::Conv3d => "conv3d",
-            Shader::Conv3dSubgroups => "conv3d_subgroups",
+            Shader::Conv3dGeometry => "conv3d/geometry",
+            Shader::Conv3dDirect => "conv3d/direct",
+            Shader::Conv3dTiled => "conv3d/tiled",
+            Shader::Conv3dWeight => "conv3d/weight",
+            Shader::Conv3dSubgroups => "conv3d/subgroups",
             Shader::Dense => "dense",
             Shader::Dropout => "dropout",
             Shader::Gather => "gather",
@@ -76,8 +91,11 @@ impl Shader {
             Shader::AvgPool3d => include_str!("../../shaders/avg_pool3d.wgsl"),
             Shader::BatchNorm => include_str!("../../shaders/batch_norm.wgsl"),
             Shader::ClipGradNorm => include_str!("../../shaders/clip_grad_norm.wgsl"),
-            Shader::Conv3d => include_str!("../../shaders/conv3d.wgsl"),
-            Shader::Conv3dSubgroups => include_str!("../../shaders/conv3d_subgroups.wgsl"),
+            Shader::Conv3dGeometry => include_str!("../../shaders/conv3d/geometry.wgsl"),
+            Shader::Conv3dDirect => include_str!("../../shaders/conv3d/direct.wgsl"),
+            Shader::Conv3dTiled => include_str!("../../shaders/conv3d/tiled.wgsl"),
+            Shader::Conv3dWeight => include_str!("../../shaders/conv3d/weight.wgsl"),
+            Shader::Conv3dSubgroups => include_str!("../../shaders/conv3d/subgroups.wgsl"),
             Shader::Dense => include_str!("../../shaders/dense.wgsl"),
             Shader::Dropout => include_str!("../../shaders/dropout.wgsl"),
             Shader::Gather => include_str!("../../shaders/gather.wgsl"),
@@ -91,22 +109,25 @@ impl Shader {
     /// The file this one is composed onto (see [`compose`]), if any.
     pub fn base(self) -> Option<Shader> {
         match self {
-            Shader::Conv3dSubgroups => Some(Shader::Conv3d),
+            Shader::Conv3dDirect | Shader::Conv3dTiled => Some(Shader::Conv3dGeometry),
+            Shader::Conv3dWeight => Some(Shader::Conv3dTiled),
+            Shader::Conv3dSubgroups => Some(Shader::Conv3dWeight),
             _ => None,
         }
     }
 
-    /// The WGSL that runs: the file, or its composition onto its base.
+    /// Whether the file has entry points: all but conv3d's geometry, which only declares what
+    /// the conv3d families share.
+    pub fn has_entry_points(self) -> bool {
+        self != Shader::Conv3dGeometry
+    }
+
+    /// The WGSL that runs: the file, or its composition onto its base's (itself composed).
     pub fn source(self) -> &'static str {
-        match self.base() {
-            None => self.file(),
-            Some(base) => {
-                // One composed shader today, so one cell; a second needs its own.
-                static COMPOSED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-                debug_assert_eq!(self, Shader::Conv3dSubgroups);
-                COMPOSED.get_or_init(|| compose(base.file(), self.file()))
-            }
-        }
+        static COMPOSED: [std::sync::OnceLock<String>; Shader::ALL.len()] = [const { std::sync::OnceLock::new() }; Shader::ALL.len()];
+        let Some(base) = self.base() else { return self.file() };
+        let i = Shader::ALL.iter().position(|&s| s == self).expect("every shader is in Shader::ALL");
+        COMPOSED[i].get_or_init(|| compose(base.source(), self.file()))
     }
 }
 

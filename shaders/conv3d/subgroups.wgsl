@@ -1,14 +1,7 @@
-// The tiled forward, backward_input and backward_weight_rows kernels of conv3d.wgsl with
-// their block columns (weights, or dy for rows) shared across the subgroup, on adapters with
-// subgroups of at least 4 lanes.
-//
-// Composition (gpu::shaders::compose): the shader that runs is conv3d.wgsl without its entry
-// points and without the functions that this file defines again (block_column,
-// block_column2), followed by this file without its stubs. The stubs repeat the declarations
-// of conv3d.wgsl that the code below uses (structs, bindings and constants verbatim, functions
-// by their signature with a placeholder body), so that this file is valid WGSL on its own;
-// tests/shaders.rs checks that each stub is conv3d.wgsl's declaration and that both files and
-// their composition validate.
+// The tiled forward, backward_input and backward_weight kernels of tiled.wgsl and weight.wgsl
+// with their block columns (weights, or dy for rows) shared across the subgroup, on adapters
+// with subgroups of at least 4 lanes. Composed onto weight.wgsl (see geometry.wgsl): its
+// helpers, with block_column and block_column2 replaced by the broadcasting ones below.
 //
 // Every lane of a subgroup reads the same block column, but a CPU adapter such as lavapipe
 // (Mesa ≤ 22) gathers a uniform-buffer load lane by lane unless its index is a constant. Here
@@ -29,8 +22,7 @@
 //   backward_weight_rows_subgroups   as backward_weight_rows, with ROW_ALIGN the subgroup size
 //   backward_weight_samples_subgroups  backward_weight_samples with dy broadcast (below)
 
-
-// stubs: begin (conv3d.wgsl's declarations; dropped by the composition)
+// stubs: begin (weight.wgsl's, tiled.wgsl's and geometry.wgsl's declarations; dropped by the composition)
 struct Params {
     n: u32,
     c_in: u32,
@@ -54,7 +46,7 @@ struct Params {
     dil_d: u32,
     dil_h: u32,
     dil_w: u32,
-    // Only the tiled entry points read these (see below): the first channel of the invocation's
+    // Only the tiled entry points read these (tiled.wgsl, weight.wgsl): the first channel of the invocation's
     // OC-channel group, the first reduction channel of the uniform block and how many it holds,
     // the rows of one backward_weight_tiled split, and backward_input_tiled's tap.
     c0: u32,
@@ -83,26 +75,27 @@ struct Columns {
     ci: vec4<u32>,
 }
 override WG: u32 = 64u;
-override ROW_ALIGN: u32 = 1u;
+@group(0) @binding(0) var<uniform> p: Params;
 override G_IN_D: u32 = 1u;
 override G_IN_H: u32 = 1u;
 const OC: u32 = 16u;
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(2) var<uniform> block: array<vec4<f32>, 4096>;
 @group(0) @binding(4) var<uniform> block2: array<vec4<f32>, 4096>;
+override ROW_ALIGN: u32 = 1u;
 @group(0) @binding(2) var<storage, read> dy4: array<vec4<f32>>;
-fn thread_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 { return 0u; }
+fn thread_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 { var r: u32; return r; }
+fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { var r: u32; return r; }
 fn forward_at(i: u32, lane: u32) {}
+fn row_invocations() -> u32 { var r: u32; return r; }
 fn backward_input_at(row: u32, j: u32, valid: bool, lane: u32) {}
-fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { return 0u; }
-fn row_invocations() -> u32 { return 0u; }
-fn backward_weight_rows_at(i: u32, lane: u32) {}
 fn columns(k0: u32) -> Columns { var r: Columns; return r; }
-fn next_position(o: vec3<u32>) -> vec3<u32> { return o; }
-fn x_window(cl: Columns, o: vec3<u32>) -> vec4<f32> { return vec4<f32>(0.0); }
+fn next_position(o: vec3<u32>) -> vec3<u32> { var r: vec3<u32>; return r; }
+fn x_window(cl: Columns, o: vec3<u32>) -> vec4<f32> { var r: vec4<f32>; return r; }
 fn add_column(a: ptr<function, Acc>, d: ptr<function, array<vec4<f32>, 16>>, x: vec4<f32>) {}
 fn put_columns(g: u32, k: u32, cols: u32, s: Sums) {}
+fn backward_weight_rows_at(i: u32, lane: u32) {}
 // stubs: end
+
 
 fn block_column(col: u32, lane: u32) -> array<vec4<f32>, 4> {
     let mine = block[col * (OC / 4u) + lane % 4u];
