@@ -344,6 +344,59 @@ fn wrong_dtype_float_labels() {
     bad("float_labels.h5", &["\"y_train\" holds float64", "integer type"]);
 }
 
+/// A few KB of chunked, compressed HDF5 that declares 10⁹ samples of 4096 float32 (16 TB) is
+/// refused from its declared shape, with the numbers, before anything is read.
+#[test]
+fn a_dataset_declaring_terabytes_is_refused_before_reading() {
+    let path = scratch("bomb.h5");
+    {
+        let _guard = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+        let f = hdf5::File::create(&path).unwrap();
+        let n = 1_000_000_000usize;
+        f.new_dataset::<f32>().chunk([1, 4096]).deflate(4).shape([n, 4096]).create("X_train").unwrap();
+        f.new_dataset::<u8>().chunk([1 << 16]).deflate(4).shape([n]).create("y_train").unwrap();
+    }
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size < 64 << 10, "the bomb is small on disk: {size} bytes");
+    let started = std::time::Instant::now();
+    let (code, out, err) = cnn3d(&["data", "inspect", path.to_str().unwrap()]);
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(code, 2, "stderr: {err}");
+    assert!(out.is_empty(), "{out}");
+    for part in [&*path.display().to_string(), "dataset \"X_train\"", "[1000000000, 4096] of float32", "4096000000000 values", "16396000000000 bytes", "above the cap", "CNN3D_MAX_DATA_BYTES"] {
+        assert!(err.contains(part), "the message lacks {part:?}: {err}");
+    }
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(seconds < 10.0, "refused from the shape, not after reading: {seconds:.2} s");
+    std::fs::remove_file(&path).ok();
+}
+
+/// The cap is CNN3D_MAX_DATA_BYTES where set: a small real file above it is refused, naming it.
+#[test]
+fn the_data_memory_cap_is_overridable() {
+    let f = fixture("mnist3d.h5");
+    let run = |cap: &str| {
+        let _guard = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+        Command::new(env!("CARGO_BIN_EXE_cnn3d"))
+            .args(["data", "inspect", f.to_str().unwrap()])
+            .env("CNN3D_MAX_DATA_BYTES", cap)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run cnn3d")
+    };
+    let out = run("1000").wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("above the cap of 1000 bytes (CNN3D_MAX_DATA_BYTES=1000)"), "{err}");
+    let out = run("100000000000").wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run("lots").wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("CNN3D_MAX_DATA_BYTES=\"lots\": expected a number of bytes"), "{err}");
+}
+
 #[test]
 fn bad_option_values_are_usage_errors() {
     let f = fixture("mnist3d.h5");
