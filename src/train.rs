@@ -367,6 +367,78 @@ fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<u32> {
     order
 }
 
+/// What a run trains on, recorded in its checkpoint (metadata `data`, `limit_train`,
+/// `limit_test`, `batch_size`) and checked by `--resume`: the step and epoch counts, the
+/// shuffle order and the epoch's metric sums only mean something on the same samples in the
+/// same batches.
+#[derive(Clone, Debug, PartialEq)]
+struct DataRecord {
+    /// The data file's canonical path, or `bundled`.
+    data: String,
+    limit_train: String,
+    limit_test: String,
+    batch_size: String,
+}
+
+impl DataRecord {
+    /// The metadata keys and the flag each value comes from.
+    const KEYS: [(&'static str, &'static str); 4] =
+        [("data", "--data"), ("limit_train", "--limit-train"), ("limit_test", "--limit-test"), ("batch_size", "--batch-size")];
+
+    fn of(opts: &RunOptions) -> DataRecord {
+        let limit = |l: Option<usize>| l.map_or_else(|| "none".to_string(), |n| n.to_string());
+        DataRecord {
+            data: match &opts.data.data {
+                Some(p) => std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display().to_string(),
+                None => "bundled".into(),
+            },
+            limit_train: limit(opts.limit_train),
+            limit_test: limit(opts.limit_test),
+            batch_size: opts.config.train.batch_size.to_string(),
+        }
+    }
+
+    fn values(&self) -> [&str; 4] {
+        [&self.data, &self.limit_train, &self.limit_test, &self.batch_size]
+    }
+
+    fn write(&self, meta: &mut BTreeMap<String, String>) {
+        for ((key, _), value) in Self::KEYS.iter().zip(self.values()) {
+            meta.insert(key.to_string(), value.to_string());
+        }
+    }
+
+    /// Refuses a resume whose data differs from what the checkpoint records, naming both. A
+    /// checkpoint without the record (written before it existed) resumes with a warning: its
+    /// run folder stays usable, and a mismatch that changes the epoch's length is still caught
+    /// by the step check.
+    fn check(&self, recorded: &BTreeMap<String, String>, path: &Path) -> Result<()> {
+        let mut missing = vec![];
+        for ((key, flag), now) in Self::KEYS.iter().zip(self.values()) {
+            match recorded.get(*key) {
+                None => missing.push(*flag),
+                Some(was) if was != now => {
+                    return Err(Error::Config {
+                        file: path.display().to_string(),
+                        message: format!(
+                            "the run was trained with {flag} {was} but the resumed run has {flag} {now}; resume with the same data and {flag} (or start a new run from its weights with --init)"
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        if !missing.is_empty() {
+            log::warn!(
+                "{}: the checkpoint does not record the run's {} (written by an older cnn3d); resuming on the data given now without checking that it is the same",
+                path.display(),
+                missing.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Where a run stands: what a checkpoint records and `--resume` continues from.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct RunPoint {
@@ -429,10 +501,21 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
     let idx_tail = gpu.zeros("train indices (last batch)", tail.max(1), DType::U32)?;
     let plan_tail = if tail > 0 { Some(s.train_plan(tail, &train_dev, &idx_tail, &optim, clip.as_ref())?) } else { None };
 
+    let record = DataRecord::of(opts);
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, "creating the run folder", e))?;
     let (mut log, at) = match &opts.resume {
         Some(dir) => {
-            let at = resume(&s, &optim, dir)?;
+            let at = resume(&s, &optim, dir, &record)?;
+            if at.epoch_step > steps {
+                return Err(Error::Config {
+                    file: dir.join("optimizer.safetensors").display().to_string(),
+                    message: format!(
+                        "the checkpoint stands at step {} of epoch {}, but an epoch of {n} samples in batches of {b} has {steps} steps",
+                        at.epoch_step,
+                        at.epoch + 1
+                    ),
+                });
+            }
             let mut log = MetricsLog::resume(dir.join("metrics.csv"))?;
             if log.rows().len() < at.epoch {
                 return Err(Error::Config {
@@ -519,7 +602,7 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
                         seen,
                         batches_tracked,
                     };
-                    save_checkpoint(&s, &optim, &opts.out, &here)?;
+                    save_checkpoint(&s, &optim, &opts.out, &here, &record)?;
                     return Err(Error::Interrupted { epoch: epoch + 1, step: step + 1, steps, dir: opts.out.clone() });
                 }
             }
@@ -539,7 +622,7 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
         log.push(row)?;
         bar.finish(&row);
         if (epoch + 1) % opts.checkpoint_every == 0 || epoch + 1 == cfg.train.epochs {
-            save_checkpoint(&s, &optim, &opts.out, &RunPoint::epoch_end(epoch + 1, t, batches_tracked))?;
+            save_checkpoint(&s, &optim, &opts.out, &RunPoint::epoch_end(epoch + 1, t, batches_tracked), &record)?;
         }
         crate::plot::write_curves(log.rows(), &format!("cnn3d on {}", ds.source), &opts.out.join("curves.png"), &opts.out.join("curves.svg"))?;
     }
@@ -556,7 +639,7 @@ const MODEL_PREFIX: &str = "model.";
 
 /// Restores a run folder's last checkpoint from its optimizer.safetensors: weights, running
 /// statistics, optimizer state and where the run stood.
-fn resume(s: &Session, optim: &Optimizer, dir: &Path) -> Result<RunPoint> {
+fn resume(s: &Session, optim: &Optimizer, dir: &Path, record: &DataRecord) -> Result<RunPoint> {
     let path = dir.join("optimizer.safetensors");
     let mut specs: Vec<TensorSpec> = optim.state().iter().map(|(name, b)| TensorSpec::f32(*name, &[b.len()])).collect();
     specs.extend(s.state_dict_specs().into_iter().map(|t| TensorSpec { name: format!("{MODEL_PREFIX}{}", t.name), ..t }));
@@ -568,6 +651,7 @@ fn resume(s: &Session, optim: &Optimizer, dir: &Path) -> Result<RunPoint> {
             message: format!("holds {kind:?} state but the run's optimizer is {:?}", optim.rule().kind()),
         });
     }
+    record.check(&ck.metadata, &path)?;
     fn meta<T: std::str::FromStr>(ck: &checkpoint::Checkpoint, path: &Path, key: &str) -> Result<T> {
         ck.metadata.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| Error::Config {
             file: path.display().to_string(),
@@ -597,7 +681,7 @@ fn resume(s: &Session, optim: &Optimizer, dir: &Path) -> Result<RunPoint> {
 /// that --resume reads, in ONE atomically written file, so a kill between the two writes
 /// cannot pair weights and optimizer state of different steps. It is written second: a
 /// model.safetensors newer than it is rewritten, identically, by the resumed run.
-fn save_checkpoint(s: &Session, optim: &Optimizer, out: &Path, at: &RunPoint) -> Result<()> {
+fn save_checkpoint(s: &Session, optim: &Optimizer, out: &Path, at: &RunPoint, record: &DataRecord) -> Result<()> {
     let mut meta = BTreeMap::new();
     meta.insert("epoch".to_string(), at.epoch.to_string());
     meta.insert("epoch_step".to_string(), at.epoch_step.to_string());
@@ -618,6 +702,7 @@ fn save_checkpoint(s: &Session, optim: &Optimizer, out: &Path, at: &RunPoint) ->
     meta.insert("loss_sum".to_string(), at.loss_sum.to_string());
     meta.insert("correct_sum".to_string(), at.correct_sum.to_string());
     meta.insert("seen".to_string(), at.seen.to_string());
+    record.write(&mut meta);
     checkpoint::save(&out.join("optimizer.safetensors"), &tensors, &meta)
 }
 

@@ -355,6 +355,69 @@ fn a_kill_between_the_checkpoint_files_still_resumes_exactly() {
     assert_same_run(&three, &one);
 }
 
+/// The checkpoint records the run's data (file, --limit-train, --limit-test, --batch-size):
+/// resuming on other data is refused naming both values, as is a step beyond the epoch; a
+/// checkpoint without the record (an older cnn3d's) resumes with a warning.
+#[test]
+fn resuming_on_other_data_is_refused_naming_both() {
+    let dir = scratch("other-data");
+    let config = tiny_config_file(&dir);
+    let out = dir.join("run");
+    let o = out.display().to_string();
+    let args = |limit: &'static str, extra: &[&'static str]| -> Vec<String> {
+        let mut a: Vec<String> =
+            ["train", "--colormap", "none", "--limit-train", limit, "--limit-test", "16", "--quiet"].iter().map(|s| s.to_string()).collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |a: Vec<String>| cnn3d(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut first = args("200", &["--epochs", "1"]);
+    first.extend(["--config".to_string(), config.clone(), "--out".to_string(), o.clone()]);
+    let (code, _, err) = run(first);
+    assert_eq!(code, 0, "{err}");
+    let ck = out.join("optimizer.safetensors");
+    let meta = metadata(&ck);
+    assert_eq!((meta["data"].as_str(), meta["limit_train"].as_str(), meta["limit_test"].as_str(), meta["batch_size"].as_str()), ("bundled", "200", "16", "16"));
+    let before = std::fs::read(&ck).unwrap();
+    let resume = |limit: &'static str, extra: &[&str]| {
+        let mut a = args(limit, &["--epochs", "2"]);
+        a.extend(["--resume".to_string(), o.clone()]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        run(a)
+    };
+    let (code, _, err) = resume("300", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--limit-train 200") && err.contains("--limit-train 300") && err.contains("optimizer.safetensors"), "{err}");
+    assert_eq!(err.trim().lines().filter(|l| !l.starts_with('[')).count(), 1, "one line besides the log's: {err}");
+    let (code, _, err) = resume("200", &["--batch-size", "8"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--batch-size 16") && err.contains("--batch-size 8"), "{err}");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnist3d.h5");
+    let (code, _, err) = resume("200", &["--data", fixture.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--data bundled") && err.contains("mnist3d.h5"), "{err}");
+    assert!(std::fs::read(&ck).unwrap() == before, "a refused resume leaves the checkpoint as it was");
+
+    // A step beyond the epoch (200 samples in batches of 16: 13 steps).
+    let mut c = checkpoint::load(&ck).unwrap();
+    c.metadata.insert("epoch_step".into(), "14".into());
+    checkpoint::save(&ck, &c.tensors, &c.metadata).unwrap();
+    let (code, _, err) = resume("200", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("step 14 of epoch 2") && err.contains("13 steps"), "{err}");
+
+    // An older checkpoint without the record: resumed, with a warning naming what is unchecked.
+    c.metadata.insert("epoch_step".into(), "0".into());
+    for key in ["data", "limit_train", "limit_test", "batch_size"] {
+        c.metadata.remove(key);
+    }
+    checkpoint::save(&ck, &c.tensors, &c.metadata).unwrap();
+    let (code, _, err) = resume("200", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("does not record the run's --data, --limit-train, --limit-test, --batch-size"), "{err}");
+    assert_eq!(metadata(&ck)["limit_train"], "200", "the resumed run records its data");
+}
+
 #[test]
 fn same_seed_same_weights_and_metrics_and_clipping_is_applied() {
     let dir = scratch("determinism");
