@@ -138,6 +138,8 @@ pub struct Session<'g> {
     lut: Option<Buffer>,
     seed: u64,
     nets: BTreeMap<usize, Network>,
+    /// [`Session::largest_batch`]'s answers, by the batch asked for.
+    largest: BTreeMap<usize, usize>,
 }
 
 impl<'g> Session<'g> {
@@ -158,7 +160,7 @@ impl<'g> Session<'g> {
         let model = Model::from_config(model_cfg, input.channels())?;
         let state = State::new(gpu, &model)?;
         let lut = input.lut(gpu)?;
-        Ok(Session { gpu, model, state, input, lut, seed, nets: BTreeMap::new() })
+        Ok(Session { gpu, model, state, input, lut, seed, nets: BTreeMap::new(), largest: BTreeMap::new() })
     }
 
     /// The network for `batch` samples, built on first use.
@@ -168,6 +170,71 @@ impl<'g> Session<'g> {
             self.nets.insert(batch, net);
         }
         Ok(&self.nets[&batch])
+    }
+
+    /// Whether the network of `batch` samples fits this device's limits; one that fits is kept
+    /// for [`Session::net`].
+    fn fits(&mut self, batch: usize) -> Result<bool> {
+        if self.nets.contains_key(&batch) {
+            return Ok(true);
+        }
+        match Network::new(self.gpu, &self.model, batch, self.seed) {
+            Ok(net) => {
+                self.nets.insert(batch, net);
+                Ok(true)
+            }
+            Err(Error::TooLarge { .. } | Error::GridTooLarge { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The largest batch of at most `upto` samples whose network fits this device's limits
+    /// (0 when not even one sample does). Starts from the bound the largest per-sample tensor
+    /// sets on one binding, then halves the interval, so a batch that fits costs one try.
+    pub fn largest_batch(&mut self, upto: usize) -> Result<usize> {
+        if let Some(&known) = self.largest.get(&upto) {
+            return Ok(known);
+        }
+        let found = self.search_largest_batch(upto)?;
+        self.largest.insert(upto, found);
+        Ok(found)
+    }
+
+    fn search_largest_batch(&mut self, upto: usize) -> Result<usize> {
+        if upto == 0 {
+            return Ok(0);
+        }
+        let info = self.gpu.info();
+        let limit = (info.max_storage_buffer_binding_size.min(info.max_buffer_size) / 4).min(crate::model::MAX_TENSOR_ELEMENTS);
+        let per = std::iter::once(&self.model.input[..])
+            .chain(self.model.layers.iter().map(|l| &l.output[..]))
+            .map(|s| crate::model::count(s).unwrap_or(usize::MAX) as u64)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mut hi = (upto as u64).min(limit / per) as usize;
+        if hi == 0 {
+            return Ok(0);
+        }
+        if self.fits(hi)? {
+            return Ok(hi);
+        }
+        // fits(lo) holds (or lo = 0), fits(hi) does not. The networks made on the way are
+        // dropped again, but for the answer's.
+        let existing: Vec<usize> = self.nets.keys().copied().collect();
+        let mut lo = 0;
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.fits(mid)? {
+                if !existing.contains(&lo) {
+                    self.nets.remove(&lo);
+                }
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
     }
 
     /// gather + train step (+ gradient clipping) + update, for `batch` samples of `split`
@@ -220,7 +287,7 @@ impl<'g> Session<'g> {
     /// The eval-mode logits of every sample of `split`, in split order, with the mean loss and
     /// accuracy the GPU summed (the same numbers as [`Session::evaluate`]).
     pub fn predictions(&mut self, split: &DeviceSplit, batch: usize) -> Result<Predictions> {
-        let mut logits = Vec::with_capacity(split.len * self.model.classes);
+        let mut logits = Vec::with_capacity(split.len.saturating_mul(self.model.classes).min(1 << 28));
         let (loss, accuracy) = self.eval_split(split, batch, Some(&mut logits))?;
         Ok(Predictions { classes: self.model.classes, logits, loss, accuracy })
     }
@@ -233,6 +300,20 @@ impl<'g> Session<'g> {
         }
         if batch == 0 {
             return Err(Error::shape("evaluation", "the batch size must be at least 1"));
+        }
+        // A batch beyond the device's limits runs as micro-batches that fit: eval mode
+        // (running statistics, no dropout) computes each sample on its own, so the logits are
+        // the same, and the GPU sums every micro-batch's loss and correct count.
+        let asked = batch.min(split.len);
+        let batch = self.largest_batch(asked)?;
+        if batch == 0 {
+            // Not even one sample fits: the error that says which tensor and which limit.
+            return Network::new(self.gpu, &self.model, 1, self.seed).and_then(|_| {
+                Err(Error::shape("evaluation", "no batch of samples fits this device's limits"))
+            });
+        }
+        if batch < asked {
+            log::debug!("evaluating in micro-batches of {batch} samples (the batch of {asked} exceeds this device's limits)");
         }
         self.zero_sums()?;
         let order: Vec<u32> = (0..split.len as u32).collect();
@@ -496,10 +577,37 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
         t => t,
     };
     let steps = n / b + usize::from(tail > 0);
+    // A training batch that does not fit is refused naming the batch and the largest that fits
+    // (training cannot split a batch: batch norm's statistics are the whole batch's).
+    let too_large = |s: &mut Session, batch: usize, e: Error| -> Result<Plan> {
+        match e {
+            Error::TooLarge { .. } | Error::GridTooLarge { .. } => {
+                let largest = s.largest_batch(batch)?;
+                Err(Error::BatchTooLarge { batch, asked: b, samples: n, largest, cause: e.to_string() })
+            }
+            e => Err(e),
+        }
+    };
     let idx_full = gpu.zeros("train indices", b.min(n), DType::U32)?;
-    let plan_full = if n >= b { Some(s.train_plan(b, &train_dev, &idx_full, &optim, clip.as_ref())?) } else { None };
+    let plan_full = if n >= b {
+        Some(s.train_plan(b, &train_dev, &idx_full, &optim, clip.as_ref()).or_else(|e| too_large(&mut s, b, e))?)
+    } else {
+        None
+    };
     let idx_tail = gpu.zeros("train indices (last batch)", tail.max(1), DType::U32)?;
-    let plan_tail = if tail > 0 { Some(s.train_plan(tail, &train_dev, &idx_tail, &optim, clip.as_ref())?) } else { None };
+    let plan_tail = if tail > 0 {
+        Some(s.train_plan(tail, &train_dev, &idx_tail, &optim, clip.as_ref()).or_else(|e| too_large(&mut s, tail, e))?)
+    } else {
+        None
+    };
+    // The per-epoch evaluation runs in micro-batches where its batch would not fit: make its
+    // network now, so that a device that cannot hold even one sample refuses before the run.
+    if !ds.test.is_empty() {
+        let eval_batch = s.largest_batch(b.min(ds.test.len()))?;
+        if eval_batch == 0 {
+            Network::new(gpu, &s.model, 1, seed)?;
+        }
+    }
 
     let record = DataRecord::of(opts);
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, "creating the run folder", e))?;

@@ -132,6 +132,9 @@ fn sizes_beyond_what_the_shaders_index_are_refused_quickly() {
     // 1501199875790166 samples of 3·16³ values: 2⁶⁴ + 8192, which wraps to 8192.
     one_line(&["profile", "--batch-size", "1501199875790166", "--steps", "1", "--out", o], &["6004799503160664 bytes"]);
     one_line(&["bench", "--batch-size", "1000000000000", "--reps", "1"], &["bench indices", "4000000000000 bytes"]);
+    // Training on all of the bundled data in one batch of 10¹²: the batch that does not fit
+    // is named with the largest that does.
+    one_line(&["train", "--batch-size", "1000000000000", "--quiet", "--out", o], &["a training batch of", "--batch-size 1000000000000 is more than the data has", "the largest training batch that fits is"]);
     assert!(!out.exists(), "a refused run writes nothing");
     std::fs::remove_dir_all(&dir).ok();
 }
