@@ -176,7 +176,24 @@ fn u8_and_f16_data_and_small_label_types() {
     assert_eq!(u8.train.x.iter().cloned().fold(0.0, f32::max), 255.0);
     let f16 = load("f16.h5");
     assert_eq!((f16.dims, f16.train.len(), f16.test.len()), ([8, 8, 8], 8, 4));
-    assert_eq!(f16.train.y[..4], [0, 1, 2, 3]);
+    assert_eq!(f16.train.y, [0, 1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(f16.test.y, [0, 1, 2, 3]);
+    // The values: libhdf5's own float16 → float32 conversion is the reference (every f16 is
+    // exact in f32, so they must agree to the bit), in the same order.
+    let file = hdf5::File::open(fixture("f16.h5")).unwrap();
+    for (key, split) in [("X_train", &f16.train), ("X_test", &f16.test)] {
+        let want: Vec<f32> = file.dataset(key).unwrap().read_raw::<f32>().unwrap();
+        assert_eq!(want.len(), split.x.len(), "{key}");
+        let differ: Vec<usize> = (0..want.len()).filter(|&i| want[i].to_bits() != split.x[i].to_bits()).collect();
+        assert!(differ.is_empty(), "{key}: {} values differ from libhdf5's, the first [{}]: {} vs {}", differ.len(), differ[0], split.x[differ[0]], want[differ[0]]);
+        // What make_fixtures.py wrote: sparse densities in [0, 1], each sample's max exactly 1.
+        for (i, sample) in split.x.chunks(512).enumerate() {
+            assert!(sample.iter().all(|v| (0.0..=1.0).contains(v)), "{key}[{i}]");
+            assert_eq!(sample.iter().cloned().fold(0.0, f32::max), 1.0, "{key}[{i}]");
+            let nonzero = sample.iter().filter(|&&v| v > 0.0).count();
+            assert!((25..=200).contains(&nonzero), "{key}[{i}]: {nonzero} of 512 voxels set; expected about 20%");
+        }
+    }
 }
 
 #[test]
