@@ -421,6 +421,10 @@ fn bad_option_values_are_usage_errors() {
     let (code, _, err) = cnn3d(&["data", "inspect", f, "--layout", "nhwdc"]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown layout \"nhwdc\""), "{err}");
+    // A --shape whose voxel count overflows 64 bits is counted without wrapping.
+    let (code, _, err) = cnn3d(&["data", "inspect", f, "--shape", "4294967296,4294967296,16"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--shape [4294967296, 4294967296, 16] has more than 2^64 voxels, but each sample has 4096"), "{err}");
     let (code, _, err) = cnn3d(&["data", "inspect", f, "--colormap", "viridis"]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown colormap \"viridis\""), "{err}");

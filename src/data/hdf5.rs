@@ -340,14 +340,17 @@ fn resolve_layout(file: &str, key: &str, shape: &[usize], opts: &LoadOptions) ->
             let v = shape[1];
             let dims = match opts.shape {
                 Some(d) => {
-                    if d.iter().product::<usize>() != v {
-                        return Err(err(format!("--shape {d:?} has {} voxels, but each sample has {v}", d.iter().product::<usize>())));
+                    // Counted without wrapping: the flag can name any sizes.
+                    let voxels = d.iter().try_fold(1usize, |acc, &x| acc.checked_mul(x));
+                    if voxels != Some(v) {
+                        let n = voxels.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string());
+                        return Err(err(format!("--shape {d:?} has {n} voxels, but each sample has {v}")));
                     }
                     d
                 }
                 None => {
                     let c = (v as f64).cbrt().round() as usize;
-                    if c * c * c != v {
+                    if c.checked_mul(c).and_then(|c2| c2.checked_mul(c)) != Some(v) {
                         return Err(DataError::NotCube { file: file.into(), dataset: key.into(), voxels: v });
                     }
                     [c, c, c]
