@@ -388,6 +388,21 @@ fn a_dataset_declaring_terabytes_is_refused_before_reading() {
     std::fs::remove_file(&path).ok();
 }
 
+/// `data synth` sample counts beyond the cap (10¹⁵ samples of 16³ floats: 1.6·10¹⁹ bytes) are
+/// refused before anything is allocated.
+#[test]
+fn synth_sample_counts_beyond_the_cap_are_refused() {
+    let out = scratch("synth-huge.h5");
+    let started = std::time::Instant::now();
+    let (code, _, err) = cnn3d(&["data", "synth", "--out", out.to_str().unwrap(), "--train", "1000000000000000"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--train 1000000000000000 and --test 1000 samples") && err.contains("16388000000016388000 bytes"), "{err}");
+    assert!(err.contains("above the cap") && err.contains("CNN3D_MAX_DATA_BYTES"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(started.elapsed().as_secs_f64() < 10.0);
+    assert!(!out.exists());
+}
+
 /// The cap is CNN3D_MAX_DATA_BYTES where set: a small real file above it is refused, naming it.
 #[test]
 fn the_data_memory_cap_is_overridable() {

@@ -123,14 +123,16 @@ pub const MAX_DATA_BYTES_ENV: &str = "CNN3D_MAX_DATA_BYTES";
 pub const DEFAULT_MAX_DATA_BYTES: u64 = 16 << 30;
 
 /// How many bytes loading may still take: the cap, where it comes from, what is taken so far.
-struct Budget {
-    cap: u64,
-    source: String,
+pub(crate) struct Budget {
+    pub(crate) cap: u64,
+    pub(crate) source: String,
     used: u64,
 }
 
 impl Budget {
-    fn new() -> Result<Budget, DataError> {
+    /// The cap: [`MAX_DATA_BYTES_ENV`] where set, else [`DEFAULT_MAX_DATA_BYTES`] or the memory
+    /// available now where that is less.
+    pub(crate) fn new() -> Result<Budget, DataError> {
         if let Ok(v) = std::env::var(MAX_DATA_BYTES_ENV) {
             let cap = v.trim().parse::<u64>().map_err(|_| {
                 DataError::Parse(format!("{MAX_DATA_BYTES_ENV}={v:?}: expected a number of bytes, such as 34359738368 for 32 GiB"))
