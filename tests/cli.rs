@@ -132,6 +132,9 @@ fn sizes_beyond_what_the_shaders_index_are_refused_quickly() {
     // 1501199875790166 samples of 3·16³ values: 2⁶⁴ + 8192, which wraps to 8192.
     one_line(&["profile", "--batch-size", "1501199875790166", "--steps", "1", "--out", o], &["6004799503160664 bytes"]);
     one_line(&["bench", "--batch-size", "1000000000000", "--reps", "1"], &["bench indices", "4000000000000 bytes"]);
+    // The GEMM's size² matrices: checked before the run and before the host allocates them.
+    one_line(&["bench", "--gemm-size", "100000", "--reps", "1"], &["gemm x (--gemm-size squared)", "40000000000 bytes"]);
+    one_line(&["bench", "--gemm-size", "5000000000", "--reps", "1"], &["--gemm-size", "5000000000 squared overflows 64 bits"]);
     // Training on all of the bundled data in one batch of 10¹²: the batch that does not fit
     // is named with the largest that does.
     one_line(&["train", "--batch-size", "1000000000000", "--quiet", "--out", o], &["a training batch of", "--batch-size 1000000000000 is more than the data has", "the largest training batch that fits is"]);
