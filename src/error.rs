@@ -30,6 +30,20 @@ pub enum Error {
     #[error("tensor {tensor:?} needs {bytes} bytes, above this adapter's {limit_name} of {limit} bytes")]
     TooLarge { tensor: String, bytes: u64, limit_name: &'static str, limit: u64 },
 
+    /// A training batch whose tensors the device cannot hold (training cannot split a batch:
+    /// batch norm's statistics are the whole batch's), with the largest batch that fits.
+    #[error(
+        "a training batch of {batch} samples{} does not fit this device: {cause}; the largest training batch that fits is {largest} samples (--batch-size {largest})",
+        if batch == asked {
+            String::new()
+        } else if asked > samples {
+            format!(" (all {samples} samples: --batch-size {asked} is more than the data has)")
+        } else {
+            format!(" (the last of {samples} samples in batches of {asked})")
+        }
+    )]
+    BatchTooLarge { batch: usize, asked: usize, samples: usize, largest: usize, cause: String },
+
     /// Work that needs more workgroups than a 2D grid of the adapter's limit can hold.
     #[error("{label}: {groups} workgroups exceed the adapter's grid ({per_dim} per dimension, 2 dimensions)")]
     GridTooLarge { label: String, groups: u64, per_dim: u32 },

@@ -404,6 +404,7 @@ fn main() -> ExitCode {
                         | cnn3d::Error::TensorMismatch { .. }
                         | cnn3d::Error::Shape { .. }
                         | cnn3d::Error::TooLarge { .. }
+                        | cnn3d::Error::BatchTooLarge { .. }
                 ) || e.is_unreadable_input()
             });
             ExitCode::from(if user_error { 2 } else { 1 })

@@ -66,6 +66,30 @@ fn shape_err(index: usize, name: &str, kind: &str, message: String) -> Error {
     Error::shape(format!("layer {index} ({name}, {kind})"), message)
 }
 
+/// The most elements one tensor may have: the shaders index a tensor with u32.
+pub const MAX_TENSOR_ELEMENTS: u64 = u32::MAX as u64;
+
+/// The number of elements of `shape`, or `None` when the product overflows.
+pub fn count(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+/// Refuses a tensor shape whose element count overflows or passes [`MAX_TENSOR_ELEMENTS`].
+fn check_count(index: usize, name: &str, kind: &str, what: &str, shape: &[usize]) -> Result<()> {
+    match count(shape) {
+        Some(n) if n as u64 <= MAX_TENSOR_ELEMENTS => Ok(()),
+        n => Err(shape_err(
+            index,
+            name,
+            kind,
+            format!(
+                "{what} of shape {shape:?} has {} elements, above the limit of {MAX_TENSOR_ELEMENTS} (2^32 - 1: the shaders index a tensor with 32 bits)",
+                n.map_or_else(|| "more than 2^64".to_string(), |n| n.to_string())
+            ),
+        )),
+    }
+}
+
 impl Model {
     /// Infers every layer's shapes for input volumes of `channels` × `cfg.input`.
     pub fn from_config(cfg: &ModelConfig, channels: usize) -> Result<Model> {
@@ -80,6 +104,12 @@ impl Model {
             return Err(Error::shape("model", "has no layers".to_string()));
         }
         let mut shape = vec![channels, d, h, w];
+        if count(&shape).is_none_or(|n| n as u64 > MAX_TENSOR_ELEMENTS) {
+            return Err(Error::shape(
+                "model input",
+                format!("{channels} channel(s) of {:?} voxels per sample exceed the limit of {MAX_TENSOR_ELEMENTS} elements (the shaders index a tensor with 32 bits)", cfg.input),
+            ));
+        }
         let mut layers = vec![];
         let mut names = std::collections::HashSet::new();
         for (index, spec) in cfg.layers.iter().enumerate() {
@@ -89,6 +119,13 @@ impl Model {
                 return Err(shape_err(index, &name, spec.kind(), format!("the name {name:?} is used by an earlier layer too")));
             }
             let (output, params, buffers) = infer(index, &name, spec, &shape)?;
+            // Sizes that the config controls: counted without wrapping, and within what the
+            // shaders can index (u32) before any buffer is sized from them.
+            let kind = spec.kind();
+            check_count(index, &name, kind, "its output per sample", &output)?;
+            for t in params.iter().chain(&buffers) {
+                check_count(index, &name, kind, &format!("tensor {}", t.name), &t.shape)?;
+            }
             layers.push(Layer { index, name, spec: spec.clone(), input: shape.clone(), output: output.clone(), params, buffers });
             shape = output;
         }
@@ -176,7 +213,7 @@ fn infer(index: usize, name: &str, spec: &LayerSpec, input: &[usize]) -> Result<
             let k = kernel.dims();
             let mut out = window(c, [d, h, w], k, stride.dims(), padding.dims(), dilation.dims())?;
             out[0] = *out_channels;
-            let fan_in = c * k.iter().product::<usize>();
+            let fan_in = count(&[c, k[0], k[1], k[2]]).ok_or_else(|| err(format!("kernel {k:?} over {c} input channels: the fan-in overflows")))?;
             let bound = 1.0 / (fan_in as f32).sqrt();
             let mut params = vec![tensor(name, "weight", vec![*out_channels, c, k[0], k[1], k[2]], Init::Uniform(bound))];
             if *bias {
@@ -236,7 +273,9 @@ fn infer(index: usize, name: &str, spec: &LayerSpec, input: &[usize]) -> Result<
                 vec![tensor(name, "running_mean", vec![c], Init::Const(0.0)), tensor(name, "running_var", vec![c], Init::Const(1.0))],
             )
         }
-        LayerSpec::Flatten { .. } => (vec![input.iter().product()], vec![], vec![]),
+        LayerSpec::Flatten { .. } => {
+            (vec![count(input).ok_or_else(|| err(format!("the flattened size of {input:?} overflows")))?], vec![], vec![])
+        }
         LayerSpec::Dense { out_features, bias, .. } => {
             let [fin] = *input else {
                 return Err(err(format!("needs flat (F) features per sample, but its input shape is {input:?}; add a flatten layer before it")));

@@ -212,8 +212,22 @@ pub struct Network {
     xent: SoftmaxXent,
 }
 
-fn numel(s: &[usize]) -> usize {
-    s.iter().product()
+/// The elements of `batch` samples of per-sample shape `s`, refused (naming the tensor, the
+/// batch and the limit) when the count passes what the shaders can index: no size that a flag
+/// or a config controls wraps before the buffer limits are checked.
+fn batch_len(tensor: &str, batch: usize, s: &[usize]) -> Result<usize> {
+    let per = crate::model::count(s).unwrap_or(usize::MAX);
+    match batch.checked_mul(per) {
+        Some(n) if n as u64 <= crate::model::MAX_TENSOR_ELEMENTS => Ok(n),
+        _ => Err(Error::shape(
+            tensor,
+            format!(
+                "a batch of {batch} samples of {s:?} has more than {} elements (the shaders index a tensor with 32 bits); at most {} samples of it fit",
+                crate::model::MAX_TENSOR_ELEMENTS,
+                crate::model::MAX_TENSOR_ELEMENTS / per.max(1) as u64
+            ),
+        )),
+    }
 }
 
 /// `[N, C, D, H, W]` of a per-sample (C, D, H, W) shape.
@@ -227,6 +241,10 @@ impl Network {
         if batch == 0 {
             return Err(Error::shape("network", "batch size must be positive"));
         }
+        // Every tensor's element count first, so that no later size computation can wrap.
+        let input_len = batch_len("input", batch, &model.input)?;
+        let out_lens =
+            model.layers.iter().map(|l| batch_len(&format!("{}.y", l.name), batch, &l.output)).collect::<Result<Vec<_>>>()?;
         let kernels = model.layers.iter().map(|l| Kernel::for_layer(l, batch, seed)).collect::<Result<Vec<_>>>()?;
         // A convolution's input gets the slack that lets its weight gradient read it in windows
         // in place (see Conv3d::input_slack).
@@ -234,10 +252,10 @@ impl Network {
         // (Without the slack where that would pass the adapter's buffer limits: the kernel then
         // reads a copy.)
         let alloc = |label: String, len: usize, next: usize| match slack.get(next) {
-            Some(&extra) if extra > 0 && gpu.check_fits(&label, len + extra).is_ok() => gpu.zeros_windowed(&label, len, extra),
+            Some(&extra) if extra > 0 && len.checked_add(extra).is_some_and(|n| gpu.check_fits(&label, n).is_ok()) => gpu.zeros_windowed(&label, len, extra),
             _ => gpu.zeros(&label, len, DType::F32),
         };
-        let input = alloc("input".into(), batch * numel(&model.input), 0)?;
+        let input = alloc("input".into(), input_len, 0)?;
         let labels = gpu.zeros("labels", batch, DType::U32)?;
         let mut nodes: Vec<Node> = vec![];
         let (mut p_index, mut b_index) = (0, 0);
@@ -258,7 +276,7 @@ impl Network {
             let buffers: Vec<usize> = (b_index..b_index + layer.buffers.len()).collect();
             p_index += params.len();
             b_index += buffers.len();
-            let out_len = batch * numel(&layer.output);
+            let out_len = out_lens[li];
             let view = matches!(kernel, Kernel::Flatten) || fused_into_next;
             let (y, dy) = match (view, nodes.last()) {
                 // A view: the same buffers as its input.

@@ -348,6 +348,13 @@ pub fn bench(gpu: &Gpu, config: &Config, opts: &BenchOptions) -> Result<BenchRep
     if opts.gemm_size == 0 {
         return Err(Error::InvalidOption { field: "--gemm-size".into(), message: "must be positive".into() });
     }
+    // Its three size² matrices, counted without wrapping, must fit before the run starts (and
+    // before the host allocates them).
+    let gemm_elements = opts.gemm_size.checked_mul(opts.gemm_size).ok_or_else(|| Error::InvalidOption {
+        field: "--gemm-size".into(),
+        message: format!("{} squared overflows 64 bits", opts.gemm_size),
+    })?;
+    gpu.check_fits("gemm x (--gemm-size squared)", gemm_elements)?;
     let mut b = Bench::new(gpu, config)?;
     let mut train = vec![];
     let mut layers = vec![];

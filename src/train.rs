@@ -138,6 +138,8 @@ pub struct Session<'g> {
     lut: Option<Buffer>,
     seed: u64,
     nets: BTreeMap<usize, Network>,
+    /// [`Session::largest_batch`]'s answers, by the batch asked for.
+    largest: BTreeMap<usize, usize>,
 }
 
 impl<'g> Session<'g> {
@@ -158,7 +160,7 @@ impl<'g> Session<'g> {
         let model = Model::from_config(model_cfg, input.channels())?;
         let state = State::new(gpu, &model)?;
         let lut = input.lut(gpu)?;
-        Ok(Session { gpu, model, state, input, lut, seed, nets: BTreeMap::new() })
+        Ok(Session { gpu, model, state, input, lut, seed, nets: BTreeMap::new(), largest: BTreeMap::new() })
     }
 
     /// The network for `batch` samples, built on first use.
@@ -168,6 +170,71 @@ impl<'g> Session<'g> {
             self.nets.insert(batch, net);
         }
         Ok(&self.nets[&batch])
+    }
+
+    /// Whether the network of `batch` samples fits this device's limits; one that fits is kept
+    /// for [`Session::net`].
+    fn fits(&mut self, batch: usize) -> Result<bool> {
+        if self.nets.contains_key(&batch) {
+            return Ok(true);
+        }
+        match Network::new(self.gpu, &self.model, batch, self.seed) {
+            Ok(net) => {
+                self.nets.insert(batch, net);
+                Ok(true)
+            }
+            Err(Error::TooLarge { .. } | Error::GridTooLarge { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The largest batch of at most `upto` samples whose network fits this device's limits
+    /// (0 when not even one sample does). Starts from the bound the largest per-sample tensor
+    /// sets on one binding, then halves the interval, so a batch that fits costs one try.
+    pub fn largest_batch(&mut self, upto: usize) -> Result<usize> {
+        if let Some(&known) = self.largest.get(&upto) {
+            return Ok(known);
+        }
+        let found = self.search_largest_batch(upto)?;
+        self.largest.insert(upto, found);
+        Ok(found)
+    }
+
+    fn search_largest_batch(&mut self, upto: usize) -> Result<usize> {
+        if upto == 0 {
+            return Ok(0);
+        }
+        let info = self.gpu.info();
+        let limit = (info.max_storage_buffer_binding_size.min(info.max_buffer_size) / 4).min(crate::model::MAX_TENSOR_ELEMENTS);
+        let per = std::iter::once(&self.model.input[..])
+            .chain(self.model.layers.iter().map(|l| &l.output[..]))
+            .map(|s| crate::model::count(s).unwrap_or(usize::MAX) as u64)
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let mut hi = (upto as u64).min(limit / per) as usize;
+        if hi == 0 {
+            return Ok(0);
+        }
+        if self.fits(hi)? {
+            return Ok(hi);
+        }
+        // fits(lo) holds (or lo = 0), fits(hi) does not. The networks made on the way are
+        // dropped again, but for the answer's.
+        let existing: Vec<usize> = self.nets.keys().copied().collect();
+        let mut lo = 0;
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if self.fits(mid)? {
+                if !existing.contains(&lo) {
+                    self.nets.remove(&lo);
+                }
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
     }
 
     /// gather + train step (+ gradient clipping) + update, for `batch` samples of `split`
@@ -220,7 +287,7 @@ impl<'g> Session<'g> {
     /// The eval-mode logits of every sample of `split`, in split order, with the mean loss and
     /// accuracy the GPU summed (the same numbers as [`Session::evaluate`]).
     pub fn predictions(&mut self, split: &DeviceSplit, batch: usize) -> Result<Predictions> {
-        let mut logits = Vec::with_capacity(split.len * self.model.classes);
+        let mut logits = Vec::with_capacity(split.len.saturating_mul(self.model.classes).min(1 << 28));
         let (loss, accuracy) = self.eval_split(split, batch, Some(&mut logits))?;
         Ok(Predictions { classes: self.model.classes, logits, loss, accuracy })
     }
@@ -233,6 +300,20 @@ impl<'g> Session<'g> {
         }
         if batch == 0 {
             return Err(Error::shape("evaluation", "the batch size must be at least 1"));
+        }
+        // A batch beyond the device's limits runs as micro-batches that fit: eval mode
+        // (running statistics, no dropout) computes each sample on its own, so the logits are
+        // the same, and the GPU sums every micro-batch's loss and correct count.
+        let asked = batch.min(split.len);
+        let batch = self.largest_batch(asked)?;
+        if batch == 0 {
+            // Not even one sample fits: the error that says which tensor and which limit.
+            return Network::new(self.gpu, &self.model, 1, self.seed).and_then(|_| {
+                Err(Error::shape("evaluation", "no batch of samples fits this device's limits"))
+            });
+        }
+        if batch < asked {
+            log::debug!("evaluating in micro-batches of {batch} samples (the batch of {asked} exceeds this device's limits)");
         }
         self.zero_sums()?;
         let order: Vec<u32> = (0..split.len as u32).collect();
@@ -367,6 +448,78 @@ fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<u32> {
     order
 }
 
+/// What a run trains on, recorded in its checkpoint (metadata `data`, `limit_train`,
+/// `limit_test`, `batch_size`) and checked by `--resume`: the step and epoch counts, the
+/// shuffle order and the epoch's metric sums only mean something on the same samples in the
+/// same batches.
+#[derive(Clone, Debug, PartialEq)]
+struct DataRecord {
+    /// The data file's canonical path, or `bundled`.
+    data: String,
+    limit_train: String,
+    limit_test: String,
+    batch_size: String,
+}
+
+impl DataRecord {
+    /// The metadata keys and the flag each value comes from.
+    const KEYS: [(&'static str, &'static str); 4] =
+        [("data", "--data"), ("limit_train", "--limit-train"), ("limit_test", "--limit-test"), ("batch_size", "--batch-size")];
+
+    fn of(opts: &RunOptions) -> DataRecord {
+        let limit = |l: Option<usize>| l.map_or_else(|| "none".to_string(), |n| n.to_string());
+        DataRecord {
+            data: match &opts.data.data {
+                Some(p) => std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()).display().to_string(),
+                None => "bundled".into(),
+            },
+            limit_train: limit(opts.limit_train),
+            limit_test: limit(opts.limit_test),
+            batch_size: opts.config.train.batch_size.to_string(),
+        }
+    }
+
+    fn values(&self) -> [&str; 4] {
+        [&self.data, &self.limit_train, &self.limit_test, &self.batch_size]
+    }
+
+    fn write(&self, meta: &mut BTreeMap<String, String>) {
+        for ((key, _), value) in Self::KEYS.iter().zip(self.values()) {
+            meta.insert(key.to_string(), value.to_string());
+        }
+    }
+
+    /// Refuses a resume whose data differs from what the checkpoint records, naming both. A
+    /// checkpoint without the record (written before it existed) resumes with a warning: its
+    /// run folder stays usable, and a mismatch that changes the epoch's length is still caught
+    /// by the step check.
+    fn check(&self, recorded: &BTreeMap<String, String>, path: &Path) -> Result<()> {
+        let mut missing = vec![];
+        for ((key, flag), now) in Self::KEYS.iter().zip(self.values()) {
+            match recorded.get(*key) {
+                None => missing.push(*flag),
+                Some(was) if was != now => {
+                    return Err(Error::Config {
+                        file: path.display().to_string(),
+                        message: format!(
+                            "the run was trained with {flag} {was} but the resumed run has {flag} {now}; resume with the same data and {flag} (or start a new run from its weights with --init)"
+                        ),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        if !missing.is_empty() {
+            log::warn!(
+                "{}: the checkpoint does not record the run's {} (written by an older cnn3d); resuming on the data given now without checking that it is the same",
+                path.display(),
+                missing.join(", ")
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Where a run stands: what a checkpoint records and `--resume` continues from.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct RunPoint {
@@ -424,15 +577,53 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
         t => t,
     };
     let steps = n / b + usize::from(tail > 0);
+    // A training batch that does not fit is refused naming the batch and the largest that fits
+    // (training cannot split a batch: batch norm's statistics are the whole batch's).
+    let too_large = |s: &mut Session, batch: usize, e: Error| -> Result<Plan> {
+        match e {
+            Error::TooLarge { .. } | Error::GridTooLarge { .. } => {
+                let largest = s.largest_batch(batch)?;
+                Err(Error::BatchTooLarge { batch, asked: b, samples: n, largest, cause: e.to_string() })
+            }
+            e => Err(e),
+        }
+    };
     let idx_full = gpu.zeros("train indices", b.min(n), DType::U32)?;
-    let plan_full = if n >= b { Some(s.train_plan(b, &train_dev, &idx_full, &optim, clip.as_ref())?) } else { None };
+    let plan_full = if n >= b {
+        Some(s.train_plan(b, &train_dev, &idx_full, &optim, clip.as_ref()).or_else(|e| too_large(&mut s, b, e))?)
+    } else {
+        None
+    };
     let idx_tail = gpu.zeros("train indices (last batch)", tail.max(1), DType::U32)?;
-    let plan_tail = if tail > 0 { Some(s.train_plan(tail, &train_dev, &idx_tail, &optim, clip.as_ref())?) } else { None };
+    let plan_tail = if tail > 0 {
+        Some(s.train_plan(tail, &train_dev, &idx_tail, &optim, clip.as_ref()).or_else(|e| too_large(&mut s, tail, e))?)
+    } else {
+        None
+    };
+    // The per-epoch evaluation runs in micro-batches where its batch would not fit: make its
+    // network now, so that a device that cannot hold even one sample refuses before the run.
+    if !ds.test.is_empty() {
+        let eval_batch = s.largest_batch(b.min(ds.test.len()))?;
+        if eval_batch == 0 {
+            Network::new(gpu, &s.model, 1, seed)?;
+        }
+    }
 
+    let record = DataRecord::of(opts);
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, "creating the run folder", e))?;
     let (mut log, at) = match &opts.resume {
         Some(dir) => {
-            let at = resume(&s, &optim, dir)?;
+            let at = resume(&s, &optim, dir, &record)?;
+            if at.epoch_step > steps {
+                return Err(Error::Config {
+                    file: dir.join("optimizer.safetensors").display().to_string(),
+                    message: format!(
+                        "the checkpoint stands at step {} of epoch {}, but an epoch of {n} samples in batches of {b} has {steps} steps",
+                        at.epoch_step,
+                        at.epoch + 1
+                    ),
+                });
+            }
             let mut log = MetricsLog::resume(dir.join("metrics.csv"))?;
             if log.rows().len() < at.epoch {
                 return Err(Error::Config {
@@ -519,7 +710,7 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
                         seen,
                         batches_tracked,
                     };
-                    save_checkpoint(&s, &optim, &opts.out, &here)?;
+                    save_checkpoint(&s, &optim, &opts.out, &here, &record)?;
                     return Err(Error::Interrupted { epoch: epoch + 1, step: step + 1, steps, dir: opts.out.clone() });
                 }
             }
@@ -539,7 +730,7 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
         log.push(row)?;
         bar.finish(&row);
         if (epoch + 1) % opts.checkpoint_every == 0 || epoch + 1 == cfg.train.epochs {
-            save_checkpoint(&s, &optim, &opts.out, &RunPoint::epoch_end(epoch + 1, t, batches_tracked))?;
+            save_checkpoint(&s, &optim, &opts.out, &RunPoint::epoch_end(epoch + 1, t, batches_tracked), &record)?;
         }
         crate::plot::write_curves(log.rows(), &format!("cnn3d on {}", ds.source), &opts.out.join("curves.png"), &opts.out.join("curves.svg"))?;
     }
@@ -556,7 +747,7 @@ const MODEL_PREFIX: &str = "model.";
 
 /// Restores a run folder's last checkpoint from its optimizer.safetensors: weights, running
 /// statistics, optimizer state and where the run stood.
-fn resume(s: &Session, optim: &Optimizer, dir: &Path) -> Result<RunPoint> {
+fn resume(s: &Session, optim: &Optimizer, dir: &Path, record: &DataRecord) -> Result<RunPoint> {
     let path = dir.join("optimizer.safetensors");
     let mut specs: Vec<TensorSpec> = optim.state().iter().map(|(name, b)| TensorSpec::f32(*name, &[b.len()])).collect();
     specs.extend(s.state_dict_specs().into_iter().map(|t| TensorSpec { name: format!("{MODEL_PREFIX}{}", t.name), ..t }));
@@ -568,6 +759,7 @@ fn resume(s: &Session, optim: &Optimizer, dir: &Path) -> Result<RunPoint> {
             message: format!("holds {kind:?} state but the run's optimizer is {:?}", optim.rule().kind()),
         });
     }
+    record.check(&ck.metadata, &path)?;
     fn meta<T: std::str::FromStr>(ck: &checkpoint::Checkpoint, path: &Path, key: &str) -> Result<T> {
         ck.metadata.get(key).and_then(|v| v.parse().ok()).ok_or_else(|| Error::Config {
             file: path.display().to_string(),
@@ -597,7 +789,7 @@ fn resume(s: &Session, optim: &Optimizer, dir: &Path) -> Result<RunPoint> {
 /// that --resume reads, in ONE atomically written file, so a kill between the two writes
 /// cannot pair weights and optimizer state of different steps. It is written second: a
 /// model.safetensors newer than it is rewritten, identically, by the resumed run.
-fn save_checkpoint(s: &Session, optim: &Optimizer, out: &Path, at: &RunPoint) -> Result<()> {
+fn save_checkpoint(s: &Session, optim: &Optimizer, out: &Path, at: &RunPoint, record: &DataRecord) -> Result<()> {
     let mut meta = BTreeMap::new();
     meta.insert("epoch".to_string(), at.epoch.to_string());
     meta.insert("epoch_step".to_string(), at.epoch_step.to_string());
@@ -618,6 +810,7 @@ fn save_checkpoint(s: &Session, optim: &Optimizer, out: &Path, at: &RunPoint) ->
     meta.insert("loss_sum".to_string(), at.loss_sum.to_string());
     meta.insert("correct_sum".to_string(), at.correct_sum.to_string());
     meta.insert("seen".to_string(), at.seen.to_string());
+    record.write(&mut meta);
     checkpoint::save(&out.join("optimizer.safetensors"), &tensors, &meta)
 }
 

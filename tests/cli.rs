@@ -91,3 +91,53 @@ fn no_adapter_says_how_to_get_one() {
     assert!(err.contains("no GPU adapter found on backend(s) metal"), "stderr: {err}");
     assert!(err.contains("apt-get install mesa-vulkan-drivers"), "stderr: {err}");
 }
+
+/// Sizes that a config or a flag controls are counted without wrapping: a model or batch whose
+/// tensors cannot be indexed is refused at once, with exit code 2 and one line naming it.
+#[test]
+fn sizes_beyond_what_the_shaders_index_are_refused_quickly() {
+    let dir = std::env::temp_dir().join(format!("cnn3d-cli-sizes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let model = |conv: &str| {
+        format!(
+            "[model]\ninput = [16, 16, 16]\nclasses = 10\n[[model.layers]]\nkind = \"conv3d\"\nname = \"big\"\n{conv}\n[[model.layers]]\nkind = \"flatten\"\n[[model.layers]]\nkind = \"dense\"\nout_features = 10\n"
+        )
+    };
+    let one_line = |args: &[&str], parts: &[&str]| {
+        let started = std::time::Instant::now();
+        let (code, _, err) = cnn3d(args);
+        let seconds = started.elapsed().as_secs_f64();
+        assert_eq!(code, 2, "{args:?}: stderr: {err}");
+        // One line besides the log's (`[INFO  cnn3d::…] using adapter …`).
+        assert_eq!(err.trim().lines().filter(|l| !l.starts_with('[')).count(), 1, "{args:?}: one line: {err}");
+        assert!(err.contains("error: "), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+        for p in parts {
+            assert!(err.contains(p), "{args:?}: the message lacks {p:?}: {err}");
+        }
+        assert!(seconds < 20.0, "{args:?}: refused at once, took {seconds:.1} s");
+    };
+    // 3·10⁹ output channels: 8.2·10¹² values per sample.
+    let wide = dir.join("wide.toml");
+    std::fs::write(&wide, model("out_channels = 3000000000\nkernel = 3")).unwrap();
+    let out = dir.join("run");
+    let (w, o) = (wide.to_str().unwrap(), out.to_str().unwrap());
+    one_line(&["train", "--config", w, "--quiet", "--out", o], &[w, "layer 0 (big, conv3d)", "[3000000000, 14, 14, 14]", "8232000000000 elements", "4294967295"]);
+    one_line(&["profile", "--config", w, "--steps", "1", "--out", o], &["layer 0 (big, conv3d)", "4294967295"]);
+    // Padding that makes the flattened size overflow 64 bits.
+    let padded = dir.join("padded.toml");
+    std::fs::write(&padded, model("out_channels = 3000000000\nkernel = 3\npadding = 2000000")).unwrap();
+    let p = padded.to_str().unwrap();
+    one_line(&["train", "--config", p, "--quiet", "--out", o], &[p, "layer 0 (big, conv3d)", "more than 2^64 elements"]);
+    // 1501199875790166 samples of 3·16³ values: 2⁶⁴ + 8192, which wraps to 8192.
+    one_line(&["profile", "--batch-size", "1501199875790166", "--steps", "1", "--out", o], &["6004799503160664 bytes"]);
+    one_line(&["bench", "--batch-size", "1000000000000", "--reps", "1"], &["bench indices", "4000000000000 bytes"]);
+    // The GEMM's size² matrices: checked before the run and before the host allocates them.
+    one_line(&["bench", "--gemm-size", "100000", "--reps", "1"], &["gemm x (--gemm-size squared)", "40000000000 bytes"]);
+    one_line(&["bench", "--gemm-size", "5000000000", "--reps", "1"], &["--gemm-size", "5000000000 squared overflows 64 bits"]);
+    // Training on all of the bundled data in one batch of 10¹²: the batch that does not fit
+    // is named with the largest that does.
+    one_line(&["train", "--batch-size", "1000000000000", "--quiet", "--out", o], &["a training batch of", "--batch-size 1000000000000 is more than the data has", "the largest training batch that fits is"]);
+    assert!(!out.exists(), "a refused run writes nothing");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -176,7 +176,24 @@ fn u8_and_f16_data_and_small_label_types() {
     assert_eq!(u8.train.x.iter().cloned().fold(0.0, f32::max), 255.0);
     let f16 = load("f16.h5");
     assert_eq!((f16.dims, f16.train.len(), f16.test.len()), ([8, 8, 8], 8, 4));
-    assert_eq!(f16.train.y[..4], [0, 1, 2, 3]);
+    assert_eq!(f16.train.y, [0, 1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(f16.test.y, [0, 1, 2, 3]);
+    // The values: libhdf5's own float16 → float32 conversion is the reference (every f16 is
+    // exact in f32, so they must agree to the bit), in the same order.
+    let file = hdf5::File::open(fixture("f16.h5")).unwrap();
+    for (key, split) in [("X_train", &f16.train), ("X_test", &f16.test)] {
+        let want: Vec<f32> = file.dataset(key).unwrap().read_raw::<f32>().unwrap();
+        assert_eq!(want.len(), split.x.len(), "{key}");
+        let differ: Vec<usize> = (0..want.len()).filter(|&i| want[i].to_bits() != split.x[i].to_bits()).collect();
+        assert!(differ.is_empty(), "{key}: {} values differ from libhdf5's, the first [{}]: {} vs {}", differ.len(), differ[0], split.x[differ[0]], want[differ[0]]);
+        // What make_fixtures.py wrote: sparse densities in [0, 1], each sample's max exactly 1.
+        for (i, sample) in split.x.chunks(512).enumerate() {
+            assert!(sample.iter().all(|v| (0.0..=1.0).contains(v)), "{key}[{i}]");
+            assert_eq!(sample.iter().cloned().fold(0.0, f32::max), 1.0, "{key}[{i}]");
+            let nonzero = sample.iter().filter(|&&v| v > 0.0).count();
+            assert!((25..=200).contains(&nonzero), "{key}[{i}]: {nonzero} of 512 voxels set; expected about 20%");
+        }
+    }
 }
 
 #[test]
@@ -344,6 +361,74 @@ fn wrong_dtype_float_labels() {
     bad("float_labels.h5", &["\"y_train\" holds float64", "integer type"]);
 }
 
+/// A few KB of chunked, compressed HDF5 that declares 10⁹ samples of 4096 float32 (16 TB) is
+/// refused from its declared shape, with the numbers, before anything is read.
+#[test]
+fn a_dataset_declaring_terabytes_is_refused_before_reading() {
+    let path = scratch("bomb.h5");
+    {
+        let _guard = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+        let f = hdf5::File::create(&path).unwrap();
+        let n = 1_000_000_000usize;
+        f.new_dataset::<f32>().chunk([1, 4096]).deflate(4).shape([n, 4096]).create("X_train").unwrap();
+        f.new_dataset::<u8>().chunk([1 << 16]).deflate(4).shape([n]).create("y_train").unwrap();
+    }
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size < 64 << 10, "the bomb is small on disk: {size} bytes");
+    let started = std::time::Instant::now();
+    let (code, out, err) = cnn3d(&["data", "inspect", path.to_str().unwrap()]);
+    let seconds = started.elapsed().as_secs_f64();
+    assert_eq!(code, 2, "stderr: {err}");
+    assert!(out.is_empty(), "{out}");
+    for part in [&*path.display().to_string(), "dataset \"X_train\"", "[1000000000, 4096] of float32", "4096000000000 values", "16396000000000 bytes", "above the cap", "CNN3D_MAX_DATA_BYTES"] {
+        assert!(err.contains(part), "the message lacks {part:?}: {err}");
+    }
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(seconds < 10.0, "refused from the shape, not after reading: {seconds:.2} s");
+    std::fs::remove_file(&path).ok();
+}
+
+/// `data synth` sample counts beyond the cap (10¹⁵ samples of 16³ floats: 1.6·10¹⁹ bytes) are
+/// refused before anything is allocated.
+#[test]
+fn synth_sample_counts_beyond_the_cap_are_refused() {
+    let out = scratch("synth-huge.h5");
+    let started = std::time::Instant::now();
+    let (code, _, err) = cnn3d(&["data", "synth", "--out", out.to_str().unwrap(), "--train", "1000000000000000"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--train 1000000000000000 and --test 1000 samples") && err.contains("16388000000016388000 bytes"), "{err}");
+    assert!(err.contains("above the cap") && err.contains("CNN3D_MAX_DATA_BYTES"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(started.elapsed().as_secs_f64() < 10.0);
+    assert!(!out.exists());
+}
+
+/// The cap is CNN3D_MAX_DATA_BYTES where set: a small real file above it is refused, naming it.
+#[test]
+fn the_data_memory_cap_is_overridable() {
+    let f = fixture("mnist3d.h5");
+    let run = |cap: &str| {
+        let _guard = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+        Command::new(env!("CARGO_BIN_EXE_cnn3d"))
+            .args(["data", "inspect", f.to_str().unwrap()])
+            .env("CNN3D_MAX_DATA_BYTES", cap)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run cnn3d")
+    };
+    let out = run("1000").wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("above the cap of 1000 bytes (CNN3D_MAX_DATA_BYTES=1000)"), "{err}");
+    let out = run("100000000000").wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run("lots").wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("CNN3D_MAX_DATA_BYTES=\"lots\": expected a number of bytes"), "{err}");
+}
+
 #[test]
 fn bad_option_values_are_usage_errors() {
     let f = fixture("mnist3d.h5");
@@ -351,6 +436,10 @@ fn bad_option_values_are_usage_errors() {
     let (code, _, err) = cnn3d(&["data", "inspect", f, "--layout", "nhwdc"]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown layout \"nhwdc\""), "{err}");
+    // A --shape whose voxel count overflows 64 bits is counted without wrapping.
+    let (code, _, err) = cnn3d(&["data", "inspect", f, "--shape", "4294967296,4294967296,16"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--shape [4294967296, 4294967296, 16] has more than 2^64 voxels, but each sample has 4096"), "{err}");
     let (code, _, err) = cnn3d(&["data", "inspect", f, "--colormap", "viridis"]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown colormap \"viridis\""), "{err}");

@@ -355,6 +355,69 @@ fn a_kill_between_the_checkpoint_files_still_resumes_exactly() {
     assert_same_run(&three, &one);
 }
 
+/// The checkpoint records the run's data (file, --limit-train, --limit-test, --batch-size):
+/// resuming on other data is refused naming both values, as is a step beyond the epoch; a
+/// checkpoint without the record (an older cnn3d's) resumes with a warning.
+#[test]
+fn resuming_on_other_data_is_refused_naming_both() {
+    let dir = scratch("other-data");
+    let config = tiny_config_file(&dir);
+    let out = dir.join("run");
+    let o = out.display().to_string();
+    let args = |limit: &'static str, extra: &[&'static str]| -> Vec<String> {
+        let mut a: Vec<String> =
+            ["train", "--colormap", "none", "--limit-train", limit, "--limit-test", "16", "--quiet"].iter().map(|s| s.to_string()).collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let run = |a: Vec<String>| cnn3d(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut first = args("200", &["--epochs", "1"]);
+    first.extend(["--config".to_string(), config.clone(), "--out".to_string(), o.clone()]);
+    let (code, _, err) = run(first);
+    assert_eq!(code, 0, "{err}");
+    let ck = out.join("optimizer.safetensors");
+    let meta = metadata(&ck);
+    assert_eq!((meta["data"].as_str(), meta["limit_train"].as_str(), meta["limit_test"].as_str(), meta["batch_size"].as_str()), ("bundled", "200", "16", "16"));
+    let before = std::fs::read(&ck).unwrap();
+    let resume = |limit: &'static str, extra: &[&str]| {
+        let mut a = args(limit, &["--epochs", "2"]);
+        a.extend(["--resume".to_string(), o.clone()]);
+        a.extend(extra.iter().map(|s| s.to_string()));
+        run(a)
+    };
+    let (code, _, err) = resume("300", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--limit-train 200") && err.contains("--limit-train 300") && err.contains("optimizer.safetensors"), "{err}");
+    assert_eq!(err.trim().lines().filter(|l| !l.starts_with('[')).count(), 1, "one line besides the log's: {err}");
+    let (code, _, err) = resume("200", &["--batch-size", "8"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--batch-size 16") && err.contains("--batch-size 8"), "{err}");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnist3d.h5");
+    let (code, _, err) = resume("200", &["--data", fixture.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--data bundled") && err.contains("mnist3d.h5"), "{err}");
+    assert!(std::fs::read(&ck).unwrap() == before, "a refused resume leaves the checkpoint as it was");
+
+    // A step beyond the epoch (200 samples in batches of 16: 13 steps).
+    let mut c = checkpoint::load(&ck).unwrap();
+    c.metadata.insert("epoch_step".into(), "14".into());
+    checkpoint::save(&ck, &c.tensors, &c.metadata).unwrap();
+    let (code, _, err) = resume("200", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("step 14 of epoch 2") && err.contains("13 steps"), "{err}");
+
+    // An older checkpoint without the record: resumed, with a warning naming what is unchecked.
+    c.metadata.insert("epoch_step".into(), "0".into());
+    for key in ["data", "limit_train", "limit_test", "batch_size"] {
+        c.metadata.remove(key);
+    }
+    checkpoint::save(&ck, &c.tensors, &c.metadata).unwrap();
+    let (code, _, err) = resume("200", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("does not record the run's --data, --limit-train, --limit-test, --batch-size"), "{err}");
+    assert_eq!(metadata(&ck)["limit_train"], "200", "the resumed run records its data");
+}
+
 #[test]
 fn same_seed_same_weights_and_metrics_and_clipping_is_applied() {
     let dir = scratch("determinism");
@@ -393,7 +456,7 @@ fn a_batch_beyond_the_devices_binding_limit_is_refused_before_the_run() {
     let (c, out) = (config.display().to_string(), dir.join("run"));
     let o = out.display().to_string();
     let limit = [("CNN3D_MAX_STORAGE_BINDING", "4000000")];
-    let mut args = vec!["train", "--config", &c, "--colormap", "none", "--limit-train", "32", "--limit-test", "8", "--epochs", "1", "--quiet", "--out", &o];
+    let args = vec!["train", "--config", &c, "--colormap", "none", "--limit-train", "32", "--limit-test", "8", "--epochs", "1", "--quiet", "--out", &o];
     let (code, _, err) = cnn3d_env(&args, &limit);
     assert_eq!(code, 2, "{err}");
     assert!(
@@ -401,11 +464,52 @@ fn a_batch_beyond_the_devices_binding_limit_is_refused_before_the_run() {
         "{err}"
     );
     assert!(!err.contains("panicked") && !err.contains("Validation Error"), "{err}");
+    // The training batch is named, with the largest that fits: 4,000,000 / 702,464 bytes a sample.
+    assert!(err.contains("a training batch of 16 samples does not fit this device"), "{err}");
+    assert!(err.contains("the largest training batch that fits is 5 samples (--batch-size 5)"), "{err}");
     assert!(!out.exists(), "the refused run wrote {}", out.display());
     // 4 samples: 2,809,856 bytes, within the limit.
-    args.extend_from_slice(&["--batch-size", "4"]);
-    let (code, _, err) = cnn3d_env(&args, &limit);
+    let mut small = args.clone();
+    small.extend_from_slice(&["--batch-size", "4"]);
+    let (code, _, err) = cnn3d_env(&small, &limit);
     assert_eq!(code, 0, "{err}");
+
+    // A batch larger than the training data (4 samples) trains on all of it; the per-epoch
+    // evaluation of 8 samples at batch 1000 runs in micro-batches of 5 and 3.
+    let o2 = dir.join("run-big").display().to_string();
+    let mut big = args.clone();
+    assert_eq!((big[5], big[12]), ("--limit-train", "--out"));
+    (big[6], big[13]) = ("4", &o2);
+    big.extend_from_slice(&["--batch-size", "1000"]);
+    let (code, _, err) = cnn3d_env(&big, &limit);
+    assert_eq!(code, 0, "{err}");
+
+    // eval and predict of a batch beyond the limit: micro-batches, the same numbers as a
+    // batch that fits on a device without the limit.
+    let ck = out.join("model.safetensors").display().to_string();
+    let eval = |batch: &str, env: &[(&str, &str)]| {
+        let (code, out, err) = cnn3d_env(&["eval", "--checkpoint", &ck, "--limit", "8", "--batch-size", batch, "--json"], env);
+        assert_eq!(code, 0, "eval --batch-size {batch}: {err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        (v["loss"].as_f64().unwrap(), v["accuracy"].as_f64().unwrap(), v["confusion"].clone())
+    };
+    let (loss, acc, confusion) = eval("1000", &limit);
+    let (loss5, acc5, confusion5) = eval("5", &[]);
+    assert_eq!((acc, &confusion), (acc5, &confusion5));
+    assert!((loss - loss5).abs() <= 1e-6 * loss5.abs(), "{loss} vs {loss5}");
+    let predict = |batch: &str, env: &[(&str, &str)]| {
+        let (code, out, err) = cnn3d_env(&["predict", "--checkpoint", &ck, "--limit", "8", "--batch-size", batch, "--logits"], env);
+        assert_eq!(code, 0, "predict --batch-size {batch}: {err}");
+        out.lines().skip(1).map(|l| l.split(',').map(|x| x.parse::<f64>().unwrap()).collect::<Vec<_>>()).collect::<Vec<_>>()
+    };
+    let (a, b) = (predict("1000", &limit), predict("5", &[]));
+    assert_eq!(a.len(), 8);
+    for (ra, rb) in a.iter().zip(&b) {
+        assert_eq!(ra[..3], rb[..3]);
+        for (x, y) in ra[3..].iter().zip(&rb[3..]) {
+            assert!((x - y).abs() <= 1e-5 * (1.0 + y.abs()), "logits {ra:?} vs {rb:?}");
+        }
+    }
 }
 
 /// The process's resident memory in kB (Linux: /proc/PID/status).

@@ -10,7 +10,7 @@ use common::gpu;
 
 use std::collections::{BTreeSet, HashMap};
 
-use cnn3d::check::{compare, KernelReport, Tol};
+use cnn3d::check::{compare_f64, KernelReport, Tol};
 use cnn3d::checkpoint;
 use cnn3d::config::{LayerSpec, ModelConfig};
 use cnn3d::data::synth::{self, SynthOptions};
@@ -119,31 +119,87 @@ fn write_batch(g: &Gpu, net: &Network, fx: &Fixture, k: usize) {
 }
 
 /// Both sides compute in f32 with different summation orders (PyTorch's CPU im2col/GEMM, our
-/// per-workgroup trees): the longest sums — conv1's weight gradient over N·14³ = 10,976
-/// positions, conv2's forward over 864 taps — differ by ~1e-6 of the tensor's scale, and 3
-/// optimizer steps carry those gradient differences into the weights scaled by lr (SGD) or by
-/// at most lr/eps (Adam; the fixture's eps = 1e-2 keeps that bounded, see the script). PyTorch
-/// f32 against PyTorch f64 on this fixture: 3.7e-6 of the scale after the SGD steps, 1.2e-5
-/// after the Adam steps (fc1's bias, whose exact gradient is often 0). So each tensor must
-/// agree within 1e-4 of its largest magnitude (the 1e-4 relative), several times the
-/// expected error, while a wrong index, sign, momentum, bias correction or biased running
-/// variance moves values by far more.
-fn tol_for(want: &[f64]) -> Tol {
-    let scale = want.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    Tol::new(1e-4 * scale, 0.0)
+/// per-workgroup trees), so each value carries the rounding of every sum it went through: a
+/// sum of K terms in a different order differs by about u·√K of the terms' magnitude (u =
+/// 2⁻²⁴, the f32 unit roundoff; rounding errors of random sign add up like a random walk), and
+/// a layer passes its input's relative error on, so a value's error is about u·S of its scale
+/// with S = Σ √K over the sums on its path ([`sqrt_sums`]). Each element must agree within
+///
+///   atol + rtol·|ref|,  rtol = C·u·S,  atol = C·u·S·T
+///
+/// the relative term for the value itself, the absolute one for elements whose terms cancel:
+/// their error is that of the terms (magnitude T), not of the small result (fc1's bias, whose
+/// exact gradient is 0 where a feature's LeakyReLU is on one side for the whole batch). For a
+/// forward output or a gradient T is the tensor's largest magnitude. The optimizer steps are
+/// checked as the change from the initial weights (ref − init), not the weights (which init
+/// dominates): a gradient error d moves a weight by lr·d per SGD step, carried on by momentum,
+/// and by at most lr·d/eps per Adam step (the fixture's eps = 1e-2 bounds it, see the script),
+/// so T is the largest gradient of batch 0 times that gain; the running statistics' changes
+/// are the batch statistics', T their largest. On lavapipe (with and without subgroups) the
+/// worst element needs C = 0.89 for the forward and gradients (dfc2.weight) and C = 1.60 after
+/// the steps (SGD, fc1.weight), as the table the tests print shows; C = 4 leaves a margin of
+/// 2.5×, while a wrong index, sign, momentum, bias correction or biased running variance
+/// moves values by far more than C·u·S (2e-5 to 6e-5 of T).
+const C: f64 = 4.0;
+const U: f64 = f32::EPSILON as f64 / 2.0;
+
+/// Σ √K over the f32 sums of K terms that the values of `tensor` (a parameter's name, its
+/// gradient's, `logits` or `loss`) pass through at batch `n`: the forward up to it, and for
+/// gradients the backward from the loss down to it.
+fn sqrt_sums(tensor: &str, n: f64) -> f64 {
+    let s = |ks: &[f64]| ks.iter().map(|k| k.sqrt()).sum::<f64>();
+    // conv1: 3 channels × 3³ taps; conv2: 32 × 3³; fc1: 512; batch norm's statistics: N; fc2: 128.
+    let to_batch = s(&[81.0, 864.0, 512.0, n]);
+    let forward = to_batch + s(&[128.0]);
+    // The loss's softmax over 10 classes, then each layer's input gradient (fc2: 10 outputs;
+    // batch norm: N; fc1: 128; conv2: 64 × 3³) and its parameters' sums over the batch
+    // (conv2: N·5³ positions, conv1: N·14³).
+    let layer = tensor.trim_start_matches('d');
+    let backward = if layer == "logits" {
+        0.0
+    } else if layer == "loss" || layer.starts_with("fc2.") {
+        s(&[10.0, n])
+    } else if layer.starts_with("batch.running_") {
+        return to_batch;
+    } else if layer.starts_with("batch.") {
+        s(&[10.0, 10.0, n])
+    } else if layer.starts_with("fc1.") {
+        s(&[10.0, 10.0, n, n])
+    } else if layer.starts_with("conv_layer2.") {
+        s(&[10.0, 10.0, n, n, 128.0, 125.0 * n])
+    } else if layer.starts_with("conv_layer1.") {
+        s(&[10.0, 10.0, n, n, 128.0, 1728.0, 2744.0 * n])
+    } else {
+        panic!("no sums known for {tensor}")
+    };
+    forward + backward
 }
 
-/// Records the comparison of one tensor, named in its report, and prints its error relative to
-/// the tensor's scale (what the tolerance bounds).
-fn check(reports: &mut Vec<KernelReport>, name: &str, got: &[f32], want: &[f64]) {
-    let r = compare(name, "", got, want, tol_for(want));
-    eprintln!("{name:40} max |err| / scale = {:.2e}", r.err_over_tol * 1e-4);
+/// The largest magnitude of `v`.
+fn scale(v: &[f64]) -> f64 {
+    v.iter().fold(0.0f64, |m, x| m.max(x.abs()))
+}
+
+/// Records the comparison of one tensor within atol + rtol·|ref|, rtol = C·u·S and atol =
+/// rtol·`terms` (the magnitude of the terms its sums cancel), and prints the C its worst
+/// element needs.
+fn check(reports: &mut Vec<KernelReport>, name: &str, got: &[f64], want: &[f64], sqrt_sums: f64, terms: f64) {
+    let rtol = C * U * sqrt_sums;
+    let r = compare_f64(name, "", got, want, Tol::new(rtol * terms, rtol));
+    eprintln!("{name:40} S = {sqrt_sums:6.1}  C·u·S = {rtol:.1e}  needs C = {:.2}", r.err_over_tol * C);
     reports.push(r);
 }
 
+/// [`check`] of a forward output or a gradient: the terms' magnitude is the tensor's own
+/// largest (an element whose terms cancel is as uncertain as the tensor's large elements).
+fn check_f32(reports: &mut Vec<KernelReport>, name: &str, got: &[f32], want: &[f64], sqrt_sums: f64) {
+    let got: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+    check(reports, name, &got, want, sqrt_sums, scale(want));
+}
+
 fn finish(what: &str, reports: Vec<KernelReport>) {
-    let worst = reports.iter().map(|r| r.err_over_tol * 1e-4).fold(0.0, f64::max);
-    eprintln!("{what}: worst max |err| / scale over {} tensors = {worst:.2e}", reports.len());
+    let worst = reports.iter().map(|r| r.err_over_tol * C).fold(0.0, f64::max);
+    eprintln!("{what}: the worst of {} tensors needs C = {worst:.2} (the tolerance's C = {C})", reports.len());
     let bad: Vec<String> = reports.iter().filter(|r| !r.pass).map(|r| r.describe()).collect();
     assert!(bad.is_empty(), "{what}: cnn3d and PyTorch disagree:\n{}", bad.join("\n"));
 }
@@ -173,13 +229,14 @@ fn forward_and_gradients(g: &Gpu) {
     g.run_ops(&net.train_ops(&s.state).unwrap()).unwrap();
 
     let mut reports = vec![];
-    check(&mut reports, "logits", &g.read_f32(net.logits()).unwrap(), &fx.f64s("logits"));
-    check(&mut reports, "loss", &g.read_f32(&net.loss).unwrap(), &fx.f64s("loss"));
+    check_f32(&mut reports, "logits", &g.read_f32(net.logits()).unwrap(), &fx.f64s("logits"), sqrt_sums("logits", n as f64));
+    check_f32(&mut reports, "loss", &g.read_f32(&net.loss).unwrap(), &fx.f64s("loss"), sqrt_sums("loss", n as f64));
     finish("forward", reports);
 
     let mut reports = vec![];
     for (t, got) in s.model.params().zip(s.state.read_grads(g).unwrap()) {
-        check(&mut reports, &format!("d{}", t.name), &got, &fx.f64s(&format!("grad.{}", t.name)));
+        let name = format!("d{}", t.name);
+        check_f32(&mut reports, &name, &got, &fx.f64s(&format!("grad.{}", t.name)), sqrt_sums(&name, n as f64));
     }
     finish("gradients", reports);
 }
@@ -209,6 +266,18 @@ fn three_steps(which: &str) {
         g.run(&plan).unwrap();
     }
 
+    // How much a gradient error d moves the weights over the steps: SGD by lr·d per step,
+    // which momentum μ carries on (Σ over steps k of Σ_{j<STEPS-k} μ^j); Adam by at most
+    // lr·d/eps per step (the fixture's eps bounds it).
+    let meta: serde_json::Value = serde_json::from_str(&fx.meta[which]).unwrap();
+    let lr = meta["lr"].as_f64().unwrap();
+    let gain = match which {
+        "sgd" => {
+            let mu = meta["momentum"].as_f64().unwrap_or(0.0);
+            lr * (1..=STEPS).map(|k| (0..k).map(|j| mu.powi(j as i32)).sum::<f64>()).sum::<f64>()
+        }
+        _ => lr * STEPS as f64 / meta["eps"].as_f64().unwrap(),
+    };
     let tracked = fx.i64s("init.batch.num_batches_tracked")[0] + STEPS as i64;
     assert_eq!(fx.i64s(&format!("{which}.batch.num_batches_tracked")), [tracked], "{which}: PyTorch counts one batch per step");
     let state = s.state_dict(tracked).unwrap();
@@ -216,7 +285,20 @@ fn three_steps(which: &str) {
     for t in &state {
         let name = format!("{which}.{}", t.name);
         match t.as_f32() {
-            Some(got) => check(&mut reports, &name, got, &fx.f64s(&name)),
+            // The change from the initial values, PyTorch's against ours: a parameter's
+            // changes are the gradients' (of the scale of batch 0's) times what the optimizer
+            // makes of a gradient error, the running statistics' are the batch statistics'.
+            Some(got) => {
+                let init = fx.f64s(&format!("init.{}", t.name));
+                let delta = |v: &[f64]| v.iter().zip(&init).map(|(a, b)| a - b).collect::<Vec<f64>>();
+                let got: Vec<f64> = got.iter().map(|&v| v as f64).collect();
+                let want = delta(&fx.f64s(&name));
+                let terms = match fx.st.tensor(&format!("grad.{}", t.name)) {
+                    Ok(_) => scale(&fx.f64s(&format!("grad.{}", t.name))) * gain,
+                    Err(_) => scale(&want),
+                };
+                check(&mut reports, &name, &delta(&got), &want, sqrt_sums(&t.name, n as f64), terms);
+            }
             None => assert_eq!(t.as_i64().unwrap(), fx.i64s(&name), "{name}"),
         }
     }

@@ -151,9 +151,17 @@ pub fn compare_f64(name: &str, shape: &str, got: &[f64], want: &[f64], tol: Tol)
     }
     let floor = if tol.rtol > 0.0 { tol.atol / tol.rtol } else { 1.0 };
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        // NaN anywhere is an infinite error, unless both sides agree on it.
-        let err = if g.is_nan() && w.is_nan() || g == w { 0.0 } else { (g - w).abs() };
-        let err = if err.is_nan() { f64::INFINITY } else { err };
+        // NaN or an infinity on either side is an infinite error unless both sides agree on it
+        // exactly: a tolerance relative to an infinite reference (atol + rtol·∞ = ∞) would
+        // otherwise pass any finite value.
+        let exact = g == w || g.is_nan() && w.is_nan();
+        let err = if exact {
+            0.0
+        } else if g.is_finite() && w.is_finite() {
+            (g - w).abs()
+        } else {
+            f64::INFINITY
+        };
         let rel = err / w.abs().max(floor);
         if err > r.max_abs_err || r.worst.is_none() {
             r.max_abs_err = err;
@@ -161,10 +169,9 @@ pub fn compare_f64(name: &str, shape: &str, got: &[f64], want: &[f64], tol: Tol)
         }
         r.max_rel_err = r.max_rel_err.max(rel);
         let bound = tol.atol + tol.rtol * w.abs();
-        let ratio = if err == 0.0 { 0.0 } else if bound > 0.0 { err / bound } else { f64::INFINITY };
+        let ratio = if err == 0.0 { 0.0 } else if bound > 0.0 && bound.is_finite() { err / bound } else { f64::INFINITY };
         r.err_over_tol = r.err_over_tol.max(ratio);
-        // An exact match passes even where the bound is NaN (a NaN or infinite reference).
-        if !(err == 0.0 || err <= tol.atol + tol.rtol * w.abs()) {
+        if !(err == 0.0 || err.is_finite() && err <= bound) {
             r.pass = false;
             if r.mismatches.len() < MAX_MISMATCHES {
                 r.mismatches.push(Mismatch { index: i, got: g, want: w });
@@ -203,11 +210,12 @@ pub fn compare_chunked(name: &str, shape: &str, got: &[f32], tol: Tol, want: imp
     report.expect("at least one chunk")
 }
 
-/// Compares exact integer outputs (indices, counts).
+/// Compares exact integer outputs (indices, counts): every u32 is exact in f64 (not in f32,
+/// which rounds above 2^24), and with no tolerance only equal values pass.
 pub fn compare_u32(name: &str, shape: &str, got: &[u32], want: &[u32]) -> KernelReport {
-    let g: Vec<f32> = got.iter().map(|&v| v as f32).collect();
+    let g: Vec<f64> = got.iter().map(|&v| v as f64).collect();
     let w: Vec<f64> = want.iter().map(|&v| v as f64).collect();
-    compare(name, shape, &g, &w, Tol::new(0.0, 0.0))
+    compare_f64(name, shape, &g, &w, Tol::new(0.0, 0.0))
 }
 
 /// Merges reports that share a kernel name, keeping first-seen order.
@@ -262,6 +270,38 @@ pub fn shape_str(dims: &[usize]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_infinite_reference_passes_only_the_same_infinity() {
+        let tol = Tol::new(1e-6, 1e-5);
+        let inf = f64::INFINITY;
+        for got in [0.0f32, 1.0, -3.4e38, f32::MAX, f32::NEG_INFINITY, f32::NAN] {
+            let r = compare("k", "[1]", &[got], &[inf], tol);
+            assert!(!r.pass, "{got} passed against +inf");
+            assert_eq!((r.max_abs_err, r.err_over_tol), (inf, inf), "{got}");
+            assert_eq!(r.mismatches.len(), 1);
+        }
+        assert!(compare("k", "[1]", &[f32::INFINITY], &[inf], tol).pass);
+        assert!(compare("k", "[1]", &[f32::NEG_INFINITY], &[-inf], tol).pass);
+        // An infinite result against a finite reference, and NaN against a number, fail too.
+        assert!(!compare("k", "[1]", &[f32::INFINITY], &[1e30], tol).pass);
+        assert!(!compare("k", "[1]", &[f32::NAN], &[0.0], tol).pass);
+        assert!(compare("k", "[1]", &[f32::NAN], &[f64::NAN], tol).pass);
+        // Finite values keep their tolerance.
+        assert!(compare("k", "[2]", &[1.0, 100.0005], &[1.0, 100.0], tol).pass);
+        assert!(!compare("k", "[1]", &[100.01], &[100.0], tol).pass);
+    }
+
+    #[test]
+    fn integer_outputs_compare_exactly_above_f32s_integers() {
+        // 2^24 + 1 rounds to 2^24 in f32: the old comparison through f32 passed it.
+        let r = compare_u32("idx", "[1]", &[(1 << 24) + 1], &[1 << 24]);
+        assert!(!r.pass);
+        assert_eq!(r.max_abs_err, 1.0);
+        let r = compare_u32("idx", "[2]", &[(1 << 31) + 1, 0], &[1 << 31, 0]);
+        assert!(!r.pass && r.mismatches.len() == 1 && r.mismatches[0].index == 0, "{}", r.describe());
+        assert!(compare_u32("idx", "[3]", &[0, 1 << 31, u32::MAX], &[0, 1 << 31, u32::MAX]).pass);
+    }
 
     #[test]
     fn a_chunked_comparison_reports_as_one_comparison_would() {

@@ -73,6 +73,11 @@ pub enum DataError {
     #[error("{file}: dataset {dataset:?} has {count} NaN or infinite value(s){note}; the first is {dataset}{index}. Expected finite numbers")]
     NonFinite { file: String, dataset: String, count: usize, index: String, note: &'static str },
 
+    /// A dataset whose declared shape would take more memory to load than the cap allows
+    /// (a few KB of compressed file can declare terabytes).
+    #[error("{file}: dataset {dataset:?} declares shape {shape:?} of {dtype}: loading it would take {bytes} bytes of memory ({detail}), above the cap of {cap} bytes ({cap_source}). Expected a file that fits; to load a larger one, set {env} to a larger number of bytes", env = hdf5::MAX_DATA_BYTES_ENV)]
+    TooBig { file: String, dataset: String, shape: Vec<usize>, dtype: String, bytes: u64, detail: String, cap: u64, cap_source: String },
+
     /// An option that cannot work with this data, e.g. a split that leaves no training samples.
     #[error("{source_name}: {message}")]
     Option { source_name: String, message: String },

@@ -74,6 +74,24 @@ pub fn generate(opts: &SynthOptions) -> Result<Dataset, DataError> {
     if opts.train == 0 {
         return Err(DataError::Parse("--train 0: the bundled dataset needs at least one training sample".into()));
     }
+    // The sample counts are flags: the memory they ask for is checked (without wrapping)
+    // against the cap a data file's datasets get, before anything is allocated.
+    let voxels = SIDE * SIDE * SIDE;
+    let bytes = (opts.train as u128 + opts.test as u128) * (voxels as u128 * 4 + 4);
+    let budget = super::hdf5::Budget::new()?;
+    if bytes > budget.cap as u128 {
+        return Err(DataError::Option {
+            source_name: "the bundled dataset".into(),
+            message: format!(
+                "--train {} and --test {} samples of {SIDE}³ voxels would take {bytes} bytes of memory, above the cap of {} bytes ({}); ask for fewer samples, or set {} to a larger number of bytes",
+                opts.train,
+                opts.test,
+                budget.cap,
+                budget.source,
+                super::hdf5::MAX_DATA_BYTES_ENV
+            ),
+        });
+    }
     let font = font()?;
     let split = |tag: u64, n: usize| {
         let mut x = Vec::with_capacity(n * SIDE * SIDE * SIDE);

@@ -147,7 +147,9 @@ impl Gpu {
 
     /// Refuses a tensor larger than one storage binding or one buffer of this adapter.
     pub fn check_fits(&self, label: &str, elements: usize) -> Result<()> {
-        let bytes = elements as u64 * 4;
+        let Some(bytes) = (elements as u64).checked_mul(4) else {
+            return Err(Error::shape(label, format!("{elements} elements of 4 bytes are more bytes than 64 bits count")));
+        };
         if bytes > self.limits.max_buffer_size {
             return Err(Error::TooLarge {
                 tensor: label.into(),
@@ -183,7 +185,8 @@ impl Gpu {
     /// uniform buffers in windows that may run into the slack (see [`Buffer::uniform_window`]):
     /// kernels then read 64 KiB windows of a tensor without copying it.
     pub(crate) fn zeros_windowed(&self, label: &str, len: usize, slack: usize) -> Result<Buffer> {
-        let mut b = self.zeros_with(label, len + slack, DType::F32, wgpu::BufferUsages::UNIFORM)?;
+        let total = len.checked_add(slack).ok_or_else(|| Error::shape(label, format!("{len} + {slack} elements overflow")))?;
+        let mut b = self.zeros_with(label, total, DType::F32, wgpu::BufferUsages::UNIFORM)?;
         b.len = len;
         Ok(b)
     }
@@ -216,7 +219,12 @@ impl Gpu {
         let mut total = 0usize;
         for &(_, len) in lens {
             offsets.push(total);
-            total += len.max(1).div_ceil(align) * align;
+            total = len
+                .max(1)
+                .div_ceil(align)
+                .checked_mul(align)
+                .and_then(|l| total.checked_add(l))
+                .ok_or_else(|| Error::shape(label, format!("the tensors' {} element counts overflow", lens.len())))?;
         }
         let whole = self.zeros(label, total, dtype)?;
         let views = lens
