@@ -173,3 +173,30 @@ fn kernels_the_device_cannot_run_are_not_candidates() {
     let (k, _) = conv.candidates(common::gpu());
     assert!(k.contains(&Kernels::Tiled), "{k:?}");
 }
+
+/// A pass given the scratch of another geometry says so instead of panicking or writing out
+/// of place, whichever kernels the scratch chose.
+#[test]
+fn a_scratch_of_another_geometry_is_an_error() {
+    use cnn3d::layers::conv3d::{Conv3d, ConvChoice, Kernels, WeightKernels};
+    let g = gpu();
+    let made_for = Conv3d::new(2, 16, 20, [6, 7, 8], [3, 3, 3]).with_padding([1, 1, 1]);
+    // More channel groups on both sides: every scratch buffer it needs has another size
+    // (a buffer of the right size serves any geometry: the passes fill it first).
+    let other = Conv3d::new(2, 40, 60, [6, 7, 8], [3, 3, 3]).with_padding([1, 1, 1]);
+    let zeros = |len: usize| g.zeros("t", len, DType::F32).unwrap();
+    let (x, y) = (zeros(other.x_shape().iter().product()), zeros(other.y_shape().unwrap().iter().product()));
+    let (w, b) = (zeros(other.weight_shape().iter().product()), zeros(other.bias_len()));
+    for weight in [WeightKernels::Channels, WeightKernels::Rows, WeightKernels::Samples] {
+        let choice = ConvChoice { forward: Kernels::Tiled, backward_input: Kernels::Tiled, backward_weight: weight };
+        let Ok(scratch) = made_for.scratch_with(g, choice) else { continue };
+        let err = other.forward(&x, &w, Some(&b), &y, &scratch).unwrap_err().to_string();
+        assert!(err.contains("another geometry"), "{err}");
+        let err = other.backward_input(&y, &w, &x, &scratch).unwrap_err().to_string();
+        assert!(err.contains("another geometry"), "{err}");
+        if weight != WeightKernels::Channels {
+            let err = other.backward_weight(&x, &y, &w, &scratch).unwrap_err().to_string();
+            assert!(err.contains("another geometry") || err.contains("cannot be bound"), "{weight:?}: {err}");
+        }
+    }
+}

@@ -336,7 +336,7 @@ impl Conv3d {
         }
         match &scratch.forward_blocks {
             None => Ok(vec![self.forward_direct(out, x, weight, bias, y)]),
-            Some(blocks) => Ok(self.forward_blocked(out, x, weight, bias, y, blocks, scratch)),
+            Some(blocks) => self.forward_blocked(out, x, weight, bias, y, blocks, scratch),
         }
     }
 

@@ -148,8 +148,11 @@ impl Conv3d {
     /// forward with the tiled kernels: pack the weights (and bias) into `blocks`, then one
     /// dispatch per (channel group or pair of groups, block of input channels).
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn forward_blocked(&self, out: Dims3, x: &Buffer, weight: &Buffer, bias: Option<&Buffer>, y: &Buffer, blocks: &Buffer, scratch: &ConvScratch) -> Vec<Op> {
-        let b = Blocks::new(self.c_in, self.c_out, self.taps()).expect("scratch was made for this geometry");
+    pub(super) fn forward_blocked(&self, out: Dims3, x: &Buffer, weight: &Buffer, bias: Option<&Buffer>, y: &Buffer, blocks: &Buffer, scratch: &ConvScratch) -> Result<Vec<Op>> {
+        let b = match Blocks::new(self.c_in, self.c_out, self.taps()) {
+            Some(b) if blocks.len() == b.floats() => b,
+            _ => return Err(Error::shape(LAYER, "forward's weight blocks were made for another geometry")),
+        };
         let mut ops = self.pack(out, b, true, weight, bias, blocks);
         // The first block of a group writes y (with the bias), the later ones add to it. A wide
         // kernel takes two groups a dispatch (a last odd one alone).
@@ -161,16 +164,16 @@ impl Conv3d {
                 ops.push(op.with_constant("ACCUMULATE", u32::from(j > 0)).with_constant("ADD_BIAS", u32::from(j == 0 && bias.is_some())));
             }
         }
-        ops
+        Ok(ops)
     }
 
     /// backward_input with the tiled kernels: pack the weights into `blocks` (kw-major), zero dx,
     /// then one dispatch per (channel group or pair, kw, chunk of output channels).
     pub(super) fn backward_input_blocked(&self, out: Dims3, dy: &Buffer, weight: &Buffer, dx: &Buffer, blocks: &Buffer, scratch: &ConvScratch) -> Result<Vec<Op>> {
-        let b = Blocks::kw_major(self.c_out, self.c_in, self.kernel).expect("scratch was made for this geometry");
-        if blocks.len() != b.floats() {
-            return Err(Error::shape(LAYER, "backward_input's weight blocks were made for another geometry"));
-        }
+        let b = match Blocks::kw_major(self.c_out, self.c_in, self.kernel) {
+            Some(b) if blocks.len() == b.floats() => b,
+            _ => return Err(Error::shape(LAYER, "backward_input's weight blocks were made for another geometry")),
+        };
         let mut ops = self.pack(out, b, false, weight, None, blocks);
         // dx = 0, then one dispatch per (group, kw, chunk of output channels) adds its
         // contributions.
