@@ -542,8 +542,26 @@ impl RunPoint {
     }
 }
 
-/// Trains as `opts` says and writes the run's folder; returns the summary.
+/// Trains as `opts` says and writes the run's folder; returns the summary. A GPU error on
+/// the way (device lost, out of memory) leaves what was saved as it was, and says so where the
+/// run's folder holds a checkpoint to continue from.
 pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
+    run(gpu, opts).map_err(|e| match e {
+        Error::Gpu { context, message } if opts.out.join(CHECKPOINT).is_file() => Error::Gpu {
+            context,
+            message: format!(
+                "{message}; the last checkpoint in {dir} is intact: continue the run with `cnn3d train --resume {dir}`",
+                dir = opts.out.display()
+            ),
+        },
+        e => e,
+    })
+}
+
+/// The file of a run's folder that `--resume` continues from.
+const CHECKPOINT: &str = "optimizer.safetensors";
+
+fn run(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
     let cfg = &opts.config;
     cfg.validate("the command line")?;
     if opts.checkpoint_every == 0 {
@@ -616,7 +634,7 @@ pub fn train(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
             let at = resume(&s, &optim, dir, &record)?;
             if at.epoch_step > steps {
                 return Err(Error::Config {
-                    file: dir.join("optimizer.safetensors").display().to_string(),
+                    file: dir.join(CHECKPOINT).display().to_string(),
                     message: format!(
                         "the checkpoint stands at step {} of epoch {}, but an epoch of {n} samples in batches of {b} has {steps} steps",
                         at.epoch_step,
@@ -748,7 +766,7 @@ const MODEL_PREFIX: &str = "model.";
 /// Restores a run folder's last checkpoint from its optimizer.safetensors: weights, running
 /// statistics, optimizer state and where the run stood.
 fn resume(s: &Session, optim: &Optimizer, dir: &Path, record: &DataRecord) -> Result<RunPoint> {
-    let path = dir.join("optimizer.safetensors");
+    let path = dir.join(CHECKPOINT);
     let mut specs: Vec<TensorSpec> = optim.state().iter().map(|(name, b)| TensorSpec::f32(*name, &[b.len()])).collect();
     specs.extend(s.state_dict_specs().into_iter().map(|t| TensorSpec { name: format!("{MODEL_PREFIX}{}", t.name), ..t }));
     let ck = checkpoint::load_expected(&path, &specs)?;
@@ -811,7 +829,7 @@ fn save_checkpoint(s: &Session, optim: &Optimizer, out: &Path, at: &RunPoint, re
     meta.insert("correct_sum".to_string(), at.correct_sum.to_string());
     meta.insert("seen".to_string(), at.seen.to_string());
     record.write(&mut meta);
-    checkpoint::save(&out.join("optimizer.safetensors"), &tensors, &meta)
+    checkpoint::save(&out.join(CHECKPOINT), &tensors, &meta)
 }
 
 #[cfg(test)]

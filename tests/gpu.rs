@@ -200,3 +200,61 @@ fn a_scratch_of_another_geometry_is_an_error() {
         }
     }
 }
+
+/// A dispatch that is invalid only when recorded (its buffer bound both read-only and
+/// writable, which wgpu checks per dispatch) fails the submit with an error that names it
+/// among the plan's dispatches, and the device stays usable.
+#[test]
+fn an_invalid_dispatch_is_named_when_the_plan_runs() {
+    let g = gpu();
+    let x = g.zeros("x", 10, DType::F32).unwrap();
+    let y = g.zeros("y", 10, DType::F32).unwrap();
+    let good = activation::forward(Activation::Relu, &x, &y).unwrap();
+    let mut bad = good.clone();
+    bad.label = "broken.alias".into();
+    bad.buffers = vec![x.clone(), x.clone()];
+    let plan = g.compile(&[good.clone(), bad, good.clone()]).expect("the bind group itself is valid");
+    match g.run(&plan) {
+        Err(Error::Gpu { context, message }) => {
+            assert!(context.contains("dispatch 2 of 3, broken.alias (shaders/activation.wgsl forward)"), "context: {context}");
+            assert!(!message.is_empty());
+        }
+        Err(e) => panic!("expected Error::Gpu, got {e}"),
+        Ok(()) => panic!("a buffer bound read-only and writable in one dispatch was accepted"),
+    }
+    g.run_ops(&[good]).unwrap();
+}
+
+/// A GPU error while training (here a device lost before a resumed run's first step) comes
+/// back as an error that leaves the checkpoint as it was and says how to continue from it.
+#[test]
+fn a_gpu_error_while_training_says_how_to_resume() {
+    use cnn3d::train::{self, Config, RunOptions};
+    let dir = std::env::temp_dir().join(format!("cnn3d-gpu-lost-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = Config::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny.toml")).unwrap();
+    let mut opts = RunOptions {
+        config,
+        data: cnn3d::data::DataOptions { colormap: cnn3d::data::Colormap::None, ..Default::default() },
+        init: None,
+        resume: None,
+        limit_train: Some(32),
+        limit_test: Some(16),
+        out: dir.clone(),
+        quiet: true,
+        profile_every: None,
+        checkpoint_every: 1,
+        clip_grad_norm: None,
+        stop: None,
+    };
+    opts.config.train.epochs = 1;
+    train::train(gpu(), &opts).unwrap();
+    let saved = std::fs::read(dir.join("optimizer.safetensors")).unwrap();
+    let lost = cnn3d::gpu::Gpu::new(&common::options()).unwrap();
+    lost.lose_device_for_test();
+    opts.config.train.epochs = 2;
+    opts.resume = Some(dir.clone());
+    let e = train::train(&lost, &opts).expect_err("a run on a lost device").to_string();
+    assert!(e.contains("lost") && e.contains(&format!("cnn3d train --resume {}", dir.display())), "{e}");
+    assert_eq!(std::fs::read(dir.join("optimizer.safetensors")).unwrap(), saved, "the checkpoint changed");
+}

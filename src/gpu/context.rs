@@ -260,6 +260,8 @@ pub struct Gpu {
     pub(crate) tuned: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
     /// Why the device was lost, once it is.
     lost: Arc<std::sync::Mutex<Option<String>>>,
+    /// The first wgpu error raised outside every error scope since the last wait.
+    uncaptured: Arc<std::sync::Mutex<Option<String>>>,
     /// The bytes tensors hold (see [`Gpu::memory`]).
     pub(crate) memory: Arc<super::buffer::Memory>,
 }
@@ -308,8 +310,14 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::RequestDevice { adapter: ainfo.name.clone(), message: e.to_string() })?;
-        // Errors outside our scopes are logged, never the default panic.
-        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| log::error!("uncaptured wgpu error: {e}")));
+        // Errors outside our scopes are kept, never the default panic: the next wait returns
+        // the first as an error (see Gpu::check_lost).
+        let uncaptured = Arc::new(std::sync::Mutex::new(None::<String>));
+        let keep = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("uncaptured wgpu error: {e}");
+            keep.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| e.to_string());
+        }));
         // A lost device (driver reset, GPU removed, OOM kill) fails every later submit and wait
         // with this reason instead of hanging or panicking; what was saved stays as it was.
         let lost = Arc::new(std::sync::Mutex::new(None));
@@ -337,7 +345,7 @@ impl Gpu {
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
             max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         };
-        let mut gpu = Gpu { device, queue, limits, info, pipelines: Default::default(), tuning: opts.tune.clone(), tuned: Default::default(), lost, memory: Default::default() };
+        let mut gpu = Gpu { device, queue, limits, info, pipelines: Default::default(), tuning: opts.tune.clone(), tuned: Default::default(), lost, uncaptured, memory: Default::default() };
         if gpu.info.subgroup_sizes.is_some() {
             if let Err(why) = gpu.subgroup_layout() {
                 log::warn!("leaving the subgroup kernels out on {}: {why}", gpu.info.name);
@@ -414,10 +422,14 @@ impl Gpu {
         self.check_lost("waiting for the GPU")
     }
 
-    /// An error if the device has been lost.
+    /// An error if the device has been lost, or if a wgpu error was raised outside every
+    /// error scope since the last check (each such error is reported once).
     pub(crate) fn check_lost(&self, context: &str) -> Result<()> {
-        match &*self.lost.lock().unwrap_or_else(|e| e.into_inner()) {
-            Some(why) => Err(Error::Gpu { context: context.into(), message: format!("the GPU device was lost ({why})") }),
+        if let Some(why) = &*self.lost.lock().unwrap_or_else(|e| e.into_inner()) {
+            return Err(Error::Gpu { context: context.into(), message: format!("the GPU device was lost ({why})") });
+        }
+        match self.uncaptured.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            Some(e) => Err(Error::Gpu { context: context.into(), message: format!("a wgpu error outside any error scope: {e}") }),
             None => Ok(()),
         }
     }

@@ -1,7 +1,6 @@
 //! Dispatches described without wgpu types ([`Op`]), compiled once into a [`Plan`] of
 //! (pipeline, bind group, workgroup grid) steps, and replayed with one submit.
 
-use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
 
@@ -117,6 +116,8 @@ impl Op {
 
 pub(crate) struct Step {
     pub(crate) label: String,
+    /// The kernel: shader file and entry point (for errors).
+    pub(crate) kernel: String,
     pub(crate) pipeline: std::sync::Arc<wgpu::ComputePipeline>,
     pub(crate) bind_group: wgpu::BindGroup,
     pub(crate) grid: (u32, u32),
@@ -167,6 +168,7 @@ pub fn grid_2d(groups: u64, per_dim: u32) -> Option<(u32, u32)> {
 impl Gpu {
     /// Builds pipelines, uniform buffers and bind groups for `ops`, once.
     pub fn compile(&self, ops: &[Op]) -> Result<Plan> {
+        self.check_lost("compiling a plan")?;
         let per_dim = self.limits.max_compute_workgroups_per_dimension;
         let mut steps = Vec::with_capacity(ops.len());
         for op in ops {
@@ -178,11 +180,15 @@ impl Gpu {
             let (uniform, bind_group) = self.scoped(
                 || format!("binding the buffers of {} ({:?})", op.label, op.buffers),
                 || {
-                    let uniform = self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    // Written through the queue, not mapped at creation: wgpu panics when
+                    // mapping fails, as it does on a lost device.
+                    let uniform = self.device.create_buffer(&wgpu::BufferDescriptor {
                         label: Some(&op.label),
-                        contents: &params,
-                        usage: wgpu::BufferUsages::UNIFORM,
+                        size: params.len() as u64,
+                        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
                     });
+                    self.queue.write_buffer(&uniform, 0, &params);
                     let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
                     for (i, b) in op.buffers.iter().enumerate() {
                         entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.binding() });
@@ -197,6 +203,7 @@ impl Gpu {
             )?;
             steps.push(Step {
                 label: op.label.clone(),
+                kernel: format!("shaders/{}.wgsl {}", op.shader.name(), op.entry),
                 pipeline,
                 bind_group,
                 grid,
@@ -218,7 +225,7 @@ impl Gpu {
     /// the next step's writes and submit queue up behind it. Reading a buffer back waits.
     pub fn submit(&self, plan: &Plan) -> Result<()> {
         let n = plan.active().count();
-        self.submit_encoded(plan, self.encode(plan, 0..n, None))
+        self.submit_encoded(plan, 0..n, None)
     }
 
     /// Compiles and runs `ops` once (tests and `check`).

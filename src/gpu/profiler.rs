@@ -137,13 +137,44 @@ impl Gpu {
         enc.finish()
     }
 
-    pub(crate) fn submit_encoded(&self, plan: &Plan, commands: wgpu::CommandBuffer) -> Result<()> {
-        let first = plan.steps.first().map_or("", |s| s.label.as_str());
+    /// Encodes the active steps `range` of `plan` and submits them, inside error scopes. An
+    /// error names the dispatch that caused it where one did (see [`Gpu::culprit`]).
+    pub(crate) fn submit_encoded(&self, plan: &Plan, range: Range<usize>, ts: Option<(&Timestamps, TimingMethod)>) -> Result<()> {
         self.check_lost("submitting a plan")?;
-        self.scoped(|| format!("submitting a plan of {} dispatches (first: {first})", plan.steps.len()), || {
+        let n = range.len();
+        let submitted = self.scoped(String::new, || {
+            let commands = self.encode(plan, range.clone(), ts);
             self.queue.submit([commands])
-        })?;
-        Ok(())
+        });
+        match submitted {
+            Ok(_) => Ok(()),
+            Err(Error::Gpu { message, .. }) => {
+                let context = match self.culprit(plan, range) {
+                    Some((i, s)) => format!("dispatch {} of {n}, {} ({})", i + 1, s.label, s.kernel),
+                    None => format!("submitting a plan of {n} dispatches"),
+                };
+                Err(Error::Gpu { context, message })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The first active step of `range` that is invalid when encoded alone, with its index in
+    /// the range: what a failed submit reports. Only run on that error path.
+    fn culprit<'p>(&self, plan: &'p Plan, range: Range<usize>) -> Option<(usize, &'p super::plan::Step)> {
+        plan.active().skip(range.start).take(range.len()).enumerate().find(|(_, s)| {
+            self.scoped(String::new, || {
+                let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&s.label) });
+                {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&s.label), timestamp_writes: None });
+                    pass.set_pipeline(&s.pipeline);
+                    pass.set_bind_group(0, &s.bind_group, &[]);
+                    pass.dispatch_workgroups(s.grid.0, s.grid.1, 1);
+                }
+                enc.finish()
+            })
+            .is_err()
+        })
     }
 
     fn timestamps(&self, dispatches: usize) -> Result<Timestamps> {
@@ -210,7 +241,7 @@ impl Gpu {
         if method == TimingMethod::WallClock {
             for i in 0..n {
                 let t = Instant::now();
-                self.submit_encoded(plan, self.encode(plan, i..i + 1, None))?;
+                self.submit_encoded(plan, i..i + 1, None)?;
                 self.wait()?;
                 spans.push(((t - started).as_nanos() as u64, t.elapsed().as_nanos() as u64));
             }
@@ -219,7 +250,7 @@ impl Gpu {
                 let _ = plan.timestamps.set(self.timestamps(n)?);
             }
             let ts = plan.timestamps.get().expect("set just above");
-            self.submit_encoded(plan, self.encode(plan, 0..n, Some((ts, method))))?;
+            self.submit_encoded(plan, 0..n, Some((ts, method)))?;
             let ticks = self.read_timestamps(ts)?;
             let period = self.queue.get_timestamp_period() as f64;
             let ns = |t: u64| (t as f64 * period).round() as u64;
