@@ -1,6 +1,8 @@
 //! PyTorch as the outside oracle: `tests/fixtures/torch_kernels.json` (written by
 //! `tests/fixtures/make_torch_kernels.py`) holds inputs, outputs and gradients computed by
-//! PyTorch in float64. Both the CPU reference and the GPU kernels must reproduce them.
+//! PyTorch in float64. Both the CPU reference and the GPU kernels must reproduce them: for
+//! conv3d and dense (which training runs as a 1×1×1 convolution), every convolution kernel
+//! the device offers, not only the defaults an untuned device runs.
 
 mod common;
 use common::gpu;
