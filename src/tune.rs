@@ -235,14 +235,41 @@ fn expected(g: &Conv3d, pass: Pass, d: &Data) -> Result<(Vec<f64>, Tol)> {
     })
 }
 
+/// See [`tamper_with_outputs`].
+type Tamper = Box<dyn Fn(&str, ConvChoice, &mut Vec<f32>)>;
+
+thread_local! {
+    /// The test seam of [`tamper_with_outputs`]: nothing in a run sets it.
+    static TAMPER: std::cell::RefCell<Option<Tamper>> = const { std::cell::RefCell::new(None) };
+}
+
+/// For tests only: while `body` runs on this thread, `tamper` sees each output the tuner
+/// reads back to verify a candidate (the pass as `conv3d.forward`, `conv3d.backward_input`
+/// or `conv3d.backward_weight`, the candidate's choice, the values) and may change it before
+/// it is compared with the reference, as a wrong kernel would: `tests/tune.rs` proves that
+/// such a candidate is never chosen nor cached. Timing is untouched.
+#[doc(hidden)]
+pub fn tamper_with_outputs<R>(tamper: impl Fn(&str, ConvChoice, &mut Vec<f32>) + 'static, body: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            TAMPER.with(|t| t.borrow_mut().take());
+        }
+    }
+    TAMPER.with(|t| *t.borrow_mut() = Some(Box::new(tamper)));
+    let _reset = Reset;
+    body()
+}
+
 /// Whether `choice` computes `pass` of `g` as the reference does (`want`, from [`expected`]).
 fn verify(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data, (want, tol): &(Vec<f64>, Tol)) -> Result<bool> {
     gpu.run_ops(&ops(gpu, g, choice, pass, d)?)?;
-    let (label, got) = match pass {
+    let (label, mut got) = match pass {
         Pass::Forward => ("conv3d.forward", gpu.read_f32(&d.yb)?),
         Pass::BackwardInput => ("conv3d.backward_input", gpu.read_f32(&d.dxb)?),
         Pass::BackwardWeight => ("conv3d.backward_weight", gpu.read_f32(&d.dwb)?),
     };
+    TAMPER.with(|t| t.borrow().as_ref().map(|f| f(label, choice, &mut got)));
     let report = compare(label, "", &got, want, *tol);
     if !report.pass {
         log::warn!("tuning: {choice:?} gives a wrong {pass:?} (worst error {:.3} of the tolerance); not used", report.err_over_tol);

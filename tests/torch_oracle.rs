@@ -1,6 +1,8 @@
 //! PyTorch as the outside oracle: `tests/fixtures/torch_kernels.json` (written by
 //! `tests/fixtures/make_torch_kernels.py`) holds inputs, outputs and gradients computed by
-//! PyTorch in float64. Both the CPU reference and the GPU kernels must reproduce them.
+//! PyTorch in float64. Both the CPU reference and the GPU kernels must reproduce them: for
+//! conv3d and dense (which training runs as a 1×1×1 convolution), every convolution kernel
+//! the device offers, not only the defaults an untuned device runs.
 
 mod common;
 use common::gpu;
@@ -8,7 +10,7 @@ use common::gpu;
 use cnn3d::check::{compare, compare_f64, compare_u32, KernelReport, Tol};
 use cnn3d::gpu::{Buffer, DType, Op};
 use cnn3d::layers::activation::Activation;
-use cnn3d::layers::{avg_pool3d::AvgPool3d, batch_norm::BatchNorm, conv3d::Conv3d, dense::Dense};
+use cnn3d::layers::{avg_pool3d::AvgPool3d, batch_norm::BatchNorm, conv3d::Conv3d, conv3d::ConvChoice, dense::Dense};
 use cnn3d::layers::{max_pool3d::MaxPool3d, softmax_xent::SoftmaxXent};
 use cnn3d::{layers, reference};
 use serde_json::Value;
@@ -75,9 +77,111 @@ impl Judge {
     }
 }
 
+/// PyTorch's results for one convolution: inputs and what each pass must give.
+struct ConvCase<'a> {
+    what: &'a str,
+    x: Vec<f64>,
+    w: Vec<f64>,
+    b: Option<Vec<f64>>,
+    dy: Vec<f64>,
+    y: Vec<f64>,
+    dx: Vec<f64>,
+    dweight: Vec<f64>,
+}
+
+/// Runs `g` on the GPU against PyTorch's results with every kernel the device offers for it
+/// (`Conv3d::candidates`, as the tuner would try them: forward and backward_input with each
+/// kernel that suits the pass, backward_weight with each weight kernel), each named in its
+/// report; returns the kernels run, as `pass Kernel`.
+fn conv_every_kernel(j: &mut Judge, g: &Conv3d, c: &ConvCase) -> Vec<String> {
+    let (kernels, weight) = g.candidates(gpu());
+    let base = g.default_choice(gpu());
+    let mut ran = vec![];
+    let (xb, wb, dyb) = (up(&c.x), up(&c.w), up(&c.dy));
+    let bb = c.b.as_ref().map(|b| up(b));
+    let mut choices = vec![];
+    for &k in &kernels {
+        if k.suits(g.c_out) {
+            choices.push((format!("forward {k:?}"), ConvChoice { forward: k, ..base }));
+        }
+        if k.suits(g.c_in) {
+            choices.push((format!("backward_input {k:?}"), ConvChoice { backward_input: k, ..base }));
+        }
+    }
+    for &k in &weight {
+        choices.push((format!("backward_weight {k:?}"), ConvChoice { backward_weight: k, ..base }));
+    }
+    for (kernel, choice) in choices {
+        let scratch = g.scratch_with(gpu(), choice).unwrap_or_else(|e| panic!("{}: {kernel} is a candidate but cannot run: {e}", c.what));
+        let name = |pass: &str| format!("{} {pass} (kernel {kernel}, choice {choice})", c.what);
+        if kernel.starts_with("forward") {
+            let yb = zeros(c.y.len());
+            run(g.forward(&xb, &wb, bb.as_ref(), &yb, &scratch).unwrap());
+            j.gpu(&name("forward"), &read(&yb), &c.y);
+        } else if kernel.starts_with("backward_input") {
+            let dxb = zeros(c.x.len());
+            run(g.backward_input(&dyb, &wb, &dxb, &scratch).unwrap());
+            j.gpu(&name("backward_input"), &read(&dxb), &c.dx);
+        } else {
+            let dwb = zeros(c.w.len());
+            run(g.backward_weight(&xb, &dyb, &dwb, &scratch).unwrap());
+            j.gpu(&name("backward_weight"), &read(&dwb), &c.dweight);
+        }
+        ran.push(kernel);
+    }
+    // Each kernel offered ran at least once (a wide kernel suits at least one pass where it
+    // is offered), so the oracle judges every family, not only the defaults.
+    for k in kernels.iter().map(|k| format!("{k:?}")).chain(weight.iter().map(|k| format!("{k:?}"))) {
+        assert!(ran.iter().any(|r| r.ends_with(&format!(" {k}"))), "{}: kernel {k} is offered but was not compared; ran {ran:?}", c.what);
+    }
+    eprintln!("{}: compared with PyTorch on {ran:?}", c.what);
+    ran
+}
+
+/// Each sample's `c` channels of `inner` values, repeated `reps` times along the channels:
+/// channel `i + c·r` is channel `i`.
+fn repeat_channels(v: &[f64], c: usize, inner: usize, reps: usize) -> Vec<f64> {
+    v.chunks(c * inner).flat_map(|s| std::iter::repeat_n(s, reps).flatten().copied()).collect()
+}
+
+/// The same convolution with its channels repeated past 16 (input channels `r_i` times,
+/// output channels `r_o` times), so that the kernels the fixtures' few channels never offer
+/// (the wide ones, from 17 channels; rows, from 16 output channels) are compared with PyTorch
+/// too: PyTorch's results carry over exactly. With x, the weight's two channel axes and dy
+/// repeated, y' = r_i·(y − b) + b (bias unrepeated in value), dx' = r_o·dx repeated, and
+/// dweight' = dweight repeated, all in f64 from the fixture's values.
+fn widened(g: &Conv3d, c: &ConvCase, what: &str) -> (Conv3d, String, [Vec<f64>; 7]) {
+    let (r_i, r_o) = (17usize.div_ceil(g.c_in), 17usize.div_ceil(g.c_out));
+    let w2 = Conv3d { c_in: g.c_in * r_i, c_out: g.c_out * r_o, ..*g };
+    let x_inner: usize = g.input.iter().product();
+    let y_inner = c.y.len() / (g.n * g.c_out);
+    let taps: usize = g.kernel.iter().product();
+    let x = repeat_channels(&c.x, g.c_in, x_inner, r_i);
+    let w = repeat_channels(&repeat_channels(&c.w, g.c_in, taps, r_i), g.c_out, g.c_in * r_i * taps, r_o);
+    let b = c.b.as_ref().map(|b| repeat_channels(b, g.c_out, 1, r_o)).unwrap_or_default();
+    let dy = repeat_channels(&c.dy, g.c_out, y_inner, r_o);
+    let y = repeat_channels(&c.y, g.c_out, y_inner, r_o)
+        .iter()
+        .enumerate()
+        .map(|(k, &y)| {
+            let bias = b.get(k / y_inner % w2.c_out).copied().unwrap_or(0.0);
+            r_i as f64 * (y - bias) + bias
+        })
+        .collect();
+    let dx = repeat_channels(&c.dx, g.c_in, x_inner, r_i).iter().map(|&v| r_o as f64 * v).collect();
+    let dweight = repeat_channels(&repeat_channels(&c.dweight, g.c_in, taps, r_i), g.c_out, g.c_in * r_i * taps, r_o);
+    let name = format!("{what} widened to c_in {} c_out {}", w2.c_in, w2.c_out);
+    (w2, name, [x, w, b, dy, y, dx, dweight])
+}
+
+/// conv3d against PyTorch: the reference, and the GPU with every kernel of every pass that the
+/// device offers for the case (not only the defaults an untuned device runs), on the fixture's
+/// geometry and on it widened past 16 channels (see [`widened`]), so that every kernel the
+/// device can run (wide, rows, samples, subgroups) is compared at least once.
 #[test]
 fn conv3d_matches_pytorch() {
     let mut j = Judge::default();
+    let mut ran = vec![];
     for c in cases("conv3d") {
         let bias = c["bias"].as_bool().unwrap();
         let n = |k: &str| c[k].as_u64().unwrap() as usize;
@@ -92,28 +196,27 @@ fn conv3d_matches_pytorch() {
         j.reference("conv3d.forward", &reference::conv3d::forward(&g, &x, &w, b.as_deref()), &f(&c, "y"));
         j.reference("conv3d.backward_input", &reference::conv3d::backward_input(&g, &w, &dy), &f(&c, "dx"));
         j.reference("conv3d.backward_weight", &reference::conv3d::backward_weight(&g, &x, &dy), &f(&c, "dweight"));
-
-        let (xb, wb, dyb) = (up(&x), up(&w), up(&dy));
-        let bb = b.as_ref().map(|b| up(b));
-        let (yb, dxb, dwb) = (zeros(f(&c, "y").len()), zeros(x.len()), zeros(w.len()));
-        let scratch = cnn3d::tune::scratch(gpu(), &g, true, None).unwrap();
-        let mut ops = g.forward(&xb, &wb, bb.as_ref(), &yb, &scratch).unwrap();
-        ops.extend(g.backward_input(&dyb, &wb, &dxb, &scratch).unwrap());
-        ops.extend(g.backward_weight(&xb, &dyb, &dwb, &scratch).unwrap());
-        let dbb = zeros(g.bias_len());
         if bias {
             j.reference("conv3d.backward_bias", &reference::conv3d::backward_bias(&g, &dy), &f(&c, "dbias"));
-            ops.push(g.backward_bias(&dyb, &dbb).unwrap());
-        }
-        run(ops);
-        j.gpu("conv3d.forward", &read(&yb), &f(&c, "y"));
-        j.gpu("conv3d.backward_input", &read(&dxb), &f(&c, "dx"));
-        j.gpu("conv3d.backward_weight", &read(&dwb), &f(&c, "dweight"));
-        if bias {
+            let (dyb, dbb) = (up(&dy), zeros(g.bias_len()));
+            run(vec![g.backward_bias(&dyb, &dbb).unwrap()]);
             j.gpu("conv3d.backward_bias", &read(&dbb), &f(&c, "dbias"));
         }
+        let what = format!("conv3d {:?} c_in {} c_out {}", g.input, g.c_in, g.c_out);
+        let case = ConvCase { what: &what, x, w, b, dy, y: f(&c, "y"), dx: f(&c, "dx"), dweight: f(&c, "dweight") };
+        ran.extend(conv_every_kernel(&mut j, &g, &case));
+        let (wide, name, [x, w, b, dy, y, dx, dweight]) = widened(&g, &case, &what);
+        ran.extend(conv_every_kernel(&mut j, &wide, &ConvCase { what: &name, x, w, b: bias.then_some(b), dy, y, dx, dweight }));
     }
     j.finish();
+    // Every kernel this device can run was among them.
+    use cnn3d::layers::conv3d::{Kernels, WeightKernels};
+    let kernels = [Kernels::Tiled, Kernels::TiledWide, Kernels::Subgroups, Kernels::SubgroupsWide, Kernels::Direct];
+    let weight = [WeightKernels::Channels, WeightKernels::Columns, WeightKernels::Rows, WeightKernels::RowsSubgroups, WeightKernels::Samples, WeightKernels::SamplesSubgroups];
+    let device = kernels.iter().filter(|k| gpu().meets(&k.needs())).map(|k| format!("{k:?}"));
+    for k in device.chain(weight.iter().filter(|k| gpu().meets(&k.needs())).map(|k| format!("{k:?}"))) {
+        assert!(ran.iter().any(|r| r.ends_with(&format!(" {k}"))), "the device runs conv3d kernel {k} but no case compared it with PyTorch");
+    }
 }
 
 #[test]
@@ -144,6 +247,9 @@ fn activations_match_pytorch() {
     j.finish();
 }
 
+/// dense against PyTorch: the reference, dense.wgsl's kernels (`cnn3d check`'s GPU reference
+/// and the bias gradient), and the path training takes, the layer as a 1×1×1 convolution on
+/// every convolution kernel the device offers for it.
 #[test]
 fn dense_matches_pytorch() {
     let mut j = Judge::default();
@@ -169,6 +275,11 @@ fn dense_matches_pytorch() {
             ops.push(d.backward_bias(&dyb, &dbb).unwrap());
         }
         run(ops);
+        // Training runs the layer as a 1×1×1 convolution (`Dense::as_conv`): that path too,
+        // with every kernel the device offers for it.
+        let what = format!("dense {}→{} as conv3d", d.in_features, d.out_features);
+        let case = ConvCase { what: &what, x: x.clone(), w: w.clone(), b: b.clone(), dy: dy.clone(), y: f(&c, "y"), dx: f(&c, "dx"), dweight: f(&c, "dweight") };
+        conv_every_kernel(&mut j, &d.as_conv(), &case);
         j.gpu("dense.forward", &read(&yb), &f(&c, "y"));
         j.gpu("dense.backward_input", &read(&dxb), &f(&c, "dx"));
         j.gpu("dense.backward_weight", &read(&dwb), &f(&c, "dweight"));

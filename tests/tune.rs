@@ -119,3 +119,77 @@ fn runs_tuning_at_once_keep_each_others_results() {
     let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
     assert_eq!(doc["conv3d"].as_object().unwrap().len(), 4, "{doc}");
 }
+
+/// Tunes `conv` on a device of its own with a cache in `cache`, every output the tuner verifies
+/// passed through `wrong` first (true: make it wrong, by 0.01 in one element, far beyond the
+/// tolerance); returns the result and the candidates the tuner verified, per pass.
+fn tune_with_wrong(
+    cache: &std::path::Path,
+    conv: &Conv3d,
+    wrong: impl Fn(&str, cnn3d::layers::conv3d::ConvChoice) -> bool + 'static,
+) -> (cnn3d::Result<cnn3d::layers::conv3d::ConvChoice>, Vec<(String, cnn3d::layers::conv3d::ConvChoice)>) {
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(vec![]));
+    let log = seen.clone();
+    let gpu = gpu_tuning(cache);
+    let got = cnn3d::tune::tamper_with_outputs(
+        move |pass, choice, v| {
+            log.lock().unwrap().push((pass.to_string(), choice));
+            if wrong(pass, choice) {
+                let i = v.len() / 2;
+                v[i] += 0.01;
+            }
+        },
+        || cnn3d::tune::scratch(&gpu, conv, true, None).map(|s| s.choice),
+    );
+    let seen = seen.lock().unwrap().clone();
+    (got, seen)
+}
+
+/// The tuner verifies every candidate of every pass against the reference before timing it,
+/// and a candidate whose output is wrong (here made wrong after it ran, as a broken kernel's
+/// would be) is never chosen nor cached, even where it is the fastest: with every candidate
+/// but the slow direct/columns kernels made wrong, those must win.
+#[test]
+fn a_candidate_with_wrong_results_is_never_chosen_nor_cached() {
+    use cnn3d::layers::conv3d::{Kernels, WeightKernels};
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("tune.json");
+    let conv = Conv3d::new(2, 9, 5, [6, 7, 5], [3, 2, 3]).with_padding([1, 0, 1]);
+    let (kernels, weight) = conv.candidates(&gpu_tuning(&cache));
+    assert!(kernels.len() >= 2 && weight.len() >= 2, "too few candidates to choose from: {kernels:?} {weight:?}");
+    let (got, seen) = tune_with_wrong(&cache, &conv, |pass, c| match pass {
+        "conv3d.forward" => c.forward != Kernels::Direct,
+        "conv3d.backward_input" => c.backward_input != Kernels::Direct,
+        "conv3d.backward_weight" => c.backward_weight != WeightKernels::Columns,
+        p => panic!("unknown pass {p}"),
+    });
+    let choice = got.unwrap();
+    assert_eq!((choice.forward, choice.backward_input, choice.backward_weight), (Kernels::Direct, Kernels::Direct, WeightKernels::Columns), "chose {choice}");
+    // Every candidate was verified (no probe at this batch, so none was put out untried).
+    for k in &kernels {
+        assert!(seen.iter().any(|(p, c)| p == "conv3d.forward" && c.forward == *k), "forward {k:?} never verified: {seen:?}");
+        assert!(seen.iter().any(|(p, c)| p == "conv3d.backward_input" && c.backward_input == *k), "backward_input {k:?} never verified: {seen:?}");
+    }
+    for k in &weight {
+        assert!(seen.iter().any(|(p, c)| p == "conv3d.backward_weight" && c.backward_weight == *k), "backward_weight {k:?} never verified: {seen:?}");
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&cache).unwrap()).unwrap();
+    let entries = doc["conv3d"].as_object().unwrap();
+    assert_eq!(entries.len(), 1, "{doc}");
+    let cached = entries.values().next().unwrap();
+    assert_eq!((cached["forward"].as_str(), cached["backward_input"].as_str(), cached["backward_weight"].as_str()), (Some("direct"), Some("direct"), Some("columns")), "{doc}");
+}
+
+/// Where no candidate of a pass matches the reference, tuning is an error naming the pass, and
+/// nothing is cached: a wrong kernel is never the fallback.
+#[test]
+fn a_pass_without_a_right_candidate_is_an_error_and_nothing_is_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("tune.json");
+    let conv = Conv3d::new(2, 9, 5, [6, 7, 5], [3, 2, 3]).with_padding([1, 0, 1]);
+    let (got, _) = tune_with_wrong(&cache, &conv, |pass, _| pass == "conv3d.backward_weight");
+    let e = got.expect_err("every backward_weight kernel was wrong").to_string();
+    assert!(e.contains("no BackwardWeight kernel matched the reference"), "{e}");
+    assert!(!cache.exists(), "a cache was written: {:?}", std::fs::read_to_string(&cache));
+}
