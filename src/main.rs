@@ -372,6 +372,7 @@ impl DataArgs {
 }
 
 fn main() -> ExitCode {
+    quiet_device_select();
     let cli = Cli::parse();
     // `--backend auto` probes GL only for listings; without a display its EGL setup fails
     // loudly and harmlessly, so that one module is quiet unless GL was asked for.
@@ -690,6 +691,18 @@ fn default_run_dir() -> PathBuf {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     PathBuf::from(format!("runs/{y:04}-{m:02}-{d:02}_{:02}-{:02}-{:02}", rem / 3600, rem % 3600 / 60, rem % 60))
+}
+
+/// Mesa's device-select Vulkan layer connects to Wayland to order the GPUs it reports; on a
+/// machine without a session, libwayland then prints "error: XDG_RUNTIME_DIR is invalid or not
+/// set in the environment." on every start. cnn3d orders the adapters itself (discrete first),
+/// so there the layer is turned off (`NODEVICE_SELECT`, which the layer reads) unless the user
+/// set it. Runs first, before any thread exists.
+fn quiet_device_select() {
+    let session = std::env::var_os("XDG_RUNTIME_DIR").is_some_and(|d| Path::new(&d).is_dir());
+    if !session && std::env::var_os("NODEVICE_SELECT").is_none() {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
 }
 
 fn shaders_cmd(out: &Path) -> anyhow::Result<ExitCode> {

@@ -159,6 +159,10 @@ pub struct Summary {
     /// state, activations, kernel scratch), in bytes; absent in summaries of older runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_memory_bytes: Option<u64>,
+    /// The whole run's wall time as estimated after its first epoch (the first this process
+    /// ran), in seconds, to compare with `seconds`; absent where no estimate was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_seconds: Option<f64>,
 }
 
 impl Summary {
@@ -186,6 +190,7 @@ impl Summary {
             seconds: rows.iter().map(|r| r.seconds).filter(|s| s.is_finite()).sum(),
             samples_per_s,
             gpu_memory_bytes: None,
+            estimated_seconds: None,
         })
     }
 

@@ -185,6 +185,19 @@ fn eta(step: usize, total: usize, elapsed: Duration) -> Duration {
     elapsed.mul_f64((total - step) as f64 / step as f64)
 }
 
+/// A duration for people: `42 s`, `3 min 20 s`, `1 h 05 min`.
+pub fn duration_text(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s} s"),
+        60..=3599 => format!("{} min {:02} s", s / 60, s % 60),
+        _ => {
+            let minutes = (s + 30) / 60;
+            format!("{} h {:02} min", minutes / 60, minutes % 60)
+        }
+    }
+}
+
 fn step_line(prefix: &str, step: usize, total: usize, loss: f64, acc: f64, rate: f64, eta: Duration) -> String {
     format!(
         "{prefix}  step {step}/{total}  loss {loss:.4}  acc {:.2}%  {rate:.0} samples/s  ETA {}s",
@@ -284,6 +297,11 @@ mod tests {
         assert_eq!(epoch_label(12, 9), "epoch 12/9");
         assert_eq!(eta(25, 100, Duration::from_secs(10)), Duration::from_secs(30));
         assert_eq!(eta(0, 100, Duration::from_secs(10)), Duration::ZERO);
+        assert_eq!(duration_text(41.6), "42 s");
+        assert_eq!(duration_text(200.0), "3 min 20 s");
+        assert_eq!(duration_text(3600.0 + 5.0 * 60.0 + 10.0), "1 h 05 min");
+        assert_eq!(duration_text(-1.0), "0 s");
+        assert_eq!(duration_text(7199.0), "2 h 00 min");
         assert_eq!(samples_per_s(500, Duration::from_millis(250)), 2000.0);
         assert_eq!(samples_per_s(500, Duration::ZERO), 0.0);
         assert_eq!(

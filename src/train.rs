@@ -673,6 +673,8 @@ fn run(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
         ds.source,
         cfg.train.epochs
     ));
+    // The whole run's time, estimated once this process's first epoch has finished.
+    let mut estimate: Option<f64> = None;
     for epoch in at.epoch..cfg.train.epochs {
         let epoch_start = Instant::now();
         let lr = cfg.optimizer.lr_at(epoch as u64);
@@ -747,6 +749,20 @@ fn run(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
         };
         log.push(row)?;
         bar.finish(&row);
+        if estimate.is_none() {
+            // What has passed (start-up included) plus the remaining epochs at this one's pace.
+            let remaining = cfg.train.epochs - (epoch + 1);
+            let total = started.elapsed().as_secs_f64() + remaining as f64 * row.seconds;
+            estimate = Some(total);
+            if remaining > 0 {
+                progress.println(&format!(
+                    "estimated time of the whole run: {} ({remaining} more epoch{} of about {})",
+                    crate::progress::duration_text(total),
+                    if remaining == 1 { "" } else { "s" },
+                    crate::progress::duration_text(row.seconds)
+                ));
+            }
+        }
         if (epoch + 1) % opts.checkpoint_every == 0 || epoch + 1 == cfg.train.epochs {
             save_checkpoint(&s, &optim, &opts.out, &RunPoint::epoch_end(epoch + 1, t, batches_tracked), &record)?;
         }
@@ -756,6 +772,7 @@ fn run(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
         .ok_or_else(|| Error::shape("train", "no epoch finished"))?;
     summary.seconds = started.elapsed().as_secs_f64();
     summary.gpu_memory_bytes = Some(gpu.memory().peak_bytes);
+    summary.estimated_seconds = estimate;
     summary.write(&opts.out.join("summary.json"))?;
     Ok(summary)
 }

@@ -141,3 +141,13 @@ fn sizes_beyond_what_the_shaders_index_are_refused_quickly() {
     assert!(!out.exists(), "a refused run writes nothing");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// On a machine without a display session, listing adapters prints no "XDG_RUNTIME_DIR" line
+/// (Mesa's device-select layer printed it through libwayland on every start).
+#[test]
+fn no_display_session_noise_without_a_session() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cnn3d")).arg("adapters").env_remove("XDG_RUNTIME_DIR").env_remove("NODEVICE_SELECT").output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
+}

@@ -51,6 +51,26 @@ fn a_run_writes_every_artifact_and_a_json_summary() {
     assert_eq!(summary["epochs"], 2);
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert_eq!(saved["test_acc"], summary["test_acc"]);
+    // The estimate made after the first epoch: the run's start-up plus two epochs' time.
+    let estimated = summary["estimated_seconds"].as_f64().expect("an estimated_seconds field");
+    assert!(estimated > 0.0 && estimated < 10.0 * summary["seconds"].as_f64().unwrap(), "{summary}");
+}
+
+/// After its first epoch a run says how long the whole run will take (not on --quiet).
+#[test]
+fn a_run_tells_its_estimated_time_after_the_first_epoch() {
+    let dir = scratch("estimate");
+    let (out_dir, config) = (dir.display().to_string(), tiny());
+    let (code, _, err) = cnn3d(&[
+        "train", "--config", &config, "--colormap", "none", "--limit-train", "48", "--limit-test", "16", "--epochs", "3", "--out", &out_dir,
+    ]);
+    assert_eq!(code, 0, "stderr: {err}");
+    let line = err.lines().find(|l| l.starts_with("estimated time of the whole run: ")).unwrap_or_else(|| panic!("no estimate in:\n{err}"));
+    assert!(line.ends_with(" s)") && line.contains("(2 more epochs of about "), "{line}");
+    // Printed once, after epoch 1's line and before epoch 2's.
+    let at = |p: &str| err.lines().position(|l| l.starts_with(p)).unwrap_or_else(|| panic!("no {p:?} in:\n{err}"));
+    assert!(at("epoch 1/3") < at("estimated time") && at("estimated time") < at("epoch 2/3"), "{err}");
+    assert_eq!(err.matches("estimated time").count(), 1, "{err}");
 }
 
 /// Training must learn, not only run: 120 Adam steps (960 bundled samples, batch 16, 2
