@@ -49,7 +49,7 @@ impl ClipGradNorm {
         Ok(ClipGradNorm { max_norm, n, partials, coef })
     }
 
-    /// Workgroups of the first pass: one per 256 gradients, at most [`MAX_GROUPS`].
+    /// Workgroups of the first pass: one per 256 gradients, at most `MAX_GROUPS`.
     pub fn groups(n: usize) -> usize {
         n.div_ceil(REDUCE_WG).clamp(1, MAX_GROUPS)
     }

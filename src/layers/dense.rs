@@ -1,5 +1,5 @@
 //! Dense (fully connected, PyTorch's `nn.Linear`): y = x · weightᵀ + bias, and its backward.
-//! Shapes: x [batch, in], weight [out, in], bias [out] (optional), y [batch, out].
+//! Shapes: x `[batch, in]`, weight `[out, in]`, bias `[out]` (optional), y `[batch, out]`.
 //! Shader: `shaders/dense.wgsl`.
 
 use bytemuck::{Pod, Zeroable};

@@ -79,7 +79,7 @@ struct Params {
     _pad: [u32; 2],
 }
 
-/// x[b] = input of sample indices[b], y[b] = labels[indices[b]]. `lut` (256 × 3 RGB) is needed
+/// `x[b]` = input of sample `indices[b]`, `y[b] = labels[indices[b]]`. `lut` (256 × 3 RGB) is needed
 /// by the colormap modes and ignored by `Raw`.
 pub fn forward(g: &Gather, data: &Buffer, labels: &Buffer, indices: &Buffer, lut: Option<&Buffer>, x: &Buffer, y: &Buffer) -> Result<Op> {
     if g.batch == 0 || g.voxels == 0 || g.channels == 0 {

@@ -1,7 +1,7 @@
 //! Softmax cross-entropy (PyTorch's `nn.CrossEntropyLoss`, mean over the batch) with the count
 //! of correct predictions, and the gradient of the mean loss with respect to the logits.
-//! Shapes: logits [batch, classes] f32, labels [batch] u32, loss [1] f32, correct [1] u32,
-//! dlogits [batch, classes]. Shader: `shaders/softmax_xent.wgsl`.
+//! Shapes: logits `[batch, classes]` f32, labels `[batch]` u32, loss `[1]` f32, correct `[1]` u32,
+//! dlogits `[batch, classes]`. Shader: `shaders/softmax_xent.wgsl`.
 
 use bytemuck::{Pod, Zeroable};
 
@@ -72,7 +72,7 @@ impl SoftmaxXent {
         expect_dtype("labels", labels, DType::U32)
     }
 
-    /// loss[0] = mean cross-entropy, correct[0] = number of samples whose argmax is the label
+    /// `loss[0]` = mean cross-entropy, `correct[0]` = number of samples whose argmax is the label
     /// (both overwritten). One workgroup reduces the whole batch in a fixed order.
     pub fn forward(&self, logits: &Buffer, labels: &Buffer, loss: &Buffer, correct: &Buffer) -> Result<Op> {
         self.expect_inputs(logits, labels)?;

@@ -76,7 +76,7 @@ pub fn backward_weight(g: &Conv3d, x: &[f64], dy: &[f64]) -> Vec<f64> {
     dw
 }
 
-/// dbias[co] = Σ of dy over N and the output positions of channel co.
+/// `dbias[co]` = Σ of dy over N and the output positions of channel co.
 pub fn backward_bias(g: &Conv3d, dy: &[f64]) -> Vec<f64> {
     let per_channel = dy.len() / (g.n * g.c_out);
     let mut db = vec![0.0; g.c_out];

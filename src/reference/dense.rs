@@ -1,5 +1,5 @@
-//! Reference dense layer: y[s, o] = Σ_k x[s, k] · weight[o, k] + bias[o], and its gradients.
-//! Layouts: x [batch, in], weight [out, in], bias [out], y [batch, out].
+//! Reference dense layer: `y[s, o] = Σ_k x[s, k] · weight[o, k] + bias[o]`, and its gradients.
+//! Layouts: x `[batch, in]`, weight `[out, in]`, bias `[out]`, y `[batch, out]`.
 
 use crate::layers::dense::Dense;
 
@@ -46,7 +46,7 @@ pub fn backward_weight(d: &Dense, dy: &[f64], x: &[f64]) -> Vec<f64> {
     dw
 }
 
-/// dbias[o] = Σ_s dy[s, o].
+/// `dbias[o] = Σ_s dy[s, o]`.
 pub fn backward_bias(d: &Dense, dy: &[f64]) -> Vec<f64> {
     let (n, fo) = (d.batch, d.out_features);
     let mut db = vec![0.0; fo];

@@ -1,4 +1,4 @@
-//! Reference softmax cross-entropy: loss = mean over samples of −log softmax(logits)[label],
+//! Reference softmax cross-entropy: loss = mean over samples of `−log softmax(logits)[label]`,
 //! correct = #(argmax == label) with ties to the first maximum, and dlogits = (softmax −
 //! onehot) / batch. Labels must be class indices (the layer checks them on the host).
 

@@ -1,7 +1,7 @@
 //! 3D convolution, groups = 1, zero padding (PyTorch's `conv3d`): forward, and the gradients of
 //! input, weight and bias.
-//! Shapes: x [N, Cin, D, H, W], weight [Cout, Cin, kd, kh, kw], bias [Cout],
-//! y [N, Cout, OD, OH, OW] with each output size from [`crate::layers::window_out`].
+//! Shapes: x `[N, Cin, D, H, W]`, weight `[Cout, Cin, kd, kh, kw]`, bias `[Cout]`,
+//! y `[N, Cout, OD, OH, OW]` with each output size from [`crate::layers::window_out`].
 //!
 //! A reader's map. Each pass has several kernels, in families that each live in a Rust file
 //! here beside the WGSL file of the same name in `shaders/conv3d/`:
@@ -180,7 +180,7 @@ impl std::fmt::Display for ConvChoice {
 }
 
 /// Which kernels a convolution runs with, and the device memory they need, for one layer;
-/// made by [`Conv3d::scratch`] once and passed to every pass.
+/// made by [`crate::tune::scratch`] once and passed to every pass.
 #[derive(Clone, Debug)]
 pub struct ConvScratch {
     pub choice: ConvChoice,

@@ -50,7 +50,7 @@ impl Conv3d {
     }
 
     /// Floats past the end of x that let the samples kernel bind each sample's 64 KiB window
-    /// of x in place (x allocated by [`Gpu::zeros_windowed`] with this slack); 0 where it
+    /// of x in place (x allocated by `Gpu::zeros_windowed` with this slack); 0 where it
     /// cannot (not a candidate, or samples not 256-byte aligned).
     pub fn input_slack(&self) -> usize {
         let fits = self.weight_candidates().contains(&WeightKernels::Samples) && self.sample_len() % BLOCK_ALIGN == 0;
