@@ -60,7 +60,7 @@ measure() {
     local log="$work/$(echo "$name" | tr ' /' '__').log"
     local cache="$work/cache-$(echo "$name" | tr ' /' '__')"
     local status=pass
-    echo "== $name: cnn3d $*"
+    echo "== $name: $*"
     if ! env ${icd:+VK_ICD_FILENAMES="$icd"} CNN3D_CACHE_DIR="$cache" /usr/bin/time -f "%e %M" -o "$work/time" "$@" >"$log" 2>&1; then
         status=FAIL
     fi
