@@ -162,19 +162,8 @@ impl Gpu {
     /// The first active step of `range` that is invalid when encoded alone, with its index in
     /// the range: what a failed submit reports. Only run on that error path.
     fn culprit<'p>(&self, plan: &'p Plan, range: Range<usize>) -> Option<(usize, &'p super::plan::Step)> {
-        plan.active().skip(range.start).take(range.len()).enumerate().find(|(_, s)| {
-            self.scoped(String::new, || {
-                let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(&s.label) });
-                {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&s.label), timestamp_writes: None });
-                    pass.set_pipeline(&s.pipeline);
-                    pass.set_bind_group(0, &s.bind_group, &[]);
-                    pass.dispatch_workgroups(s.grid.0, s.grid.1, 1);
-                }
-                enc.finish()
-            })
-            .is_err()
-        })
+        let at = range.clone().find(|&at| self.scoped(String::new, || self.encode(plan, at..at + 1, None)).is_err())?;
+        plan.active().nth(at).map(|s| (at - range.start, s))
     }
 
     fn timestamps(&self, dispatches: usize) -> Result<Timestamps> {
