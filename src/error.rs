@@ -109,6 +109,11 @@ pub enum Error {
     /// Drawing the training curves failed.
     #[error("{}: drawing the curves failed: {message}", path.display())]
     Plot { path: PathBuf, message: String },
+    /// A model `cnn3d export` cannot write: a checkpoint that does not match its config, or a
+    /// layer the format cannot express; `what` names the layer.
+    #[error("{what}: {message}")]
+    Export { what: String, message: String },
+
     /// A data file or data option that cannot be used (names the file, dataset, expectation).
     #[error(transparent)]
     Data(#[from] crate::data::DataError),

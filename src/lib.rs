@@ -10,6 +10,7 @@
 //!   [`plot`] (`curves.png`, `curves.svg`), [`progress`] (the per-epoch display); all written
 //!   atomically through [`atomic`].
 //! - [`data`]: HDF5 datasets, the bundled digits, splits and the article's colormap.
+//! - [`export`]: a checkpoint as a PyTorch module (`model.py`) or an ONNX graph.
 
 pub mod atomic;
 pub mod check;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod data;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod gpu;
 pub mod layers;
 pub mod metrics;

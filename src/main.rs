@@ -93,6 +93,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
     },
+    /// Write a trained model for PyTorch (model.py, an nn.Module whose state_dict the
+    /// checkpoint loads into, and a copy of the weights) and/or as an ONNX graph (eval mode).
+    Export(ExportArgs),
     /// Write the bundled dataset to HDF5, or inspect an HDF5 file (or the bundled dataset).
     Data {
         #[command(subcommand)]
@@ -208,6 +211,26 @@ struct PredictArgs {
     /// Write the raw logits (l0..) instead of softmax probabilities (p0..).
     #[arg(long)]
     logits: bool,
+}
+
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("format").required(true).multiple(true).args(["torch", "onnx"]))]
+struct ExportArgs {
+    /// The weights: a model.safetensors (names and shapes are checked against the model).
+    #[arg(long, value_name = "FILE.safetensors")]
+    checkpoint: PathBuf,
+    /// The model's config [default: config.toml beside the checkpoint if there is one (a run
+    /// folder), else the article's model, assets/seed.toml].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Write DIR/model.py (the PyTorch module and the run's preprocessing) and
+    /// DIR/model.safetensors (the weights).
+    #[arg(long, value_name = "DIR")]
+    torch: Option<PathBuf>,
+    /// Write the eval-mode network as ONNX (opset 17; input (N, C, D, H, W) float32 named
+    /// "input", output "logits").
+    #[arg(long, value_name = "FILE.onnx")]
+    onnx: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -406,6 +429,7 @@ fn main() -> ExitCode {
                         | cnn3d::Error::Shape { .. }
                         | cnn3d::Error::TooLarge { .. }
                         | cnn3d::Error::BatchTooLarge { .. }
+                        | cnn3d::Error::Export { .. }
                 ) || e.is_unreadable_input()
             });
             ExitCode::from(if user_error { 2 } else { 1 })
@@ -430,6 +454,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Profile(args) => profile_cmd(&opts, &args),
         Command::Bench(args) => bench_cmd(&opts, &args),
         Command::Shaders { out } => shaders_cmd(&out),
+        Command::Export(args) => export_cmd(&args),
         Command::Data { command: DataCommand::Synth { out, train, test, seed } } => synth_cmd(&out, train, test, seed),
         Command::Data { command: DataCommand::Inspect { file, json, classes, seed, mut data } } => {
             data.data = file.or(data.data);
@@ -713,6 +738,20 @@ fn shaders_cmd(out: &Path) -> anyhow::Result<ExitCode> {
         }
         std::fs::write(&path, shader.source()).map_err(|e| cnn3d::Error::io(&path, "writing", e))?;
         println!("{}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_cmd(args: &ExportArgs) -> anyhow::Result<ExitCode> {
+    let e = cnn3d::export::Exportable::load(&args.checkpoint, args.config.as_deref())?;
+    if let Some(dir) = &args.torch {
+        for path in cnn3d::export::write_torch(&e, dir)? {
+            println!("wrote {}", path.display());
+        }
+    }
+    if let Some(path) = &args.onnx {
+        cnn3d::export::write_onnx(&e, path)?;
+        println!("wrote {} (ONNX opset {})", path.display(), cnn3d::export::onnx::OPSET);
     }
     Ok(ExitCode::SUCCESS)
 }

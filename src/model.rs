@@ -149,6 +149,22 @@ impl Model {
         self.layers.iter().flat_map(|l| l.buffers.iter())
     }
 
+    /// The state_dict as a checkpoint holds it: per layer its parameters and buffers (f32),
+    /// and `NAME.num_batches_tracked` (i64, a scalar) after a batch norm's buffers.
+    pub fn state_dict_specs(&self) -> Vec<crate::checkpoint::TensorSpec> {
+        use crate::checkpoint::TensorSpec as Spec;
+        let mut out = vec![];
+        for layer in &self.layers {
+            for t in layer.params.iter().chain(&layer.buffers) {
+                out.push(Spec::f32(&t.name, &t.shape));
+            }
+            if !layer.buffers.is_empty() {
+                out.push(Spec::i64(format!("{}.num_batches_tracked", layer.name), &[]));
+            }
+        }
+        out
+    }
+
     pub fn param_count(&self) -> usize {
         self.params().map(|t| t.len()).sum()
     }

@@ -359,16 +359,7 @@ impl<'g> Session<'g> {
 
     /// What a model.safetensors of this model holds.
     pub fn state_dict_specs(&self) -> Vec<TensorSpec> {
-        let mut out = vec![];
-        for layer in &self.model.layers {
-            for t in layer.params.iter().chain(&layer.buffers) {
-                out.push(TensorSpec::f32(&t.name, &t.shape));
-            }
-            if !layer.buffers.is_empty() {
-                out.push(TensorSpec::i64(&format!("{}.num_batches_tracked", layer.name), &[]));
-            }
-        }
-        out
+        self.model.state_dict_specs()
     }
 
     /// Loads a model.safetensors (names, shapes and dtypes checked); returns its
