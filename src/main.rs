@@ -129,6 +129,8 @@ struct TrainArgs {
     init: Option<PathBuf>,
     /// Continue the run in DIR from its last checkpoint (its config.toml unless --config is
     /// given; --epochs may extend it). Ends with the same weights as an uninterrupted run.
+    /// --data, --limit-train, --limit-test, --batch-size and --colormap default to the run's;
+    /// a different --data, limit or batch size is refused.
     #[arg(long, value_name = "DIR")]
     resume: Option<PathBuf>,
     /// Keep the samples in file order.
@@ -476,7 +478,13 @@ fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
     if let Some(e) = args.epochs {
         config.train.epochs = e;
     }
-    if let Some(b) = args.batch_size {
+    // --resume continues the run on the data its checkpoint records: the data flags not given
+    // take the recorded values (train refuses a given one that differs, naming both).
+    let recorded = match &args.resume {
+        Some(dir) => train::RecordedData::of_run(dir)?,
+        None => train::RecordedData::default(),
+    };
+    if let Some(b) = args.batch_size.or(recorded.batch_size) {
         config.train.batch_size = b;
     }
     if let Some(s) = args.seed {
@@ -494,6 +502,9 @@ fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
     config.validate("the command line")?;
     let out = args.out.clone().or_else(|| args.resume.clone()).unwrap_or_else(default_run_dir);
     let mut data = args.data.options(config.model.classes, config.train.seed);
+    if let Some(dir) = &args.resume {
+        data.data = recorded.data_file(dir, args.data.data.as_deref())?;
+    }
     // A resumed run feeds the model what it was trained on unless the flags say otherwise.
     if let (Some(dir), None) = (&args.resume, args.data.colormap) {
         let (colormap, reshape) = eval::recorded_input(&dir.join("model.safetensors"))?;
@@ -505,8 +516,8 @@ fn train_cmd(opts: &GpuOptions, args: &TrainArgs) -> anyhow::Result<ExitCode> {
         config,
         init: args.init.clone(),
         resume: args.resume.clone(),
-        limit_train: args.limit_train,
-        limit_test: args.limit_test,
+        limit_train: args.limit_train.or(recorded.limit_train),
+        limit_test: args.limit_test.or(recorded.limit_test),
         out: out.clone(),
         quiet: args.quiet,
         profile_every: args.profile_every,

@@ -511,6 +511,52 @@ impl DataRecord {
     }
 }
 
+/// The data choices a run folder's checkpoint records (its `DataRecord`), as the flags'
+/// values: what `cnn3d train --resume DIR` defaults to. Each flag the command line does not
+/// give takes the recorded value, so that the run continues as it was; a flag given with
+/// another value is refused when the run starts, naming both. None where nothing is recorded
+/// (an older cnn3d's checkpoint: the flags as given, with a warning), and for the bundled
+/// digits (`data`) and no limit. The data file's path is kept as recorded: canonical since
+/// the record exists, a relative one relative to where `train` ran.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RecordedData {
+    pub data: Option<PathBuf>,
+    pub limit_train: Option<usize>,
+    pub limit_test: Option<usize>,
+    pub batch_size: Option<usize>,
+}
+
+impl RecordedData {
+    /// Reads the record of the checkpoint in the run folder `dir`. A value that does not parse
+    /// is left out here and refused by the check, which names it.
+    pub fn of_run(dir: &Path) -> Result<RecordedData> {
+        let ck = checkpoint::load(&dir.join(CHECKPOINT))?;
+        let number = |key: &str| ck.metadata.get(key).and_then(|v| v.parse().ok());
+        Ok(RecordedData {
+            data: ck.metadata.get("data").filter(|d| *d != "bundled").map(PathBuf::from),
+            limit_train: number("limit_train"),
+            limit_test: number("limit_test"),
+            batch_size: number("batch_size"),
+        })
+    }
+
+    /// The data file to resume on: `given` (--data) if any, else the recorded one, which must
+    /// still exist (the error names it and asks for --data).
+    pub fn data_file(&self, dir: &Path, given: Option<&Path>) -> Result<Option<PathBuf>> {
+        match (given, &self.data) {
+            (Some(p), _) => Ok(Some(p.to_path_buf())),
+            (None, Some(p)) if !p.is_file() => Err(Error::Config {
+                file: dir.join(CHECKPOINT).display().to_string(),
+                message: format!(
+                    "the run was trained on --data {}, which does not exist; pass --data with the file's location to resume",
+                    p.display()
+                ),
+            }),
+            (None, recorded) => Ok(recorded.clone()),
+        }
+    }
+}
+
 /// Where a run stands: what a checkpoint records and `--resume` continues from.
 #[derive(Clone, Copy, Debug, PartialEq)]
 struct RunPoint {

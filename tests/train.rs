@@ -121,6 +121,79 @@ fn a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one() {
     assert_eq!(std::fs::read_to_string(parts.join("metrics.csv")).unwrap().lines().count(), 4);
 }
 
+/// A run on an HDF5 file with limits and a batch size of its own, in batches of 4 (the
+/// config's is 16): 18 samples make 5 steps an epoch.
+fn data_run_args(config: &str, data: &str, out: &Path, epochs: &str) -> Vec<String> {
+    let out = out.display().to_string();
+    [
+        "train", "--config", config, "--data", data, "--colormap", "none", "--limit-train", "18", "--limit-test", "6", "--batch-size", "4",
+        "--epochs", epochs, "--quiet", "--out", &out,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn run(args: &[String]) -> (i32, String, String) {
+    cnn3d(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// `--resume DIR` continues the run as it was: the data file, --limit-train, --limit-test,
+/// --batch-size and the colormap that the command line does not repeat come from the
+/// checkpoint, and the run ends with the weights of an uninterrupted one. Even with a
+/// --config whose batch size differs: only a --batch-size flag would change it.
+#[test]
+fn a_resume_without_the_data_flags_continues_the_run_as_it_was() {
+    let (whole, parts) = (scratch("data-whole"), scratch("data-parts"));
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnist3d.h5").display().to_string();
+    let config = tiny();
+    let (code, _, err) = run(&data_run_args(&config, &data, &whole, "3"));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(&data_run_args(&config, &data, &parts, "1"));
+    assert_eq!(code, 0, "{err}");
+    let p = parts.display().to_string();
+    let (code, _, err) = cnn3d(&["train", "--resume", &p, "--epochs", "2", "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cnn3d(&["train", "--resume", &p, "--config", &config, "--epochs", "3", "--quiet"]);
+    assert_eq!(code, 0, "{err}");
+    let a = std::fs::read(whole.join("model.safetensors")).unwrap();
+    let b = std::fs::read(parts.join("model.safetensors")).unwrap();
+    assert!(a == b, "resumed weights differ from the uninterrupted run's");
+    assert_eq!(std::fs::read_to_string(parts.join("metrics.csv")).unwrap().lines().count(), 4);
+    let toml = std::fs::read_to_string(parts.join("config.toml")).unwrap();
+    assert!(toml.contains("batch_size = 4"), "{toml}");
+}
+
+/// A data flag given to `--resume` with another value than the run's is still refused (exit
+/// 2) naming both values, though the other data flags are not repeated; a recorded data file
+/// that is gone is named, with the advice to pass --data.
+#[test]
+fn a_resume_with_another_limit_is_refused_and_a_missing_data_file_named() {
+    let dir = scratch("data-refused");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data = dir.join("copy.h5");
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/mnist3d.h5"), &data).unwrap();
+    let out = dir.join("run");
+    let (code, _, err) = run(&data_run_args(&tiny(), &data.display().to_string(), &out, "1"));
+    assert_eq!(code, 0, "{err}");
+    let o = out.display().to_string();
+    let ck = out.join("optimizer.safetensors");
+    let before = std::fs::read(&ck).unwrap();
+    let (code, _, err) = cnn3d(&["train", "--resume", &o, "--epochs", "2", "--limit-train", "12", "--quiet"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--limit-train 18") && err.contains("--limit-train 12") && err.contains("optimizer.safetensors"), "{err}");
+    let (code, _, err) = cnn3d(&["train", "--resume", &o, "--epochs", "2", "--batch-size", "6", "--quiet"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--batch-size 4") && err.contains("--batch-size 6"), "{err}");
+    assert!(std::fs::read(&ck).unwrap() == before, "a refused resume leaves the checkpoint as it was");
+
+    let recorded = std::fs::canonicalize(&data).unwrap().display().to_string();
+    std::fs::remove_file(&data).unwrap();
+    let (code, _, err) = cnn3d(&["train", "--resume", &o, "--epochs", "2", "--quiet"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&recorded) && err.contains("pass --data"), "{err}");
+}
+
 #[test]
 fn bad_flags_and_configs_are_usage_errors_naming_the_problem() {
     let dir = scratch("bad");
