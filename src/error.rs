@@ -115,8 +115,15 @@ pub enum Error {
     Export { what: String, message: String },
 
     /// A data file or data option that cannot be used (names the file, dataset, expectation).
+    /// Boxed: it is the largest variant, and every `Result` of the library carries this enum.
     #[error(transparent)]
-    Data(#[from] crate::data::DataError),
+    Data(Box<crate::data::DataError>),
+}
+
+impl From<crate::data::DataError> for Error {
+    fn from(e: crate::data::DataError) -> Self {
+        Error::Data(Box::new(e))
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -62,7 +62,7 @@ pub fn resolve_config(checkpoint: &Path, config: Option<&Path>) -> Result<(Confi
 pub fn recorded_input(checkpoint: &Path) -> Result<(Option<Colormap>, bool)> {
     let ck = checkpoint::load(checkpoint)?;
     let colormap = match ck.metadata.get(train::META_COLORMAP) {
-        Some(v) => Some(v.parse().map_err(Error::Data)?),
+        Some(v) => Some(v.parse().map_err(Error::from)?),
         None => None,
     };
     let reshape = ck.metadata.get(train::META_ARTICLE_RESHAPE).is_some_and(|v| v == "true");

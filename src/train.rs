@@ -493,7 +493,7 @@ impl DataRecord {
                     return Err(Error::Config {
                         file: path.display().to_string(),
                         message: format!(
-                            "the run was trained with {flag} {was} but the resumed run has {flag} {now}; resume with the same data and {flag} (or start a new run from its weights with --init)"
+                            "the run was trained with {flag} {was} but the resumed run has {flag} {now}; leave {flag} out to continue with the run's (or start a new run from its weights with --init)"
                         ),
                     });
                 }

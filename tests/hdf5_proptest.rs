@@ -181,7 +181,7 @@ fn read_and_judge(path: &Path) -> Result<(), TestCaseError> {
         Err(cnn3d::Error::Data(e)) => {
             let message = e.to_string();
             prop_assert!(message.contains(&file), "the error does not name the file {file}: {message}");
-            let named = match &e {
+            let named = match &*e {
                 DataError::MissingDataset { dataset, .. }
                 | DataError::Dtype { dataset, .. }
                 | DataError::Shape { dataset, .. }
@@ -189,7 +189,8 @@ fn read_and_judge(path: &Path) -> Result<(), TestCaseError> {
                 | DataError::Empty { dataset, .. }
                 | DataError::Label { dataset, .. }
                 | DataError::NonFinite { dataset, .. }
-                | DataError::TooBig { dataset, .. } => vec![dataset.as_str()],
+                => vec![dataset.as_str()],
+                DataError::TooBig(t) => vec![t.dataset.as_str()],
                 DataError::LengthMismatch { x, y, .. } => vec![x.as_str(), y.as_str()],
                 // Carving a test split off too few samples: about the file's samples.
                 DataError::Option { .. } => vec![],

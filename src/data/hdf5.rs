@@ -178,7 +178,7 @@ impl Budget {
             if self.used > 0 {
                 detail += &format!(", and {} for the datasets read before it", self.used);
             }
-            return Err(DataError::TooBig {
+            return Err(DataError::TooBig(Box::new(super::TooBig {
                 file: file.into(),
                 dataset: key.into(),
                 shape: shape.to_vec(),
@@ -187,7 +187,7 @@ impl Budget {
                 detail,
                 cap: self.cap,
                 cap_source: self.source.clone(),
-            });
+            })));
         }
         // What stays after the read: the f32 values and the u32 labels.
         self.used = clamp((values.saturating_add(shape[0] as u128)).saturating_mul(4).saturating_add(self.used as u128));

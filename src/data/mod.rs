@@ -74,9 +74,9 @@ pub enum DataError {
     NonFinite { file: String, dataset: String, count: usize, index: String, note: &'static str },
 
     /// A dataset whose declared shape would take more memory to load than the cap allows
-    /// (a few KB of compressed file can declare terabytes).
-    #[error("{file}: dataset {dataset:?} declares shape {shape:?} of {dtype}: loading it would take {bytes} bytes of memory ({detail}), above the cap of {cap} bytes ({cap_source}). Expected a file that fits; to load a larger one, set {env} to a larger number of bytes", env = hdf5::MAX_DATA_BYTES_ENV)]
-    TooBig { file: String, dataset: String, shape: Vec<usize>, dtype: String, bytes: u64, detail: String, cap: u64, cap_source: String },
+    /// (a few KB of compressed file can declare terabytes). Boxed: the largest variant.
+    #[error("{0}")]
+    TooBig(Box<TooBig>),
 
     /// An option that cannot work with this data, e.g. a split that leaves no training samples.
     #[error("{source_name}: {message}")]
@@ -88,6 +88,21 @@ pub enum DataError {
 
     #[error("{file}: writing {what} failed: {message}")]
     Write { file: String, what: String, message: String },
+}
+
+/// What [`DataError::TooBig`] says: the dataset, its declared shape and element type, the
+/// memory loading it would take and the cap it exceeds.
+#[derive(Debug, Error)]
+#[error("{file}: dataset {dataset:?} declares shape {shape:?} of {dtype}: loading it would take {bytes} bytes of memory ({detail}), above the cap of {cap} bytes ({cap_source}). Expected a file that fits; to load a larger one, set {env} to a larger number of bytes", env = hdf5::MAX_DATA_BYTES_ENV)]
+pub struct TooBig {
+    pub file: String,
+    pub dataset: String,
+    pub shape: Vec<usize>,
+    pub dtype: String,
+    pub bytes: u64,
+    pub detail: String,
+    pub cap: u64,
+    pub cap_source: String,
 }
 
 /// How the voxels of a sample are laid out in the file's data dataset (N is the sample axis).
