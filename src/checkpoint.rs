@@ -226,7 +226,7 @@ fn canonical_header(bytes: Vec<u8>) -> Vec<u8> {
     };
     let mut text = serde_json::to_vec(&sorted(header)).unwrap_or_default();
     // Keep the data 8-byte aligned, as safetensors does, by padding the header with spaces.
-    while (8 + text.len()) % 8 != 0 {
+    while !(8 + text.len()).is_multiple_of(8) {
         text.push(b' ');
     }
     let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - len);

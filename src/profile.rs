@@ -21,9 +21,6 @@ use crate::train::{Config, Session};
 // The tables and trace of a profile live in crate::trace (train writes them too).
 pub use crate::trace::{WGPU_VERSION, chrome_trace, csv, format_table, kernel_table, layer_table, write_profile, KernelStats};
 
-/// The wgpu release this build links (from Cargo.lock).
-
-
 /// Bundled samples generated for profiling and benchmarks: enough distinct inputs for a
 /// batch of any size (indices wrap around), cheap to generate.
 const SAMPLES: usize = 256;
@@ -459,7 +456,7 @@ fn infer_plan(b: &mut Bench, batch: usize) -> Result<(Plan, usize)> {
         Err(e) => return Err(e),
     };
     for parts in 2..=batch {
-        if batch % parts != 0 {
+        if !batch.is_multiple_of(parts) {
             continue;
         }
         match b.infer_step(batch / parts) {

@@ -319,10 +319,10 @@ impl<'g> Session<'g> {
         let order: Vec<u32> = (0..split.len as u32).collect();
         let mut plans: BTreeMap<usize, (Plan, Buffer)> = BTreeMap::new();
         for chunk in order.chunks(batch) {
-            if !plans.contains_key(&chunk.len()) {
+            if let std::collections::btree_map::Entry::Vacant(e) = plans.entry(chunk.len()) {
                 let idx = self.gpu.zeros("eval indices", chunk.len(), DType::U32)?;
                 let plan = self.eval_plan(chunk.len(), split, &idx)?;
-                plans.insert(chunk.len(), (plan, idx));
+                e.insert((plan, idx));
             }
             let (plan, idx) = &plans[&chunk.len()];
             self.gpu.write_u32(idx, chunk)?;
@@ -351,7 +351,7 @@ impl<'g> Session<'g> {
                 out.push(Tensor::f32(&t.name, &t.shape, b.next().unwrap()));
             }
             if !layer.buffers.is_empty() {
-                out.push(Tensor::i64(&format!("{}.num_batches_tracked", layer.name), &[], vec![batches_tracked]));
+                out.push(Tensor::i64(format!("{}.num_batches_tracked", layer.name), &[], vec![batches_tracked]));
             }
         }
         Ok(out)

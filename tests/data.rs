@@ -2,7 +2,6 @@
 //! colormap and the article's reshape against values matplotlib and numpy produced, every bad
 //! file's message and exit code, and the bundled dataset's round trip and determinism.
 
-#[allow(dead_code)] // shared with tests/ops.rs; this file uses only gpu()
 mod common;
 
 use std::path::{Path, PathBuf};

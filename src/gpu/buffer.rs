@@ -88,7 +88,7 @@ impl Buffer {
     pub(crate) fn uniform_window(&self, offset: usize, len: usize, label: &str) -> Option<Buffer> {
         let start = self.offset + offset;
         let fits = (start + len) as u64 * 4 <= self.raw.size();
-        (self.raw.usage().contains(wgpu::BufferUsages::UNIFORM) && start % 64 == 0 && fits)
+        (self.raw.usage().contains(wgpu::BufferUsages::UNIFORM) && start.is_multiple_of(64) && fits)
             .then(|| Buffer { raw: self.raw.clone(), offset: start, len, dtype: self.dtype, label: label.into() })
     }
 

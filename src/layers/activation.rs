@@ -52,7 +52,7 @@ impl Activation {
     fn op(self, pass: &str, entry: &'static str, entry4: &'static str, buffers: &[&Buffer], n: usize) -> Result<Op> {
         let (kind, slope) = self.kind();
         u32_of(self.name(), "element count", n)?;
-        let (entry, count) = if n % 4 == 0 { (entry4, n / 4) } else { (entry, n) };
+        let (entry, count) = if n.is_multiple_of(4) { (entry4, n / 4) } else { (entry, n) };
         let p = Params { n: count as u32, slope, _pad0: 0, _pad1: 0 };
         Ok(Op::threads(format!("{}.{pass}", self.name()), Shader::Activation, entry, &p, buffers, count).with_constant("KIND", kind))
     }

@@ -126,7 +126,7 @@ pub fn forward(g: &Gather, data: &Buffer, labels: &Buffer, indices: &Buffer, lut
             // whole vec4s of x): lavapipe ~2× faster. Its 3·voxels/4 ≥ 3 invocations a sample
             // also cover the batch's labels.
             let (entry, threads) = match g.mode {
-                Mode::Colormap if g.voxels % 4 == 0 => ("forward4", g.out_len() / 4),
+                Mode::Colormap if g.voxels.is_multiple_of(4) => ("forward4", g.out_len() / 4),
                 _ => ("forward", g.out_len()),
             };
             Ok(Op::threads(label, Shader::Gather, entry, &p, &[data, labels, indices, x, y, lut], threads).with_cost(flops, bytes))

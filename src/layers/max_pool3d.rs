@@ -139,7 +139,7 @@ impl MaxPool3d {
     /// window: plain windows and sizes divisible by the kernel. The backward then writes every
     /// element of dx from its window, and may write it over x ([`backward_with`]).
     pub fn tiles(&self, input: Dims3) -> bool {
-        self.plain() && (0..3).all(|a| input[a] % self.kernel[a] == 0)
+        self.plain() && (0..3).all(|a| input[a].is_multiple_of(self.kernel[a]))
     }
 }
 
@@ -246,7 +246,7 @@ pub fn forward_with(pool: &MaxPool3d, x_shape: [usize; 5], x: &Buffer, y: &Buffe
 /// Whether the window kernels can take x and dx in pairs along W: windows 2 wide over an even
 /// W (lavapipe: ~1.5× faster; the article's pools).
 fn pairs(pool: &MaxPool3d, x_shape: [usize; 5]) -> bool {
-    pool.kernel[2] == 2 && x_shape[4] % 2 == 0
+    pool.kernel[2] == 2 && x_shape[4].is_multiple_of(2)
 }
 
 /// dx = Σ dy over the windows whose argmax is this element: with overlapping windows one

@@ -30,6 +30,27 @@ pub fn window_out(input: usize, kernel: usize, stride: usize, padding: usize, di
     (padded >= span).then(|| (padded - span) / stride + 1)
 }
 
+/// Checks that a buffer holds exactly `want` elements.
+pub(crate) fn expect_len(layer: &str, what: &str, b: &Buffer, want: usize) -> Result<()> {
+    if b.len() != want {
+        return Err(Error::shape(layer, format!("{what} has {} elements, expected {want}", b.len())));
+    }
+    Ok(())
+}
+
+/// Checks that all sizes are positive.
+pub(crate) fn expect_positive(layer: &str, what: &str, v: &[usize]) -> Result<()> {
+    if v.contains(&0) {
+        return Err(Error::shape(layer, format!("{what} must be positive, got {v:?}")));
+    }
+    Ok(())
+}
+
+/// Converts a size to the u32 that shaders index with, or fails naming it.
+pub(crate) fn u32_of(layer: &str, what: &str, v: usize) -> Result<u32> {
+    u32::try_from(v).map_err(|_| Error::shape(layer, format!("{what} = {v} does not fit in 32 bits")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::window_out;
@@ -44,25 +65,4 @@ mod tests {
         assert_eq!(window_out(5, 1, 0, 0, 1), None);
         assert_eq!(window_out(usize::MAX, 2, 1, usize::MAX, 1), None);
     }
-}
-
-/// Checks that a buffer holds exactly `want` elements.
-pub(crate) fn expect_len(layer: &str, what: &str, b: &Buffer, want: usize) -> Result<()> {
-    if b.len() != want {
-        return Err(Error::shape(layer, format!("{what} has {} elements, expected {want}", b.len())));
-    }
-    Ok(())
-}
-
-/// Checks that all sizes are positive.
-pub(crate) fn expect_positive(layer: &str, what: &str, v: &[usize]) -> Result<()> {
-    if v.iter().any(|&x| x == 0) {
-        return Err(Error::shape(layer, format!("{what} must be positive, got {v:?}")));
-    }
-    Ok(())
-}
-
-/// Converts a size to the u32 that shaders index with, or fails naming it.
-pub(crate) fn u32_of(layer: &str, what: &str, v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::shape(layer, format!("{what} = {v} does not fit in 32 bits")))
 }

@@ -43,7 +43,10 @@ pub fn assert_grad_close(what: &str, analytic: &[f64], numeric: &[f64], atol: f6
     let mut worst: Option<(usize, f64)> = None;
     for (i, (a, n)) in analytic.iter().zip(numeric).enumerate() {
         let err = (a - n).abs();
-        if !(err <= atol + rtol * n.abs()) && worst.map_or(true, |(_, w)| err > w) {
+        // Written negated so that a NaN error counts as outside the tolerance.
+        #[allow(clippy::neg_cmp_op_on_partial_ord)]
+        let outside = !(err <= atol + rtol * n.abs());
+        if outside && worst.is_none_or(|(_, w)| err > w) {
             worst = Some((i, err));
         }
     }

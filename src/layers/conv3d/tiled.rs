@@ -233,7 +233,7 @@ mod tests {
         for per_row in 1..300 {
             for align in [4, 8, 16, 32, 64] {
                 let wg = row_workgroup(per_row, align);
-                assert!(wg % align == 0 && wg <= 64);
+                assert!(wg.is_multiple_of(align) && wg <= 64);
                 let other = (0..).map(|k| align << k).take_while(|&w| w <= 64);
                 assert!(other.clone().all(|w| per_row.next_multiple_of(wg) <= per_row.next_multiple_of(w)), "{per_row} {align}: {wg}");
             }

@@ -53,13 +53,13 @@ impl Conv3d {
     /// of x in place (x allocated by `Gpu::zeros_windowed` with this slack); 0 where it
     /// cannot (not a candidate, or samples not 256-byte aligned).
     pub fn input_slack(&self) -> usize {
-        let fits = self.weight_candidates().contains(&WeightKernels::Samples) && self.sample_len() % BLOCK_ALIGN == 0;
+        let fits = self.weight_candidates().contains(&WeightKernels::Samples) && self.sample_len().is_multiple_of(BLOCK_ALIGN);
         if fits { BLOCK_FLOATS - self.sample_len() } else { 0 }
     }
 
     /// x's window for sample `n`, read in place, if x allows it.
     pub(super) fn window(&self, x: &Buffer, n: usize) -> Option<Buffer> {
-        if self.sample_len() % BLOCK_ALIGN != 0 {
+        if !self.sample_len().is_multiple_of(BLOCK_ALIGN) {
             return None;
         }
         x.uniform_window(n * self.sample_len(), BLOCK_FLOATS, "conv3d x window")
