@@ -19,7 +19,7 @@ use cnn3d::train::Session;
 use common::gpu;
 use tract_onnx::prelude::*;
 
-const CASES: [&str; 3] = ["seed", "volume_bn_avgpool", "strided_padded"];
+const CASES: [&str; 5] = ["seed", "volume_bn_avgpool", "strided_padded", "every_option", "dilated_max_pool"];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new("tests/fixtures/export").join(name)
@@ -79,6 +79,13 @@ fn tract_logits(onnx: &Path, input: &[f32], shape: [usize; 5]) -> Vec<f32> {
     let x = tract_ndarray::Array5::from_shape_vec(shape, input.to_vec()).unwrap();
     let out = plan.run(tvec!(Tensor::from(x).into())).unwrap_or_else(|e| panic!("tract failed on {}: {e:?}", onnx.display()));
     out[0].to_array_view::<f32>().unwrap().iter().copied().collect()
+}
+
+/// tract-onnx 0.22.5 reads MaxPool without its `dilations` attribute (`ops::nn::max_pool`
+/// builds its PoolSpec with none), so a dilated max pool runs undilated there: such a network
+/// is checked against onnxruntime only.
+fn tract_reads_every_attribute(model: &Model) -> bool {
+    !model.layers.iter().any(|l| matches!(&l.spec, LayerSpec::MaxPool3d { dilation, .. } if dilation.dims() != [1, 1, 1]))
 }
 
 /// The runtimes compute in f32 with different summation orders, so a logit carries the
@@ -177,8 +184,12 @@ fn exports_match_pytorch_onnxruntime_and_tract() {
         let ours = cnn3d_logits(&e, &r);
         agree(&format!("{name}: PyTorch (model.py) vs cnn3d"), &r.torch, &ours, s);
         agree(&format!("{name}: onnxruntime vs cnn3d"), &r.onnxruntime, &ours, s);
-        let tract = tract_logits(&onnx, &r.input, [r.samples, c, d, h, w]);
-        agree(&format!("{name}: tract vs cnn3d"), &tract, &ours, s);
+        if tract_reads_every_attribute(&e.model) {
+            let tract = tract_logits(&onnx, &r.input, [r.samples, c, d, h, w]);
+            agree(&format!("{name}: tract vs cnn3d"), &tract, &ours, s);
+        } else {
+            eprintln!("{name}: not run under tract, whose MaxPool ignores dilations (onnxruntime checks this one)");
+        }
     }
 }
 
