@@ -10,6 +10,7 @@
 //!   [`plot`] (`curves.png`, `curves.svg`), [`progress`] (the per-epoch display); all written
 //!   atomically through [`atomic`].
 //! - [`data`]: HDF5 datasets, the bundled digits, splits and the article's colormap.
+//! - [`report`]: `cnn3d report`, one measurement of an adapter (check, bench, kernels, GEMM).
 //! - [`export`]: a checkpoint as a PyTorch module (`model.py`) or an ONNX graph.
 
 pub mod atomic;
@@ -30,6 +31,7 @@ pub mod plot;
 pub mod profile;
 pub mod progress;
 pub mod reference;
+pub mod report;
 pub mod train;
 pub mod trace;
 pub mod tune;

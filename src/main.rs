@@ -86,6 +86,11 @@ enum Command {
     Profile(ProfileArgs),
     /// Training and inference throughput, per-layer GFLOP/s and a GEMM reference, on this GPU.
     Bench(BenchArgs),
+    /// Measure this GPU with cnn3d in one run: the adapter and its limits, `check`, training
+    /// (batch 100 and 1000) and inference (100, 1000, 10,000) throughput, the top kernels of a
+    /// training step and a GEMM (1024, 2048, 4096), each rate also as a fraction of the
+    /// adapter's peak FP32 rate where known. Writes DIR/report.json and DIR/report.md.
+    Report(ReportArgs),
     /// Write every shader as it is compiled (composed where a file builds on another, see
     /// DESIGN.md) to DIR, one `.wgsl` file each, to check them with other tools (naga, Tint).
     Shaders {
@@ -233,6 +238,20 @@ struct ExportArgs {
     /// "input", output "logits").
     #[arg(long, value_name = "FILE.onnx")]
     onnx: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Where report.json and report.md go (created if missing).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    out: PathBuf,
+    /// Measure less (training at batch 100, inference at 100 and 1000, a 1024³ GEMM, 2
+    /// repetitions): for CPU drivers such as lavapipe and SwiftShader.
+    #[arg(long)]
+    quick: bool,
+    /// The adapter's peak FP32 rate in TFLOP/s, for an adapter cnn3d's table does not know.
+    #[arg(long, value_name = "TFLOPS")]
+    peak_tflops: Option<f64>,
 }
 
 #[derive(clap::Args)]
@@ -457,6 +476,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench(args) => bench_cmd(&opts, &args),
         Command::Shaders { out } => shaders_cmd(&out),
         Command::Export(args) => export_cmd(&args),
+        Command::Report(args) => report_cmd(&opts, &args),
         Command::Data { command: DataCommand::Synth { out, train, test, seed } } => synth_cmd(&out, train, test, seed),
         Command::Data { command: DataCommand::Inspect { file, json, classes, seed, mut data } } => {
             data.data = file.or(data.data);
@@ -751,6 +771,21 @@ fn shaders_cmd(out: &Path) -> anyhow::Result<ExitCode> {
         println!("{}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn report_cmd(opts: &GpuOptions, args: &ReportArgs) -> anyhow::Result<ExitCode> {
+    let gpu = Gpu::new(opts)?;
+    let ropts = cnn3d::report::ReportOptions { quick: args.quick, peak_tflops: args.peak_tflops };
+    let start = std::time::Instant::now();
+    let mut progress = |what: &str| eprintln!("[{:>5.0} s] {what}", start.elapsed().as_secs_f64());
+    let report = cnn3d::report::run(&gpu, &train::Config::seed(), &ropts, &mut progress)?;
+    std::fs::create_dir_all(&args.out).map_err(|e| cnn3d::Error::io(&args.out, "creating the folder", e))?;
+    let json = args.out.join("report.json");
+    let md = args.out.join("report.md");
+    cnn3d::atomic::write_atomic(&json, format!("{}\n", serde_json::to_string_pretty(&report)?).as_bytes())?;
+    cnn3d::atomic::write_atomic(&md, cnn3d::report::markdown(&report).as_bytes())?;
+    println!("{} of {} kernels pass; wrote {} and {} ({:.0} s)", report.check.passed, report.check.kernels, json.display(), md.display(), report.seconds);
+    Ok(if report.check.passed == report.check.kernels { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn export_cmd(args: &ExportArgs) -> anyhow::Result<ExitCode> {

@@ -151,3 +151,36 @@ fn no_display_session_noise_without_a_session() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("XDG_RUNTIME_DIR"), "{err}");
 }
+
+/// `report --quick` (the CPU drivers' mode) writes report.json and report.md with every part:
+/// the adapter, check, training and inference throughput, convolution passes, top kernels and
+/// the GEMM, each rate as a fraction of the peak given with --peak-tflops.
+#[test]
+fn report_quick_writes_both_files() {
+    let dir = std::env::temp_dir().join(format!("cnn3d-cli-report-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = dir.display().to_string();
+    let (code, stdout, err) = cnn3d(&["report", "--quick", "--peak-tflops", "0.5", "--out", &out]);
+    assert_eq!(code, 0, "{err}");
+    assert!(stdout.contains("kernels pass; wrote"), "{stdout}");
+    let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!(json["quick"], true);
+    assert_eq!(json["peak_fp32_tflops"], 0.5);
+    assert!(json["check"]["kernels"].as_u64().unwrap() > 30 && json["check"]["kernels"] == json["check"]["passed"], "{}", json["check"]);
+    let train: Vec<&str> = json["bench"][0]["train"].as_array().unwrap().iter().map(|t| t["optimizer"].as_str().unwrap()).collect();
+    assert_eq!(train, ["sgd", "adam"]);
+    let infer: Vec<u64> = json["bench"][0]["inference"].as_array().unwrap().iter().map(|i| i["batch"].as_u64().unwrap()).collect();
+    assert_eq!(infer, [100, 1000]);
+    assert_eq!(json["gemm"][0]["size"], 1024);
+    assert!(json["gemm"][0]["of_peak"].as_f64().unwrap() > 0.0);
+    assert!(json["top_kernels"].as_array().unwrap().len() >= 5);
+    let md = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    for section in ["# cnn3d report: ", "## Limits", "## Check", "## Throughput", "## Convolution passes", "## Top kernels", "## GEMM", "0.5 TFLOP/s (--peak-tflops)"] {
+        assert!(md.contains(section), "report.md lacks {section:?}:\n{md}");
+    }
+    // A peak that cannot be one is refused before anything is measured.
+    let (code, _, err) = cnn3d(&["report", "--quick", "--peak-tflops", "0", "--out", &out]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--peak-tflops"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
