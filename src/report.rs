@@ -120,6 +120,8 @@ pub struct Report {
     /// Of one profiled SGD step at the largest training batch: its most expensive kernels.
     pub top_kernels: Vec<KernelRow>,
     pub gemm: Vec<GemmRow>,
+    /// What this adapter could not run (a training batch or GEMM beyond its limits), and why.
+    pub skipped: Vec<String>,
     pub seconds: f64,
 }
 
@@ -147,7 +149,8 @@ pub fn run(gpu: &Gpu, config: &Config, opts: &ReportOptions, progress: &mut dyn 
     };
 
     let mut bench = vec![];
-    for (i, &batch) in train_batches.iter().enumerate() {
+    let mut skipped = vec![];
+    for &batch in &train_batches {
         progress(&format!("bench: training at batch {batch}"));
         let mut cfg = config.clone();
         cfg.train.batch_size = batch;
@@ -156,14 +159,20 @@ pub fn run(gpu: &Gpu, config: &Config, opts: &ReportOptions, progress: &mut dyn 
             reps,
             warmup: 1,
             // Inference and the GEMM need measuring once.
-            infer_batches: if i == 0 { infer_batches.clone() } else { vec![] },
+            infer_batches: if bench.is_empty() { infer_batches.clone() } else { vec![] },
             gemm_size: gemm_sizes[0],
         };
-        bench.push(profile::bench(gpu, &cfg, &bopts)?);
+        match profile::bench(gpu, &cfg, &bopts) {
+            Ok(b) => bench.push(b),
+            Err(e) if beyond_limits(&e) => skipped.push(format!("training at batch {batch}: {e}")),
+            Err(e) => return Err(e),
+        }
     }
+    let Some(largest) = bench.iter().filter_map(|b| b.train.first()).map(|t| t.batch).next_back() else {
+        return Err(Error::InvalidOption { field: "report".into(), message: format!("no training batch fits this adapter: {}", skipped.join("; ")) });
+    };
 
     progress("profile: the kernels of one training step");
-    let largest = *train_batches.last().expect("a training batch");
     let mut cfg = config.clone();
     cfg.train.batch_size = largest;
     let steps = profile::profile_training(gpu, &cfg, &profile::ProfileOptions { batch: largest, steps: 1, warmup: 1 })?;
@@ -182,7 +191,14 @@ pub fn run(gpu: &Gpu, config: &Config, opts: &ReportOptions, progress: &mut dyn 
         progress(&format!("gemm: {size}³"));
         let g: GemmBench = match (size == gemm_sizes[0], bench.first()) {
             (true, Some(b)) => b.gemm.clone(),
-            _ => profile::gemm(gpu, size, 1, reps)?.0,
+            _ => match profile::gemm(gpu, size, 1, reps) {
+                Ok((g, _)) => g,
+                Err(e) if beyond_limits(&e) => {
+                    skipped.push(format!("GEMM {size}³: {e}"));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            },
         };
         gemm.push(GemmRow { size, kernel: g.kernel, ms: g.ms.median, gflops: g.gflops, of_peak: of_peak(g.gflops) });
     }
@@ -197,8 +213,14 @@ pub fn run(gpu: &Gpu, config: &Config, opts: &ReportOptions, progress: &mut dyn 
         bench,
         top_kernels,
         gemm,
+        skipped,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// An error that says the adapter's limits are too small for a size, not that something broke.
+fn beyond_limits(e: &Error) -> bool {
+    matches!(e, Error::TooLarge { .. } | Error::GridTooLarge { .. } | Error::BatchTooLarge { .. })
 }
 
 fn pct(v: Option<f64>) -> String {
@@ -291,6 +313,12 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(s, "\n## GEMM (M = N = K, f32)\n\n| size | best kernel | ms | GFLOP/s | of peak |\n|---|---|---|---|---|");
     for g in &r.gemm {
         let _ = writeln!(s, "| {} | {} | {:.3} | {:.1} | {} |", g.size, g.kernel, g.ms, g.gflops, pct(g.of_peak));
+    }
+    if !r.skipped.is_empty() {
+        let _ = writeln!(s, "\n## Skipped (beyond this adapter's limits)\n");
+        for why in &r.skipped {
+            let _ = writeln!(s, "- {why}");
+        }
     }
     s
 }
