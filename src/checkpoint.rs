@@ -240,17 +240,19 @@ fn canonical_header(bytes: Vec<u8>) -> Vec<u8> {
 /// dtype is an error naming the tensor. Use [`load_expected`] to check against a model.
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, "reading", e))?;
-    parse(path, &bytes, None)
+    from_bytes(path, &bytes, None)
 }
 
 /// Reads a safetensors file and checks it holds exactly `expected`: the same names, shapes
 /// and dtypes, nothing missing and nothing extra. The tensors come back in `expected`'s order.
 pub fn load_expected(path: &Path, expected: &[TensorSpec]) -> Result<Checkpoint> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, "reading", e))?;
-    parse(path, &bytes, Some(expected))
+    from_bytes(path, &bytes, Some(expected))
 }
 
-fn parse(path: &Path, bytes: &[u8], expected: Option<&[TensorSpec]>) -> Result<Checkpoint> {
+/// [`load`] (`expected` None) or [`load_expected`] of a file already read into `bytes`;
+/// `path` names it in errors.
+pub fn from_bytes(path: &Path, bytes: &[u8], expected: Option<&[TensorSpec]>) -> Result<Checkpoint> {
     let st = SafeTensors::deserialize(bytes).map_err(|e| Error::NotSafetensors {
         path: path.to_path_buf(),
         reason: explain(bytes, &e),
@@ -534,7 +536,7 @@ mod tests {
         let good = std::fs::read(saved(&dir)).unwrap();
         let want = specs();
         for cut in 0..good.len() {
-            assert!(parse(Path::new("t"), &good[..cut], Some(&want)).is_err(), "cut at {cut}");
+            assert!(from_bytes(Path::new("t"), &good[..cut], Some(&want)).is_err(), "cut at {cut}");
         }
         // Flip bytes one at a time with a seeded generator; the result may still parse (a
         // flipped data byte is just another float), but it must never panic.
@@ -545,8 +547,8 @@ mod tests {
                 let i = rng.below(bad.len() as u64) as usize;
                 bad[i] = rng.next_u64() as u8;
             }
-            let _ = parse(Path::new("t"), &bad, Some(&want));
-            let _ = parse(Path::new("t"), &bad, None);
+            let _ = from_bytes(Path::new("t"), &bad, Some(&want));
+            let _ = from_bytes(Path::new("t"), &bad, None);
         }
     }
 

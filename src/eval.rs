@@ -60,7 +60,11 @@ pub fn resolve_config(checkpoint: &Path, config: Option<&Path>) -> Result<(Confi
 /// The input mapping recorded in a checkpoint by `train` (None when the file lacks it).
 /// Reading it also reports a missing or malformed file before any data is loaded.
 pub fn recorded_input(checkpoint: &Path) -> Result<(Option<Colormap>, bool)> {
-    let ck = checkpoint::load(checkpoint)?;
+    recorded_input_of(&checkpoint::load(checkpoint)?)
+}
+
+/// [`recorded_input`] of a checkpoint already read.
+pub fn recorded_input_of(ck: &checkpoint::Checkpoint) -> Result<(Option<Colormap>, bool)> {
     let colormap = match ck.metadata.get(train::META_COLORMAP) {
         Some(v) => Some(v.parse().map_err(Error::from)?),
         None => None,

@@ -134,7 +134,7 @@ pub fn run(gpu: &Gpu, config: &Config, opts: &ReportOptions, progress: &mut dyn 
     let (train_batches, infer_batches, gemm_sizes, reps) = opts.plan();
     let info = gpu.info().clone();
     let (peak_fp32_tflops, peak_source) = peak(&info.name, opts.peak_tflops);
-    let of_peak = |gflops: f64| peak_fp32_tflops.map(|p| gflops / (p * 1e3));
+    let of_peak = |gflops: f64| fraction_of_peak(gflops, peak_fp32_tflops);
 
     progress("check: every kernel against the CPU reference");
     let t = Instant::now();
@@ -216,6 +216,11 @@ pub fn run(gpu: &Gpu, config: &Config, opts: &ReportOptions, progress: &mut dyn 
         skipped,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// A rate in GFLOP/s as a fraction of a peak in TFLOP/s, where the peak is known.
+fn fraction_of_peak(gflops: f64, peak_tflops: Option<f64>) -> Option<f64> {
+    peak_tflops.map(|p| gflops / (p * 1e3))
 }
 
 /// An error that says the adapter's limits are too small for a size, not that something broke.
@@ -302,7 +307,7 @@ pub fn markdown(r: &Report) -> String {
         let batch = b.train.first().map_or(0, |t| t.batch);
         for p in &b.conv_passes {
             let gflops = p.gflops.as_ref().map(|g| g.median);
-            let of_peak = gflops.and_then(|g| r.peak_fp32_tflops.map(|p| g / (p * 1e3)));
+            let of_peak = gflops.and_then(|g| fraction_of_peak(g, r.peak_fp32_tflops));
             let _ = writeln!(s, "| {batch} | {} | {} | {:.3} | {} | {} |", p.layer, p.pass, p.ms.median, rate(gflops), pct(of_peak));
         }
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use cnn3d::check::{compare_f64, Tol};
 use cnn3d::checkpoint;
 use cnn3d::config::LayerSpec;
-use cnn3d::data::{Dataset, DataOptions, Input, Split};
+use cnn3d::data::{Dataset, DataOptions, Split};
 use cnn3d::export::{self, Exportable};
 use cnn3d::model::Model;
 use cnn3d::train::Session;
@@ -47,8 +47,9 @@ fn load(name: &str) -> Exportable {
 }
 
 /// The logits cnn3d computes on this GPU for the raw volumes, through the data path `predict`
-/// takes (the colormap, if any, applied by the gather kernel).
-fn cnn3d_logits(e: &Exportable, r: &Reference) -> Vec<f32> {
+/// takes (the colormap, if any, applied by the gather kernel), and the network's input as
+/// cnn3d's own mapping makes it on the CPU (what the gather kernel is checked against).
+fn cnn3d_logits_and_input(e: &Exportable, r: &Reference) -> (Vec<f32>, Vec<f32>) {
     let [c, d, h, w] = e.model.input;
     let data_channels = if e.colormap == cnn3d::data::Colormap::Oranges { 1 } else { c };
     let split = Split { x: r.raw.clone(), y: vec![0; r.samples], sample_len: data_channels * d * h * w };
@@ -65,7 +66,8 @@ fn cnn3d_logits(e: &Exportable, r: &Reference) -> Vec<f32> {
     let mut session = Session::new(gpu(), &e.config.model, &ds, &opts, 0).unwrap();
     session.load_weights(&e.checkpoint_path).unwrap();
     let on_gpu = session.input.upload(gpu(), &ds.test, "the fixture's volumes").unwrap();
-    session.predictions(&on_gpu, r.samples).unwrap().logits
+    let input = ds.test.x.chunks(ds.test.sample_len).flat_map(|v| session.input.cpu(v)).collect();
+    (session.predictions(&on_gpu, r.samples).unwrap().logits, input)
 }
 
 /// The exported ONNX file run by tract on `input`.
@@ -154,22 +156,7 @@ fn exports_match_pytorch_onnxruntime_and_tract() {
 
         // model.py's preprocess made the fixture's input; cnn3d's own mapping must be the same,
         // bit for bit.
-        let input = Input::new(
-            &Dataset {
-                source: String::new(),
-                channels: if e.colormap == cnn3d::data::Colormap::Oranges { 1 } else { c },
-                dims: [d, h, w],
-                classes: e.model.classes,
-                train: Split { x: vec![], y: vec![], sample_len: 0 },
-                val: Split { x: vec![], y: vec![], sample_len: 0 },
-                test: Split { x: vec![], y: vec![], sample_len: 0 },
-            },
-            e.colormap,
-            e.article_reshape,
-        )
-        .unwrap();
-        let per_raw = r.raw.len() / r.samples;
-        let ours: Vec<f32> = r.raw.chunks(per_raw).flat_map(|v| input.cpu(v)).collect();
+        let (logits, ours) = cnn3d_logits_and_input(&e, &r);
         assert!(ours.len() == r.input.len() && ours.iter().zip(&r.input).all(|(a, b)| a.to_bits() == b.to_bits()), "{name}: model.py's preprocess differs from cnn3d's input mapping");
 
         // The files the fixture's runtimes ran are the ones the exporter writes today.
@@ -181,12 +168,11 @@ fn exports_match_pytorch_onnxruntime_and_tract() {
         assert_eq!(fnv1a64(py.as_bytes()), sum["model_py_fnv1a64"], "{name}: model.py: {stale}");
         assert_eq!(fnv1a64(&std::fs::read(&onnx).unwrap()), sum["onnx_fnv1a64"], "{name}: ONNX file: {stale}");
 
-        let ours = cnn3d_logits(&e, &r);
-        agree(&format!("{name}: PyTorch (model.py) vs cnn3d"), &r.torch, &ours, s);
-        agree(&format!("{name}: onnxruntime vs cnn3d"), &r.onnxruntime, &ours, s);
+        agree(&format!("{name}: PyTorch (model.py) vs cnn3d"), &r.torch, &logits, s);
+        agree(&format!("{name}: onnxruntime vs cnn3d"), &r.onnxruntime, &logits, s);
         if tract_reads_every_attribute(&e.model) {
             let tract = tract_logits(&onnx, &r.input, [r.samples, c, d, h, w]);
-            agree(&format!("{name}: tract vs cnn3d"), &tract, &ours, s);
+            agree(&format!("{name}: tract vs cnn3d"), &tract, &logits, s);
         } else {
             eprintln!("{name}: not run under tract, whose MaxPool ignores dilations (onnxruntime checks this one)");
         }

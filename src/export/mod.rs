@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use crate::checkpoint::{self, Checkpoint};
 use crate::data::Colormap;
 use crate::error::{Error, Result};
-use crate::eval::{recorded_input, resolve_config};
+use crate::eval::{recorded_input_of, resolve_config};
 use crate::model::Model;
 use crate::train::Config;
 
@@ -43,14 +43,17 @@ impl Exportable {
     /// model is refused naming the layer whose tensor differs.
     pub fn load(checkpoint: &Path, config: Option<&Path>) -> Result<Exportable> {
         let (config, config_origin) = resolve_config(checkpoint, config)?;
-        let (colormap, article_reshape) = recorded_input(checkpoint)?;
+        // Read once: as it is (the recorded input mapping, the shapes the input channels are
+        // read off), then checked against the model of those channels.
+        let bytes = std::fs::read(checkpoint).map_err(|e| Error::io(checkpoint, "reading", e))?;
+        let raw = checkpoint::from_bytes(checkpoint, &bytes, None)?;
+        let (colormap, article_reshape) = recorded_input_of(&raw)?;
         // Checkpoints written before the colormap was recorded were trained with the default.
         let colormap = colormap.unwrap_or_default();
-        let raw = checkpoint::load(checkpoint)?;
         let channels = input_channels(&config, &config_origin, &raw, colormap)?;
         let model = Model::from_config(&config.model, channels).map_err(|e| e.in_config(&config_origin))?;
         let specs = model.state_dict_specs();
-        let checked = checkpoint::load_expected(checkpoint, &specs).map_err(|e| name_layer(&model, &config_origin, e))?;
+        let checked = checkpoint::from_bytes(checkpoint, &bytes, Some(&specs)).map_err(|e| name_layer(&model, &config_origin, e))?;
         Ok(Exportable { config, config_origin, checkpoint_path: checkpoint.to_path_buf(), model, checkpoint: checked, colormap, article_reshape })
     }
 
@@ -67,30 +70,25 @@ fn input_channels(config: &Config, origin: &str, ck: &Checkpoint, colormap: Colo
     if colormap == Colormap::Oranges {
         return Ok(3);
     }
+    let one = Model::from_config(&config.model, 1).map_err(|e| e.in_config(origin))?;
+    // No parameters at all: the input channels cannot matter to the weights; one it is.
+    let Some(first) = one.params().next() else { return Ok(1) };
     let fits = |c: usize| {
-        Model::from_config(&config.model, c).ok().and_then(|m| {
-            let first = m.params().next()?.clone();
-            Some(ck.get(&first.name).is_some_and(|t| t.shape == first.shape))
-        })
+        let shape = Model::from_config(&config.model, c).ok().and_then(|m| m.params().next().map(|t| t.shape.clone()));
+        shape.is_some_and(|s| ck.get(&first.name).is_some_and(|t| t.shape == s))
     };
-    match (1..=MAX_CHANNELS).find(|&c| fits(c) == Some(true)) {
-        Some(c) => Ok(c),
-        // No parameters at all: the input channels cannot matter to the weights; one it is.
-        None if fits(1).is_none() && Model::from_config(&config.model, 1).is_ok() => Ok(1),
-        None => {
-            // Build the model for one channel to name the tensor that cannot match.
-            let m = Model::from_config(&config.model, 1).map_err(|e| e.in_config(origin))?;
-            let first = m.params().next().map(|t| t.name.clone()).unwrap_or_default();
-            let found = ck.get(&first).map_or("nothing of that name".to_string(), |t| format!("shape {:?}", t.shape));
-            let layer = m.layers.iter().find(|l| l.params.iter().any(|t| t.name == first)).map_or(first.clone(), |l| l.describe());
-            Err(Error::Export {
-                what: layer,
-                message: format!(
-                    "the checkpoint holds {found} for {first:?}, which the config {origin} gives for no number of input channels: the checkpoint is of another model"
-                ),
-            })
-        }
+    if let Some(c) = (1..=MAX_CHANNELS).find(|&c| fits(c)) {
+        return Ok(c);
     }
+    let found = ck.get(&first.name).map_or("nothing of that name".to_string(), |t| format!("shape {:?}", t.shape));
+    let layer = one.layers.iter().find(|l| l.params.iter().any(|t| t.name == first.name)).map_or(first.name.clone(), |l| l.describe());
+    Err(Error::Export {
+        what: layer,
+        message: format!(
+            "the checkpoint holds {found} for {:?}, which the config {origin} gives for no number of input channels: the checkpoint is of another model",
+            first.name
+        ),
+    })
 }
 
 /// A checkpoint that does not match the model, said of the layer whose tensor differs.
