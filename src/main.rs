@@ -942,6 +942,9 @@ fn check_cmd(opts: &GpuOptions, json: bool, layers: &[String]) -> anyhow::Result
                 if r.pass { "pass" } else { "FAIL" }
             );
         }
+        for r in reports.iter().filter(|r| !r.variants.is_empty()) {
+            println!("{:<28} ran with {}", r.name, r.variants.join(", "));
+        }
         for r in reports.iter().filter(|r| !r.pass) {
             println!("\n{}", r.describe());
         }

@@ -20,7 +20,7 @@ use crate::rng::Rng;
 
 /// The version a cache must carry to be read: cnn3d's, and a revision of the candidate set
 /// (raised when kernels are added or changed, so that old choices are measured again).
-const CACHE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " kernels 6");
+const CACHE_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " kernels 7");
 
 /// The cache file: tuning results by key, with the version of cnn3d that measured them.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
@@ -334,7 +334,8 @@ fn time(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data, best: O
 /// Where the twin was put out, the kernel is not tried. The plain blocked kernels' twins are
 /// their subgroup versions (the same arithmetic and loads of x and dy; only how a block
 /// column reaches the lanes differs); the direct kernels' is the plain tiled one (4 channels
-/// an invocation instead of 16, weights from storage instead of a uniform block).
+/// an invocation instead of 16, weights from storage instead of a uniform block). An
+/// implicit-GEMM tile's twin is the next larger tile (more products per staged value).
 trait Twin: Sized {
     fn twin(self) -> Option<Self>;
 }
@@ -345,6 +346,8 @@ impl Twin for Kernels {
             Kernels::Tiled => Some(Kernels::Subgroups),
             Kernels::TiledWide => Some(Kernels::SubgroupsWide),
             Kernels::Direct => Some(Kernels::Tiled),
+            Kernels::Gemm64x64 => Some(Kernels::Gemm128x64),
+            Kernels::Gemm32x32 => Some(Kernels::Gemm64x64),
             _ => None,
         }
     }
@@ -352,7 +355,11 @@ impl Twin for Kernels {
 
 impl Twin for WeightKernels {
     fn twin(self) -> Option<WeightKernels> {
-        self.with_subgroups()
+        match self {
+            WeightKernels::Gemm64x64 => Some(WeightKernels::Gemm128x64),
+            WeightKernels::Gemm32x32 => Some(WeightKernels::Gemm64x64),
+            _ => self.with_subgroups(),
+        }
     }
 }
 

@@ -158,9 +158,12 @@ fn kernels_the_device_cannot_run_are_not_candidates() {
     assert_eq!(g.info().max_uniform_buffer_binding_size, 16384);
     // Enough channels for every kernel family on a device with 64 KiB blocks.
     let conv = Conv3d::new(2, 16, 20, [6, 7, 8], [3, 3, 3]).with_padding([1, 1, 1]);
+    // No uniform blocks: the direct and implicit-GEMM kernels (storage buffers and workgroup
+    // memory only) remain.
     let (k, w) = conv.candidates(&g);
-    assert_eq!(k, vec![Kernels::Direct]);
-    assert_eq!(w, vec![WeightKernels::Channels, WeightKernels::Columns]);
+    assert_eq!(k, vec![Kernels::Gemm128x64, Kernels::Gemm64x64, Kernels::Gemm32x32, Kernels::Direct]);
+    let gemm = [WeightKernels::Gemm128x64, WeightKernels::Gemm64x64, WeightKernels::Gemm32x32];
+    assert_eq!(w, [&[WeightKernels::Channels, WeightKernels::Columns][..], &gemm[..]].concat());
     // The defaults come from the candidates, and a blocked kernel asked for by name is refused
     // with the limit it needs.
     let choice = conv.default_choice(&g);

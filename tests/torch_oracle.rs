@@ -211,8 +211,7 @@ fn conv3d_matches_pytorch() {
     j.finish();
     // Every kernel this device can run was among them.
     use cnn3d::layers::conv3d::{Kernels, WeightKernels};
-    let kernels = [Kernels::Tiled, Kernels::TiledWide, Kernels::Subgroups, Kernels::SubgroupsWide, Kernels::Direct];
-    let weight = [WeightKernels::Channels, WeightKernels::Columns, WeightKernels::Rows, WeightKernels::RowsSubgroups, WeightKernels::Samples, WeightKernels::SamplesSubgroups];
+    let (kernels, weight) = (Kernels::ALL, WeightKernels::ALL);
     let device = kernels.iter().filter(|k| gpu().meets(&k.needs())).map(|k| format!("{k:?}"));
     for k in device.chain(weight.iter().filter(|k| gpu().meets(&k.needs())).map(|k| format!("{k:?}"))) {
         assert!(ran.iter().any(|r| r.ends_with(&format!(" {k}"))), "the device runs conv3d kernel {k} but no case compared it with PyTorch");

@@ -4,6 +4,7 @@
 //   tiled.wgsl      weights in uniform blocks: forward, backward_input   (onto this file)
 //   weight.wgsl     the weight gradient's kernels                  (onto tiled.wgsl)
 //   subgroups.wgsl  tiled and weight kernels sharing loads across the subgroup (onto weight.wgsl)
+//   gemm.wgsl       implicit-GEMM kernels of all three passes          (onto this file)
 // No entry points of its own.
 //
 // Composition (gpu::shaders::compose): a family's shader is the one it is composed onto (itself
@@ -27,7 +28,7 @@
 // The geometry reaches a kernel in two forms, both made by src/layers/conv3d/geometry.rs from
 // the same values: the uniform `p` (binding 0 of every kernel; p.total is the number of
 // invocations or workgroups), so that one pipeline serves every shape, and the pipeline
-// constants G_* (below), which the tiled kernels read instead.
+// constants G_* (below), which the tiled and GEMM kernels read instead.
 // Element-wise entry points index linearly as (wid.y·nwg.x + wid.x)·WG + lid; reductions take
 // group wid.y·nwg.x + wid.x, so the host may lay workgroups out on a 2D grid.
 

@@ -131,9 +131,9 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
             }
             gpu.run_ops(&ops)?;
             let shape = format!("{shape} kernels {choice}");
-            out.push(compare("conv3d.forward", &shape, &gpu.read_f32(&yb)?, &yr, tol(g.c_in * kvol + 1)));
-            out.push(compare("conv3d.backward_input", &shape, &gpu.read_f32(&dxb)?, &dxr, tol(g.c_out * kvol)));
-            out.push(compare("conv3d.backward_weight", &shape, &gpu.read_f32(&dwb)?, &dwr, tol(positions)));
+            out.push(compare("conv3d.forward", &shape, &gpu.read_f32(&yb)?, &yr, tol(g.c_in * kvol + 1)).with_variant(choice.forward.name()));
+            out.push(compare("conv3d.backward_input", &shape, &gpu.read_f32(&dxb)?, &dxr, tol(g.c_out * kvol)).with_variant(choice.backward_input.name()));
+            out.push(compare("conv3d.backward_weight", &shape, &gpu.read_f32(&dwb)?, &dwr, tol(positions)).with_variant(choice.backward_weight.name()));
             if g.has_bias {
                 out.push(compare("conv3d.backward_bias", &shape, &gpu.read_f32(&dbb)?, &dbr, tol(positions)));
             }

@@ -72,6 +72,10 @@ pub struct KernelReport {
     /// The worst element, and up to [`MAX_MISMATCHES`] failing ones in index order.
     pub worst: Option<Mismatch>,
     pub mismatches: Vec<Mismatch>,
+    /// The kernel variants these cases ran, where a pass has several (conv3d: `tiled`,
+    /// `implicit_gemm_64x64`, …), in first-seen order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub variants: Vec<String>,
 }
 
 pub const MAX_MISMATCHES: usize = 8;
@@ -80,6 +84,11 @@ impl KernelReport {
     /// Folds another report of the same kernel (another shape or output) into this one.
     pub fn merge(&mut self, other: KernelReport) {
         self.shapes.extend(other.shapes);
+        for v in other.variants {
+            if !self.variants.contains(&v) {
+                self.variants.push(v);
+            }
+        }
         self.elements += other.elements;
         if other.max_abs_err > self.max_abs_err || self.worst.is_none() {
             self.worst = other.worst.or(self.worst.take());
@@ -95,6 +104,12 @@ impl KernelReport {
                 self.mismatches.push(m);
             }
         }
+    }
+
+    /// The same report, naming the kernel variant that produced it.
+    pub fn with_variant(mut self, variant: &str) -> KernelReport {
+        self.variants = vec![variant.to_string()];
+        self
     }
 
     /// A multi-line account for a failing test: the worst error and the first mismatches.
@@ -141,6 +156,7 @@ pub fn compare_f64(name: &str, shape: &str, got: &[f64], want: &[f64], tol: Tol)
         pass: got.len() == want.len(),
         worst: None,
         mismatches: vec![],
+        variants: vec![],
     };
     if got.len() != want.len() {
         r.max_abs_err = f64::INFINITY;

@@ -9,7 +9,7 @@ mod profiler;
 mod shaders;
 
 pub use buffer::{Buffer, DType, MemoryUse};
-pub use needs::Needs;
+pub use needs::{Needs, LLVMPIPE_LOOP_ITERATIONS};
 pub use context::{list_adapters, AdapterReport, BackendChoice, Gpu, GpuInfo, GpuOptions, Tuning};
 pub use plan::{grid_2d, Op, Plan, WG};
 pub use profiler::{DispatchTime, StepProfile, TimingMethod};

@@ -35,7 +35,20 @@ impl Needs {
     }
 }
 
+/// Loop iterations an invocation may run in all on llvmpipe (Mesa's CPU driver, behind both
+/// lavapipe and its OpenGL): gallivm counts every iteration of every loop of an invocation
+/// against one budget of `LP_MAX_TGSI_LOOP_ITERATIONS` and then leaves the loops early,
+/// silently (an implicit-GEMM reduction of 1,024 K-steps summed only part of its terms).
+pub const LLVMPIPE_LOOP_ITERATIONS: u64 = 65_535;
+
 impl Gpu {
+    /// How many loop iterations one invocation may run in all before the driver cuts its loops
+    /// short, where it does (llvmpipe: [`LLVMPIPE_LOOP_ITERATIONS`]); `None`: no such limit.
+    /// Kernels whose loops grow with the geometry keep within it or are not candidates.
+    pub fn loop_limit(&self) -> Option<u64> {
+        self.info().name.contains("llvmpipe").then_some(LLVMPIPE_LOOP_ITERATIONS)
+    }
+
     /// Whether this device meets `needs`, from the limits and features it was opened with.
     pub fn meets(&self, needs: &Needs) -> bool {
         self.unmet(needs).is_none()

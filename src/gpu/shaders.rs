@@ -24,6 +24,8 @@ pub enum Shader {
     Conv3dTiled,
     /// conv3d's weight-gradient kernels (`shaders/conv3d/weight.wgsl`).
     Conv3dWeight,
+    /// conv3d's implicit-GEMM kernels of all three passes (`shaders/conv3d/gemm.wgsl`).
+    Conv3dGemm,
     /// conv3d's tiled and weight kernels with their block columns broadcast across the
     /// subgroup (`shaders/conv3d/subgroups.wgsl`); only on devices with subgroups (see
     /// [`crate::gpu::Gpu::subgroup_size`]).
@@ -48,6 +50,7 @@ impl Shader {
         Shader::Conv3dDirect,
         Shader::Conv3dTiled,
         Shader::Conv3dWeight,
+        Shader::Conv3dGemm,
         Shader::Conv3dSubgroups,
         Shader::Dense,
         Shader::Dropout,
@@ -68,6 +71,7 @@ impl Shader {
             Shader::Conv3dDirect => "conv3d/direct",
             Shader::Conv3dTiled => "conv3d/tiled",
             Shader::Conv3dWeight => "conv3d/weight",
+            Shader::Conv3dGemm => "conv3d/gemm",
             Shader::Conv3dSubgroups => "conv3d/subgroups",
             Shader::Dense => "dense",
             Shader::Dropout => "dropout",
@@ -95,6 +99,7 @@ impl Shader {
             Shader::Conv3dDirect => include_str!("../../shaders/conv3d/direct.wgsl"),
             Shader::Conv3dTiled => include_str!("../../shaders/conv3d/tiled.wgsl"),
             Shader::Conv3dWeight => include_str!("../../shaders/conv3d/weight.wgsl"),
+            Shader::Conv3dGemm => include_str!("../../shaders/conv3d/gemm.wgsl"),
             Shader::Conv3dSubgroups => include_str!("../../shaders/conv3d/subgroups.wgsl"),
             Shader::Dense => include_str!("../../shaders/dense.wgsl"),
             Shader::Dropout => include_str!("../../shaders/dropout.wgsl"),
@@ -109,7 +114,7 @@ impl Shader {
     /// The file this one is composed onto (see [`compose`]), if any.
     pub fn base(self) -> Option<Shader> {
         match self {
-            Shader::Conv3dDirect | Shader::Conv3dTiled => Some(Shader::Conv3dGeometry),
+            Shader::Conv3dDirect | Shader::Conv3dTiled | Shader::Conv3dGemm => Some(Shader::Conv3dGeometry),
             Shader::Conv3dWeight => Some(Shader::Conv3dTiled),
             Shader::Conv3dSubgroups => Some(Shader::Conv3dWeight),
             _ => None,

@@ -11,6 +11,8 @@
 //! - `tiled`: forward and backward_input with the weights in 64 KiB uniform blocks
 //!   ([`Kernels::Tiled`], `TiledWide`, and with subgroups `Subgroups`, `SubgroupsWide`).
 //! - `weight`: backward_weight's kernels ([`WeightKernels`]).
+//! - `gemm`: implicit-GEMM kernels of all three passes, tiled through workgroup memory with a
+//!   register block per invocation ([`Kernels::Gemm64x64`] and its siblings, [`GemmTile`]).
 //! - `shaders/conv3d/subgroups.wgsl`: the tiled and weight kernels that share their loads
 //!   across the subgroup (their Rust halves are in `tiled` and `weight`).
 //!
@@ -26,11 +28,13 @@ use crate::gpu::{Buffer, Gpu, Needs, Op, Shader};
 use crate::layers::expect_len;
 
 mod direct;
+mod gemm;
 mod geometry;
 mod tiled;
 mod weight;
 
 pub use direct::{CI_TILE, CO_TILE};
+pub use gemm::{GemmTile, TILE_128X64, TILE_32X32, TILE_64X64};
 pub use geometry::Conv3d;
 pub use tiled::OC_TILE;
 
@@ -55,7 +59,8 @@ const fn subgroups(n: u32) -> Needs {
 /// for kernels of more taps than a block holds). The `Wide` kernels take 32 channels an
 /// invocation from two groups' blocks at once, so each input an invocation loads serves twice
 /// the products, for twice the sums it holds (a CPU adapter's time goes into the loads; on a
-/// GPU the sums cost registers).
+/// GPU the sums cost registers). The `Gemm` kernels (family `implicit_gemm`) compute the pass
+/// as one matrix product tiled through workgroup memory, in three tile configurations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kernels {
@@ -64,16 +69,48 @@ pub enum Kernels {
     Subgroups,
     SubgroupsWide,
     Direct,
+    #[serde(rename = "implicit_gemm_32x32")]
+    Gemm32x32,
+    #[serde(rename = "implicit_gemm_64x64")]
+    Gemm64x64,
+    #[serde(rename = "implicit_gemm_128x64")]
+    Gemm128x64,
 }
 
 impl Kernels {
-    fn name(self) -> &'static str {
+    /// Every kernel of forward and backward_input.
+    pub const ALL: [Kernels; 8] = [
+        Kernels::Tiled,
+        Kernels::TiledWide,
+        Kernels::Subgroups,
+        Kernels::SubgroupsWide,
+        Kernels::Direct,
+        Kernels::Gemm32x32,
+        Kernels::Gemm64x64,
+        Kernels::Gemm128x64,
+    ];
+
+    /// The kernel's name in `check`, profiles and the tuning cache.
+    pub fn name(self) -> &'static str {
         match self {
             Kernels::Tiled => "tiled",
             Kernels::TiledWide => "tiled_wide",
             Kernels::Subgroups => "subgroups",
             Kernels::SubgroupsWide => "subgroups_wide",
             Kernels::Direct => "direct",
+            Kernels::Gemm32x32 => "implicit_gemm_32x32",
+            Kernels::Gemm64x64 => "implicit_gemm_64x64",
+            Kernels::Gemm128x64 => "implicit_gemm_128x64",
+        }
+    }
+
+    /// The tile configuration of an implicit-GEMM kernel.
+    pub fn tile(self) -> Option<GemmTile> {
+        match self {
+            Kernels::Gemm32x32 => Some(TILE_32X32),
+            Kernels::Gemm64x64 => Some(TILE_64X64),
+            Kernels::Gemm128x64 => Some(TILE_128X64),
+            _ => None,
         }
     }
 
@@ -92,6 +129,7 @@ impl Kernels {
             Kernels::Direct => direct::needs(),
             Kernels::Tiled | Kernels::TiledWide => tiled::needs(false),
             Kernels::Subgroups | Kernels::SubgroupsWide => tiled::needs(true),
+            Kernels::Gemm32x32 | Kernels::Gemm64x64 | Kernels::Gemm128x64 => self.tile().expect("a GEMM kernel").needs(),
         }
     }
 
@@ -108,7 +146,7 @@ impl Kernels {
     }
 
     /// Whether this kernel can pay off for a pass computing `channels` channels: the wide
-    /// kernels only where there are two groups.
+    /// kernels only where there are two groups (the GEMM kernels always: the tuner decides).
     pub fn suits(self, channels: usize) -> bool {
         self.groups() == 1 || channels > OC_TILE
     }
@@ -134,6 +172,14 @@ pub enum WeightKernels {
     /// subgroup, each invocation 4 columns over all of the sample's positions (subgroups of
     /// at least 8 lanes).
     SamplesSubgroups,
+    /// The implicit GEMM (see [`Kernels::Gemm64x64`]): output channels × (input channel, tap)
+    /// columns, reducing over splits of the batch's output positions.
+    #[serde(rename = "implicit_gemm_32x32")]
+    Gemm32x32,
+    #[serde(rename = "implicit_gemm_64x64")]
+    Gemm64x64,
+    #[serde(rename = "implicit_gemm_128x64")]
+    Gemm128x64,
 }
 
 impl WeightKernels {
@@ -152,7 +198,21 @@ impl WeightKernels {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// Every kernel of backward_weight.
+    pub const ALL: [WeightKernels; 9] = [
+        WeightKernels::Channels,
+        WeightKernels::Columns,
+        WeightKernels::Rows,
+        WeightKernels::RowsSubgroups,
+        WeightKernels::Samples,
+        WeightKernels::SamplesSubgroups,
+        WeightKernels::Gemm32x32,
+        WeightKernels::Gemm64x64,
+        WeightKernels::Gemm128x64,
+    ];
+
+    /// The kernel's name in `check`, profiles and the tuning cache.
+    pub fn name(self) -> &'static str {
         match self {
             WeightKernels::Channels => "channels",
             WeightKernels::Columns => "columns",
@@ -160,6 +220,19 @@ impl WeightKernels {
             WeightKernels::RowsSubgroups => "rows_subgroups",
             WeightKernels::Samples => "samples",
             WeightKernels::SamplesSubgroups => "samples_subgroups",
+            WeightKernels::Gemm32x32 => "implicit_gemm_32x32",
+            WeightKernels::Gemm64x64 => "implicit_gemm_64x64",
+            WeightKernels::Gemm128x64 => "implicit_gemm_128x64",
+        }
+    }
+
+    /// The tile configuration of an implicit-GEMM kernel.
+    pub fn tile(self) -> Option<GemmTile> {
+        match self {
+            WeightKernels::Gemm32x32 => Some(TILE_32X32),
+            WeightKernels::Gemm64x64 => Some(TILE_64X64),
+            WeightKernels::Gemm128x64 => Some(TILE_128X64),
+            _ => None,
         }
     }
 }
@@ -196,6 +269,9 @@ pub struct ConvScratch {
     /// The device's largest subgroup (1 without subgroups): the subgroup kernels of
     /// backward_input and backward_weight align their invocations to it.
     subgroup_size: usize,
+    /// The device's loop limit ([`Gpu::loop_limit`]): the GEMM weight gradient's splits keep
+    /// within it.
+    loop_limit: Option<u64>,
 }
 
 impl ConvScratch {
@@ -216,10 +292,12 @@ impl Conv3d {
     /// article's conv2: rows 108 ms, channels 182 ms; conv1 (3 input channels): samples
     /// 210–224 ms a step, columns 403–427 ms, rows 212+ ms on a faster machine; later
     /// samples 228–241 ms, samples_subgroups 121–130 ms).
+    /// The implicit-GEMM kernels are never a default: they run where the tuner measured them
+    /// faster (no GPU has measured them yet).
     pub fn default_choice(&self, gpu: &Gpu) -> ConvChoice {
         let (k, w) = self.candidates(gpu);
         // The first that suits each pass: wide where it has two channel groups.
-        let first = |channels: usize| *k.iter().find(|k| k.suits(channels)).expect("direct suits every pass");
+        let first = |channels: usize| *k.iter().find(|k| k.tile().is_none() && k.suits(channels)).expect("direct suits every pass");
         let rows = if w.contains(&WeightKernels::RowsSubgroups) { WeightKernels::RowsSubgroups } else { WeightKernels::Rows };
         let weight = match (self.c_in >= 2 * CI4, w.contains(&WeightKernels::Rows), w.contains(&WeightKernels::Samples)) {
             (true, true, _) => rows,
@@ -240,9 +318,13 @@ impl Conv3d {
         // tries those only if the twins were close).
         let blocked = self.taps() <= BLOCK_COLS;
         let wide = Kernels::TiledWide.suits(self.c_in.max(self.c_out));
-        let k = [Kernels::SubgroupsWide, Kernels::Subgroups, Kernels::TiledWide, Kernels::Tiled, Kernels::Direct]
+        // The GEMM kernels the larger tiles first (a smaller one's twin, see crate::tune).
+        let gemm = [Kernels::Gemm128x64, Kernels::Gemm64x64, Kernels::Gemm32x32];
+        let k = [Kernels::SubgroupsWide, Kernels::Subgroups, Kernels::TiledWide, Kernels::Tiled]
             .into_iter()
-            .filter(|&k| k == Kernels::Direct || (blocked && (k.groups() == 1 || wide) && gpu.meets(&k.needs())))
+            .filter(|&k| blocked && (k.groups() == 1 || wide) && gpu.meets(&k.needs()))
+            .chain(gemm.into_iter().filter(|k| gpu.meets(&k.needs()) && self.gemm_fits(gpu, *k)))
+            .chain([Kernels::Direct])
             .collect();
         let mut w = vec![];
         for k in self.weight_candidates() {
@@ -252,6 +334,13 @@ impl Conv3d {
             }
         }
         (k, w)
+    }
+
+    /// Whether the GEMM kernel `k` runs both forward's and backward_input's reductions within
+    /// `gpu`'s loop limit (see [`Gpu::loop_limit`]; the weight gradient splits its own).
+    fn gemm_fits(&self, gpu: &Gpu, k: Kernels) -> bool {
+        let reduce = self.c_in.max(self.c_out) * self.taps();
+        k.tile().is_none_or(|t| t.fits(reduce, gpu.loop_limit()))
     }
 
     /// The buffers `choice` needs on `gpu`; an error if it cannot run this geometry.
@@ -274,10 +363,16 @@ impl Conv3d {
                 return Err(Error::shape(LAYER, format!("the {name} kernels need {why}")));
             }
         }
+        for k in [choice.forward, choice.backward_input] {
+            if !self.gemm_fits(gpu, k) {
+                let limit = gpu.loop_limit().unwrap_or_default();
+                return Err(Error::shape(LAYER, format!("the {} kernels would loop past this device's limit of {limit} iterations an invocation", k.name())));
+            }
+        }
         let taps = self.taps();
         let blocks = |k: Kernels, b: Option<Blocks>, what: &str| -> Result<Option<Buffer>> {
             match (k, b) {
-                (Kernels::Direct, _) => Ok(None),
+                (Kernels::Direct | Kernels::Gemm32x32 | Kernels::Gemm64x64 | Kernels::Gemm128x64, _) => Ok(None),
                 (_, Some(b)) => Ok(Some(gpu.zeros_uniform(&format!("conv3d {what} weight blocks"), b.floats())?)),
                 (_, None) => Err(Error::shape(
                     LAYER,
@@ -307,12 +402,12 @@ impl Conv3d {
             WeightKernels::Samples | WeightKernels::SamplesSubgroups => Some(gpu.zeros_uniform("conv3d x per sample", self.samples_len())?),
             _ => None,
         };
-        let splits = self.splits(out);
-        let part = if splits > 1 && matches!(choice.backward_weight, WeightKernels::Channels | WeightKernels::Columns) {
-            Some(gpu.zeros("conv3d dweight per split", splits * self.weight_len(), crate::gpu::DType::F32)?)
-        } else {
-            None
+        let splits = match choice.backward_weight.tile() {
+            Some(tile) => self.gemm_splits(out, tile, gpu.loop_limit()).0,
+            None if matches!(choice.backward_weight, WeightKernels::Channels | WeightKernels::Columns) => self.splits(out),
+            None => 1,
         };
+        let part = if splits > 1 { Some(gpu.zeros("conv3d dweight per split", splits * self.weight_len(), crate::gpu::DType::F32)?) } else { None };
         Ok(ConvScratch {
             choice,
             forward_blocks: blocks(choice.forward, Blocks::new(self.c_in, self.c_out, taps), "forward")?,
@@ -321,6 +416,7 @@ impl Conv3d {
             row_blocks,
             samples,
             subgroup_size: gpu.subgroup_size().unwrap_or(1) as usize,
+            loop_limit: gpu.loop_limit(),
         })
     }
 
@@ -334,6 +430,9 @@ impl Conv3d {
             (Some(_), false) => return Err(Error::shape(LAYER, "a bias buffer was given to a convolution without bias")),
             (None, true) => return Err(Error::shape(LAYER, "the convolution has a bias but no bias buffer was given")),
         }
+        if let Some(tile) = scratch.choice.forward.tile() {
+            return Ok(vec![self.forward_gemm(out, tile, x, weight, bias, y)]);
+        }
         match &scratch.forward_blocks {
             None => Ok(vec![self.forward_direct(out, x, weight, bias, y)]),
             Some(blocks) => self.forward_blocked(out, x, weight, bias, y, blocks, scratch),
@@ -345,6 +444,9 @@ impl Conv3d {
     pub fn backward_input(&self, dy: &Buffer, weight: &Buffer, dx: &Buffer, scratch: &ConvScratch) -> Result<Vec<Op>> {
         let out = self.check("dx", dx, "dy", dy)?;
         expect_len(LAYER, "weight", weight, self.weight_len())?;
+        if let Some(tile) = scratch.choice.backward_input.tile() {
+            return Ok(vec![self.backward_input_gemm(out, tile, dy, weight, dx)]);
+        }
         match &scratch.backward_blocks {
             None => Ok(vec![self.backward_input_direct(out, dy, weight, dx)]),
             Some(blocks) => self.backward_input_blocked(out, dy, weight, dx, blocks, scratch),
@@ -360,6 +462,10 @@ impl Conv3d {
             WeightKernels::Rows | WeightKernels::RowsSubgroups => self.backward_weight_rows(out, x, dy, dweight, scratch),
             WeightKernels::Samples | WeightKernels::SamplesSubgroups => self.backward_weight_samples(out, x, dy, dweight, scratch),
             WeightKernels::Channels | WeightKernels::Columns => self.backward_weight_split(out, x, dy, dweight, scratch),
+            WeightKernels::Gemm32x32 | WeightKernels::Gemm64x64 | WeightKernels::Gemm128x64 => {
+                let tile = scratch.choice.backward_weight.tile().expect("a GEMM kernel");
+                self.backward_weight_gemm(out, tile, x, dy, dweight, scratch)
+            }
         }
     }
 }

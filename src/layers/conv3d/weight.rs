@@ -32,12 +32,14 @@ pub(super) fn needs(k: WeightKernels) -> Needs {
         WeightKernels::RowsSubgroups => BASE_NEEDS.and(BLOCKS).and(subgroups(4)),
         WeightKernels::Samples => BASE_NEEDS.and(BLOCKS).and(LANES),
         WeightKernels::SamplesSubgroups => BASE_NEEDS.and(BLOCKS).and(subgroups(8)),
+        WeightKernels::Gemm32x32 | WeightKernels::Gemm64x64 | WeightKernels::Gemm128x64 => k.tile().expect("a GEMM kernel").needs(),
     }
 }
 
 impl Conv3d {
     pub(super) fn weight_candidates(&self) -> Vec<WeightKernels> {
-        let mut w = vec![WeightKernels::Channels, WeightKernels::Columns];
+        // The GEMM kernels the larger tiles first (a smaller one's twin, see crate::tune).
+        let mut w = vec![WeightKernels::Channels, WeightKernels::Columns, WeightKernels::Gemm128x64, WeightKernels::Gemm64x64, WeightKernels::Gemm32x32];
         // A row of dy must fit in one uniform block, and a row of fewer than 16 channels would
         // pad the blocks to several times dy's size.
         if (OC_TILE..=BWD_COLS * OC_TILE).contains(&self.c_out) {
@@ -112,7 +114,7 @@ impl Conv3d {
         let (entry, tiles) = match scratch.choice.backward_weight {
             WeightKernels::Channels => ("backward_weight_tiled", self.c_in.div_ceil(2 * CI4) * self.taps()),
             WeightKernels::Columns => ("backward_weight_columns", self.column_tiles()),
-            WeightKernels::Rows | WeightKernels::RowsSubgroups | WeightKernels::Samples | WeightKernels::SamplesSubgroups => unreachable!("handled above"),
+            _ => unreachable!("the other kernels are dispatched by Conv3d::backward_weight"),
         };
         let groups = splits * self.c_out.div_ceil(OC_TILE) * tiles;
         let mut p = self.params(out, groups);
@@ -121,14 +123,18 @@ impl Conv3d {
             .with_cost(self.macs_flops(out), self.cost_bytes(out));
         let mut ops = vec![self.geometry(out, op)];
         if splits > 1 {
-            let mut p = self.params(out, len);
-            p.rows = splits as u32;
-            ops.push(
-                Op::threads("conv3d.backward_weight_sum", Shader::Conv3dWeight, "backward_weight_sum", &p, &[part, dweight], len)
-                    .with_cost((splits * len) as u64, 4 * ((splits + 1) * len) as u64),
-            );
+            ops.push(self.sum_splits(out, splits, part, dweight));
         }
         Ok(ops)
+    }
+
+    /// dweight = Σ over `splits` partial sums in `part` (each a whole weight), in split order.
+    pub(super) fn sum_splits(&self, out: Dims3, splits: usize, part: &Buffer, dweight: &Buffer) -> Op {
+        let len = self.weight_len();
+        let mut p = self.params(out, len);
+        p.rows = splits as u32;
+        Op::threads("conv3d.backward_weight_sum", Shader::Conv3dWeight, "backward_weight_sum", &p, &[part, dweight], len)
+            .with_cost((splits * len) as u64, 4 * ((splits + 1) * len) as u64)
     }
 
     /// backward_weight with the rows kernels: pack dy into row blocks, then one dispatch per
