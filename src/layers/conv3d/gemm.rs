@@ -36,6 +36,13 @@ pub const TILE_32X32: GemmTile = GemmTile { tm: 32, tn: 32, tk: 32, rm: 4, rn: 4
 pub const TILE_64X64: GemmTile = GemmTile { tm: 64, tn: 64, tk: 16, rm: 4, rn: 4 };
 pub const TILE_128X64: GemmTile = GemmTile { tm: 128, tn: 64, tk: 8, rm: 8, rn: 4 };
 
+/// A GEMM kernel is a candidate for a product of M × N only where its tiles, padded to whole
+/// tiles, compute at most this many times the products that count: a 1×1 output tiled 32×32
+/// wastes 1,023 of every 1,024 (the 162³ one-channel weight gradient: 13 s on lavapipe against
+/// the columns kernel's 0.4 s; its forward in 64-channel tiles, 64 times the work: 2.7 s
+/// against tiled's 0.1 s, and tens of seconds on SwiftShader).
+const MAX_TILE_WASTE: usize = 32;
+
 /// backward_weight's reduction (over every output position of the batch) is split so that
 /// there are about this many workgroups in all, then summed over the splits.
 const TARGET_GROUPS: usize = 1024;
@@ -68,6 +75,13 @@ impl GemmTile {
     /// What the kernels of this configuration need of a device.
     pub fn needs(self) -> Needs {
         BASE_NEEDS.and(Needs { uniform_binding: 0, invocations: self.invocations(), workgroup_storage: 2 * STAGE * 4, subgroup_lanes: None })
+    }
+
+    /// Whether an M × N product in whole tiles computes at most [`MAX_TILE_WASTE`] times
+    /// its M·N sums.
+    pub(super) fn suits(self, m: usize, n: usize) -> bool {
+        let padded = |len: usize, tile: u32| len.next_multiple_of(tile as usize) as u128;
+        padded(m, self.tm) * padded(n, self.tn) <= (MAX_TILE_WASTE as u128) * (m as u128) * (n as u128)
     }
 
     /// The K-step for a reduction of `reduce` terms: no longer than the reduction (rounded up
@@ -131,6 +145,18 @@ impl Conv3d {
         tile.constants(self.geometry(out, op), self.c_out * self.taps())
     }
 
+    /// Whether the GEMM kernel of `tile` is worth running for forward and backward_input
+    /// (both products within [`MAX_TILE_WASTE`]).
+    pub(super) fn gemm_suits(&self, tile: GemmTile) -> bool {
+        let Ok(out) = self.output() else { return false };
+        tile.suits(self.n * out.iter().product::<usize>(), self.c_out) && tile.suits(self.n * self.input.iter().product::<usize>(), self.c_in)
+    }
+
+    /// Whether the GEMM kernel of `tile` is worth running for backward_weight.
+    pub(super) fn gemm_weight_suits(&self, tile: GemmTile) -> bool {
+        tile.suits(self.c_out, self.c_in * self.taps())
+    }
+
     /// How backward_weight's GEMM splits the batch's output positions: (splits, positions per
     /// split). Enough splits for about [`TARGET_GROUPS`] workgroups, at most [`MAX_SPLITS`], of
     /// at least [`MIN_SPLIT`] positions each (a multiple of the K-step); and on a device with a
@@ -185,6 +211,18 @@ mod tests {
         }
         assert!(!GemmTile { tm: 64, tn: 64, tk: 32, rm: 4, rn: 4 }.valid());
         assert!(!GemmTile { tm: 64, tn: 64, tk: 16, rm: 8, rn: 8 }.valid());
+    }
+
+    #[test]
+    fn tiles_mostly_padding_do_not_suit() {
+        // 1 × 1 in 32 × 32 tiles: 1,024 times the work.
+        assert!(!TILE_32X32.suits(1, 1));
+        // One channel over many positions: 32 times in 32-channel tiles, 64 in 64-channel ones.
+        assert!(TILE_32X32.suits(4_251_528, 1) && !TILE_64X64.suits(4_251_528, 1));
+        assert!(!TILE_128X64.suits(1, 1) && TILE_128X64.suits(32, 81));
+        // The check's 162³ one-channel case runs no GEMM weight gradient; its 39 → 41 case does.
+        assert!(!Conv3d::new(1, 1, 1, [162, 162, 162], [1, 1, 1]).gemm_weight_suits(TILE_32X32));
+        assert!(Conv3d::new(2, 39, 41, [4, 5, 6], [3, 3, 3]).gemm_weight_suits(TILE_128X64));
     }
 
     #[test]

@@ -323,7 +323,7 @@ impl Conv3d {
         let k = [Kernels::SubgroupsWide, Kernels::Subgroups, Kernels::TiledWide, Kernels::Tiled]
             .into_iter()
             .filter(|&k| blocked && (k.groups() == 1 || wide) && gpu.meets(&k.needs()))
-            .chain(gemm.into_iter().filter(|k| gpu.meets(&k.needs()) && self.gemm_fits(gpu, *k)))
+            .chain(gemm.into_iter().filter(|k| gpu.meets(&k.needs()) && self.gemm_fits(gpu, *k) && k.tile().is_some_and(|t| self.gemm_suits(t))))
             .chain([Kernels::Direct])
             .collect();
         let mut w = vec![];

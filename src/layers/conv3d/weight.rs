@@ -38,8 +38,11 @@ pub(super) fn needs(k: WeightKernels) -> Needs {
 
 impl Conv3d {
     pub(super) fn weight_candidates(&self) -> Vec<WeightKernels> {
-        // The GEMM kernels the larger tiles first (a smaller one's twin, see crate::tune).
-        let mut w = vec![WeightKernels::Channels, WeightKernels::Columns, WeightKernels::Gemm128x64, WeightKernels::Gemm64x64, WeightKernels::Gemm32x32];
+        let mut w = vec![WeightKernels::Channels, WeightKernels::Columns];
+        // The GEMM kernels where their tiles are not mostly padding, the larger tiles first (a
+        // smaller one's twin, see crate::tune).
+        let gemm = [WeightKernels::Gemm128x64, WeightKernels::Gemm64x64, WeightKernels::Gemm32x32];
+        w.extend(gemm.into_iter().filter(|k| k.tile().is_some_and(|t| self.gemm_weight_suits(t))));
         // A row of dy must fit in one uniform block, and a row of fewer than 16 channels would
         // pad the blocks to several times dy's size.
         if (OC_TILE..=BWD_COLS * OC_TILE).contains(&self.c_out) {
