@@ -177,6 +177,39 @@ fn kernels_the_device_cannot_run_are_not_candidates() {
     assert!(k.contains(&Kernels::Tiled), "{k:?}");
 }
 
+/// The implicit-GEMM kernels on more workgroups than one grid dimension holds (the check's
+/// 2D-grid case has one channel, whose tiles are mostly padding, so `check` runs no GEMM
+/// kernel there): 2,197,000 positions in tiles of 32 are 68,657 workgroups, laid out on a 2D
+/// grid, and every output element is right.
+#[test]
+fn gemm_kernels_run_on_a_2d_grid() {
+    use cnn3d::layers::conv3d::{Conv3d, ConvChoice, Kernels, WeightKernels};
+    let g = gpu();
+    let conv = Conv3d::new(1, 2, 8, [130, 130, 130], [1, 1, 1]);
+    assert!(g.info().max_compute_workgroups_per_dimension < 68_657, "the case must need a 2D grid");
+    let mut rng = cnn3d::rng::Rng::new(7);
+    let x = rng.vec_f32(conv.x_shape().iter().product(), -1.0, 1.0);
+    let w = rng.vec_f32(conv.weight_shape().iter().product(), -1.0, 1.0);
+    let b = rng.vec_f32(8, -1.0, 1.0);
+    let dy = rng.vec_f32(conv.y_shape().unwrap().iter().product(), -1.0, 1.0);
+    let up = |v: &[f32]| g.upload_f32("t", v).unwrap();
+    let (xb, wb, bb, dyb) = (up(&x), up(&w), up(&b), up(&dy));
+    let (yb, dxb) = (g.zeros("y", dy.len(), DType::F32).unwrap(), g.zeros("dx", x.len(), DType::F32).unwrap());
+    let choice = ConvChoice { forward: Kernels::Gemm32x32, backward_input: Kernels::Gemm32x32, backward_weight: WeightKernels::Columns };
+    let scratch = conv.scratch_with(g, choice).unwrap();
+    let mut ops = conv.forward(&xb, &wb, Some(&bb), &yb, &scratch).unwrap();
+    ops.extend(conv.backward_input(&dyb, &wb, &dxb, &scratch).unwrap());
+    g.run_ops(&ops).unwrap();
+    let f = |v: &[f32]| v.iter().map(|&a| a as f64).collect::<Vec<f64>>();
+    let tol = cnn3d::check::Tol::new(4e-6 * 5.0, 1e-5);
+    let y = cnn3d::reference::conv3d::forward(&conv, &f(&x), &f(&w), Some(&f(&b)));
+    let r = cnn3d::check::compare("conv3d.forward", "130³", &g.read_f32(&yb).unwrap(), &y, tol);
+    assert!(r.pass, "{}", r.describe());
+    let dx = cnn3d::reference::conv3d::backward_input(&conv, &f(&w), &f(&dy));
+    let r = cnn3d::check::compare("conv3d.backward_input", "130³", &g.read_f32(&dxb).unwrap(), &dx, tol);
+    assert!(r.pass, "{}", r.describe());
+}
+
 /// A pass given the scratch of another geometry says so instead of panicking or writing out
 /// of place, whichever kernels the scratch chose.
 #[test]

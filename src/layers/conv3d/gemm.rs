@@ -217,8 +217,10 @@ mod tests {
     fn tiles_mostly_padding_do_not_suit() {
         // 1 × 1 in 32 × 32 tiles: 1,024 times the work.
         assert!(!TILE_32X32.suits(1, 1));
-        // One channel over many positions: 32 times in 32-channel tiles, 64 in 64-channel ones.
-        assert!(TILE_32X32.suits(4_251_528, 1) && !TILE_64X64.suits(4_251_528, 1));
+        // One channel over whole tiles of positions: 32 times in 32-channel tiles (the bound),
+        // 64 in 64-channel ones; a partial last tile of positions tips 32 over.
+        assert!(TILE_32X32.suits(4_251_520, 1) && !TILE_64X64.suits(4_251_520, 1));
+        assert!(!TILE_32X32.suits(4_251_528, 1));
         assert!(!TILE_128X64.suits(1, 1) && TILE_128X64.suits(32, 81));
         // The check's 162³ one-channel case runs no GEMM weight gradient; its 39 → 41 case does.
         assert!(!Conv3d::new(1, 1, 1, [162, 162, 162], [1, 1, 1]).gemm_weight_suits(TILE_32X32));
