@@ -63,8 +63,8 @@ impl GemmTile {
         self.rm > 0
             && self.rn > 0
             && self.tk > 0
-            && self.tm % self.rm == 0
-            && self.tn % self.rn == 0
+            && self.tm.is_multiple_of(self.rm)
+            && self.tn.is_multiple_of(self.rn)
             && self.tm * self.tk <= STAGE
             && self.tn * self.tk <= STAGE
             && self.rm * self.rn <= MAX_ACC
@@ -247,7 +247,7 @@ mod tests {
             let positions = n * out.iter().product::<usize>();
             for t in [TILE_32X32, TILE_64X64, TILE_128X64] {
                 let (splits, per) = c.gemm_splits(out, t, None);
-                assert!(splits >= 1 && splits <= MAX_SPLITS && per % t.tk as usize == 0, "{splits} {per}");
+                assert!((1..=MAX_SPLITS).contains(&splits) && per.is_multiple_of(t.tk as usize), "{splits} {per}");
                 assert!(splits * per >= positions && (splits - 1) * per < positions, "{splits} × {per} for {positions}");
                 // Under llvmpipe's loop limit: more splits where needed, each within it.
                 let limit = crate::gpu::LLVMPIPE_LOOP_ITERATIONS;

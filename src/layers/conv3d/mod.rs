@@ -146,7 +146,8 @@ impl Kernels {
     }
 
     /// Whether this kernel can pay off for a pass computing `channels` channels: the wide
-    /// kernels only where there are two groups (the GEMM kernels always: the tuner decides).
+    /// kernels only where there are two groups; the GEMM kernels always (whether they are
+    /// candidates at all, by their tiles' padding, is [`Conv3d::candidates`]' rule).
     pub fn suits(self, channels: usize) -> bool {
         self.groups() == 1 || channels > OC_TILE
     }
