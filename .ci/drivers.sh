@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The driver matrix: `cnn3d check` and a one-epoch training run on every software driver this
-# machine can run, each also without subgroups where the device has them, with wall time and
-# peak resident memory. Any failure, or a run whose peak reaches the limit, fails the script.
+# machine can run, each also without subgroups where the device has them, and at
+# --precision f16 where the device has f16 (refused where not), with wall time and peak
+# resident memory. Any failure, or a run whose peak reaches the limit, fails the script.
 #
 #   lavapipe     Mesa's CPU Vulkan driver (8-lane subgroups)       mesa-vulkan-drivers
 #   SwiftShader  Google's CPU Vulkan driver (4-lane subgroups, at most 256 invocations a
@@ -102,6 +103,27 @@ for sub in "" "--no-subgroups"; do
 done
 run "gl check" "" -- --backend gl check
 run "gl train" "" -- --backend gl "${train[@]}" --out "$work/run-gl"
+
+# --precision f16 (activations stored in f16): lavapipe has shader-f16 and runs it; SwiftShader
+# and llvmpipe's GL have none and must refuse it as a usage error naming what is missing.
+run "lavapipe check --precision f16" "" -- --backend vulkan --adapter llvmpipe --precision f16 check
+run "lavapipe train --precision f16" "" -- --backend vulkan --adapter llvmpipe --precision f16 "${train[@]}" --out "$work/run-lvp-f16"
+# refuse NAME ENV_ICD -- ARGS...: cnn3d with ARGS must exit 2 saying shader-f16 is missing.
+refuse() {
+    local name=$1 icd=$2; shift 3
+    local code=0
+    echo "== $name: $*"
+    env ${icd:+VK_ICD_FILENAMES="$icd"} "$bin" "$@" >"$work/refuse.log" 2>&1 || code=$?
+    if [ "$code" -eq 2 ] && grep -q "shader-f16" "$work/refuse.log"; then
+        rows+=("$(printf '%-34s %9s   %7s      %s' "$name" "-" "-" "pass (refused)")")
+    else
+        failed=1
+        tail -n 20 "$work/refuse.log"
+        rows+=("$(printf '%-34s %9s   %7s      %s' "$name" "-" "-" "FAIL (exit $code, not refused)")")
+    fi
+}
+refuse "swiftshader --precision f16" "$ss_icd" -- --backend vulkan --adapter swiftshader --precision f16 check --layer dropout
+refuse "gl --precision f16" "" -- --backend gl --precision f16 check --layer dropout
 
 echo
 echo "driver matrix (peak resident memory limit $limit_mib MiB)"

@@ -1,6 +1,6 @@
 // Element-wise activations: relu, leaky_relu, sigmoid, tanh — forward and backward.
 //
-// Layout: any tensor, flat; x, y, dy, dx all hold `n` f32 values in the same order.
+// Layout: any tensor, flat; x, y, dy, dx all hold `n` act values in the same order.
 // Invocation: one per element, or (the *4 entry points, when n is a multiple of 4) one per
 // four elements read and written as vec4s — a CPU adapter pays per load instruction, so this
 // is ~4× fewer loads; workgroups on a 2D grid, linear id = wid.y * nwg.x + wid.x.
@@ -11,6 +11,11 @@
 // backward, backward4: binding 1 x, binding 2 y, binding 3 dy (read), binding 4 dx (write)
 //                      relu/leaky use x (as PyTorch does), sigmoid/tanh use y.
 // p.n counts the elements (forward, backward) or the vec4s (forward4, backward4).
+
+// Activations and their gradients are stored as `act`: f32, or f16 where a run's precision
+// is f16 (the host enables f16 and rewrites this line). Arithmetic and sums stay in f32: reads
+// convert with f32(..), writes with act(..).
+alias act = f32;
 
 struct Params {
     n: u32,
@@ -24,17 +29,17 @@ override KIND: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(2) var<storage, read> y_in: array<f32>;
-@group(0) @binding(3) var<storage, read> dy: array<f32>;
-@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
+@group(0) @binding(2) var<storage, read_write> y: array<act>;
+@group(0) @binding(2) var<storage, read> y_in: array<act>;
+@group(0) @binding(3) var<storage, read> dy: array<act>;
+@group(0) @binding(4) var<storage, read_write> dx: array<act>;
 
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> y4_in: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> dy4: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> dx4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x4: array<vec4<act>>;
+@group(0) @binding(2) var<storage, read_write> y4: array<vec4<act>>;
+@group(0) @binding(2) var<storage, read> y4_in: array<vec4<act>>;
+@group(0) @binding(3) var<storage, read> dy4: array<vec4<act>>;
+@group(0) @binding(4) var<storage, read_write> dx4: array<vec4<act>>;
 
 // f on four values at once (a scalar is the same function on a splat).
 fn f4(v: vec4<f32>) -> vec4<f32> {
@@ -76,7 +81,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
     let i = index(wid, nwg, lid);
     if (i < p.n) {
-        y[i] = f4(vec4<f32>(x[i])).x;
+        y[i] = act(f4(vec4<f32>(f32(x[i]))).x);
     }
 }
 
@@ -86,7 +91,7 @@ fn forward4(@builtin(workgroup_id) wid: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     let i = index(wid, nwg, lid);
     if (i < p.n) {
-        y4[i] = f4(x4[i]);
+        y4[i] = vec4<act>(f4(vec4<f32>(x4[i])));
     }
 }
 
@@ -99,11 +104,11 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>,
         var xv = 0.0;
         var yv = 0.0;
         if (USES_X) {
-            xv = x[i];
+            xv = f32(x[i]);
         } else {
-            yv = y_in[i];
+            yv = f32(y_in[i]);
         }
-        dx[i] = df4(vec4<f32>(dy[i]), vec4<f32>(xv), vec4<f32>(yv)).x;
+        dx[i] = act(df4(vec4<f32>(f32(dy[i])), vec4<f32>(xv), vec4<f32>(yv)).x);
     }
 }
 
@@ -116,10 +121,10 @@ fn backward4(@builtin(workgroup_id) wid: vec3<u32>,
         var xv = vec4<f32>(0.0);
         var yv = vec4<f32>(0.0);
         if (USES_X) {
-            xv = x4[i];
+            xv = vec4<f32>(x4[i]);
         } else {
-            yv = y4_in[i];
+            yv = vec4<f32>(y4_in[i]);
         }
-        dx4[i] = df4(dy4[i], xv, yv);
+        dx4[i] = vec4<act>(df4(vec4<f32>(dy4[i]), xv, yv));
     }
 }

@@ -13,6 +13,11 @@
 //           the windows o that contain i: a gather in a fixed order, so overlapping windows
 //           need no atomics and sums reproduce.
 
+// Activations and their gradients are stored as `act`: f32, or f16 where a run's precision
+// is f16 (the host enables f16 and rewrites this line). Arithmetic and sums stay in f32: reads
+// convert with f32(..), writes with act(..).
+alias act = f32;
+
 struct Params {
     count: u32,
     in_d: u32,
@@ -36,11 +41,11 @@ override WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
+@group(0) @binding(2) var<storage, read_write> y: array<act>;
 
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(2) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<act>;
+@group(0) @binding(2) var<storage, read_write> dx: array<act>;
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
@@ -87,11 +92,11 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
         for (var h = sh.x; h < sh.y; h++) {
             let row = base + (d * p.in_h + h) * p.in_w;
             for (var w = sw.x; w < sw.y; w++) {
-                sum += x[row + w];
+                sum += f32(x[row + w]);
             }
         }
     }
-    y[i] = sum / f32(sd.z * sh.z * sw.z);
+    y[i] = act(sum / f32(sd.z * sh.z * sw.z));
 }
 
 @compute @workgroup_size(WG)
@@ -119,9 +124,9 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>,
             let row = ((slice * p.out_d + od) * p.out_h + oh) * p.out_w;
             for (var ow = ww.x; ow < ww.y; ow++) {
                 let fw = span(ow, p.s_w, p.p_w, p.k_w, p.in_w).z;
-                sum += dy[row + ow] / f32(fd * fh * fw);
+                sum += f32(dy[row + ow]) / f32(fd * fh * fw);
             }
         }
     }
-    dx[i] = sum;
+    dx[i] = act(sum);
 }

@@ -15,10 +15,11 @@
 // stats:           1 x (read), 2 mean (write), 3 invstd (write),
 //                  4 running_mean (read_write), 5 running_var (read_write)
 //                  mean = Σx / M (summed about the channel's first value, so that a large
-//                  offset does not swamp the sum); var = Σ(x − mean)² / M (biased, second pass);
+//                  offset does not swamp the sum), corrected in the second pass by the mean of
+//                  d = x − mean; var = (Σd² − (Σd)²/M) / M (biased);
 //                  invstd = 1 / sqrt(var + eps);
 //                  running_mean = (1 − momentum) · running_mean + momentum · mean;
-//                  running_var  = (1 − momentum) · running_var + momentum · Σ(x − mean)² / (M − 1).
+//                  running_var  = (1 − momentum) · running_var + momentum · var · M / (M − 1).
 // forward_train:   1 x, 2 mean, 3 invstd, 4 gamma, 5 beta (read), 6 y (write)
 //                  y = (x − mean) · invstd · gamma + beta.
 // forward_eval:    1 x, 2 running_mean, 3 running_var, 4 gamma, 5 beta (read), 6 y (write)
@@ -41,12 +42,17 @@ struct Params {
     _pad1: u32,
 }
 
+// Activations and their gradients are stored as `act`: f32, or f16 where a run's precision
+// is f16 (the host enables f16 and rewrites this line). Arithmetic and sums stay in f32: reads
+// convert with f32(..), writes with act(..).
+alias act = f32;
+
 override WG: u32 = 64u;
 const RED: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
 
 // stats
 @group(0) @binding(2) var<storage, read_write> mean_out: array<f32>;
@@ -65,16 +71,16 @@ const RED: u32 = 256u;
 // forward_train, forward_eval
 @group(0) @binding(4) var<storage, read> gamma: array<f32>;
 @group(0) @binding(5) var<storage, read> beta: array<f32>;
-@group(0) @binding(6) var<storage, read_write> y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y: array<act>;
 
 // backward_params, backward_input
-@group(0) @binding(4) var<storage, read> dy: array<f32>;
+@group(0) @binding(4) var<storage, read> dy: array<act>;
 @group(0) @binding(5) var<storage, read_write> dgamma_out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dbeta_out: array<f32>;
 @group(0) @binding(5) var<storage, read> dgamma: array<f32>;
 @group(0) @binding(6) var<storage, read> dbeta: array<f32>;
 @group(0) @binding(7) var<storage, read> gamma_b: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dx: array<act>;
 
 var<workgroup> red: array<f32, RED>;
 
@@ -121,19 +127,27 @@ fn stats(@builtin(workgroup_id) wid: vec3<u32>,
     // Summing x − x0 (x0 the channel's first value) instead of x keeps the partial sums small
     // when all values share a large offset; those differences are exact in f32 when x and x0
     // are within a factor of two of each other.
-    let x0 = x[channel_index(c, 0u)];
+    let x0 = f32(x[channel_index(c, 0u)]);
     var acc = 0.0;
     for (var i = lid; i < m; i = i + RED) {
-        acc = acc + (x[channel_index(c, i)] - x0);
+        acc = acc + (f32(x[channel_index(c, i)]) - x0);
     }
-    let mu = x0 + workgroup_sum(lid, acc) / f32(m);
+    let mu0 = x0 + workgroup_sum(lid, acc) / f32(m);
 
+    // Where the values spread around a mean far from x0, the first pass's partial sums reach
+    // ~M·|mean − x0| and its rounding ~u·|mean − x0| (u = 2⁻²⁴), which can exceed the mean
+    // itself; the deviations d from that first estimate sum to ~0, so their mean corrects it
+    // to about an ulp of the mean (the corrected two-pass algorithm: Chan, Golub & LeVeque).
+    var acc1 = 0.0;
     var acc2 = 0.0;
     for (var i = lid; i < m; i = i + RED) {
-        let d = x[channel_index(c, i)] - mu;
+        let d = f32(x[channel_index(c, i)]) - mu0;
+        acc1 = acc1 + d;
         acc2 = acc2 + d * d;
     }
-    let ss = workgroup_sum(lid, acc2);
+    let sd = workgroup_sum(lid, acc1);
+    let mu = mu0 + sd / f32(m);
+    let ss = max(workgroup_sum(lid, acc2) - sd * sd / f32(m), 0.0);
 
     if (lid == 0u) {
         let var_biased = ss / f32(m);
@@ -155,7 +169,7 @@ fn forward_train(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let c = channel_of(i);
-    y[i] = (x[i] - mean[c]) * invstd[c] * gamma[c] + beta[c];
+    y[i] = act((f32(x[i]) - mean[c]) * invstd[c] * gamma[c] + beta[c]);
 }
 
 @compute @workgroup_size(WG)
@@ -168,7 +182,7 @@ fn forward_eval(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let c = channel_of(i);
     let k = 1.0 / sqrt(running_var_in[c] + p.eps);
-    y[i] = (x[i] - running_mean_in[c]) * k * gamma[c] + beta[c];
+    y[i] = act((f32(x[i]) - running_mean_in[c]) * k * gamma[c] + beta[c]);
 }
 
 @compute @workgroup_size(RED)
@@ -185,9 +199,9 @@ fn backward_params(@builtin(workgroup_id) wid: vec3<u32>,
     var acc_dyx = 0.0;
     for (var i = lid; i < m; i = i + RED) {
         let j = channel_index(c, i);
-        let g = dy[j];
+        let g = f32(dy[j]);
         acc_dy = acc_dy + g;
-        acc_dyx = acc_dyx + g * (x[j] - mu);
+        acc_dyx = acc_dyx + g * (f32(x[j]) - mu);
     }
     let sum_dy = workgroup_sum(lid, acc_dy);
     let sum_dyx = workgroup_sum(lid, acc_dyx);
@@ -209,6 +223,6 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>,
     let c = channel_of(i);
     let m = f32(p.n * p.s);
     let k = invstd[c];
-    let xhat = (x[i] - mean[c]) * k;
-    dx[i] = gamma_b[c] * k * (dy[i] - dbeta[c] / m - xhat * (dgamma[c] / m));
+    let xhat = (f32(x[i]) - mean[c]) * k;
+    dx[i] = act(gamma_b[c] * k * (f32(dy[i]) - dbeta[c] / m - xhat * (dgamma[c] / m)));
 }

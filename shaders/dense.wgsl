@@ -20,6 +20,11 @@
 //                  dbias[o] = Σ_s dy[s, o]; one workgroup of 256 per output feature o, a
 //                  strided partial sum per thread, then a tree reduction in workgroup memory.
 
+// Activations and their gradients are stored as `act`: f32, or f16 where a run's precision
+// is f16 (the host enables f16 and rewrites this line). Arithmetic and sums stay in f32: reads
+// convert with f32(..), writes with act(..).
+alias act = f32;
+
 struct Params {
     n: u32,
     in_f: u32,
@@ -31,15 +36,15 @@ override WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<act>;
 @group(0) @binding(4) var<storage, read> bias: array<f32>;
 
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> dy: array<act>;
+@group(0) @binding(3) var<storage, read_write> dx: array<act>;
 
-@group(0) @binding(2) var<storage, read> x_in: array<f32>;
+@group(0) @binding(2) var<storage, read> x_in: array<act>;
 @group(0) @binding(3) var<storage, read_write> dweight: array<f32>;
 
 @group(0) @binding(2) var<storage, read_write> dbias: array<f32>;
@@ -54,7 +59,7 @@ fn row_dot(s: u32, o: u32) -> f32 {
     let wo = o * p.in_f;
     var acc = 0.0;
     for (var k = 0u; k < p.in_f; k++) {
-        acc += x[xs + k] * weight[wo + k];
+        acc += f32(x[xs + k]) * weight[wo + k];
     }
     return acc;
 }
@@ -68,7 +73,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let o = i % p.out_f;
-    y[i] = row_dot(i / p.out_f, o) + bias[o];
+    y[i] = act(row_dot(i / p.out_f, o) + bias[o]);
 }
 
 @compute @workgroup_size(WG)
@@ -79,7 +84,7 @@ fn forward_no_bias(@builtin(workgroup_id) wid: vec3<u32>,
     if (i >= p.n * p.out_f) {
         return;
     }
-    y[i] = row_dot(i / p.out_f, i % p.out_f);
+    y[i] = act(row_dot(i / p.out_f, i % p.out_f));
 }
 
 @compute @workgroup_size(WG)
@@ -94,9 +99,9 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>,
     let k = i % p.in_f;
     var acc = 0.0;
     for (var o = 0u; o < p.out_f; o++) {
-        acc += dy[s * p.out_f + o] * weight[o * p.in_f + k];
+        acc += f32(dy[s * p.out_f + o]) * weight[o * p.in_f + k];
     }
-    dx[i] = acc;
+    dx[i] = act(acc);
 }
 
 @compute @workgroup_size(WG)
@@ -111,7 +116,7 @@ fn backward_weight(@builtin(workgroup_id) wid: vec3<u32>,
     let k = i % p.in_f;
     var acc = 0.0;
     for (var s = 0u; s < p.n; s++) {
-        acc += dy[s * p.out_f + o] * x_in[s * p.in_f + k];
+        acc += f32(dy[s * p.out_f + o]) * f32(x_in[s * p.in_f + k]);
     }
     dweight[i] = acc;
 }
@@ -129,7 +134,7 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
     }
     var acc = 0.0;
     for (var s = lid; s < p.n; s += 256u) {
-        acc += dy[s * p.out_f + o];
+        acc += f32(dy[s * p.out_f + o]);
     }
     partial[lid] = acc;
     workgroupBarrier();

@@ -1,6 +1,6 @@
 // Inverted dropout with probability p: y = x · keep / (1 − p) — forward and backward.
 //
-// Layout: any tensor, flat; x, y, dy, dx all hold `n` f32 values in the same order.
+// Layout: any tensor, flat; x, y, dy, dx all hold `n` act values in the same order.
 // Invocation: one per element; workgroups on a 2D grid, linear id = wid.y * nwg.x + wid.x.
 //
 // The mask is not stored: element i is kept when u ≥ p, with u = (h >> 8) · 2⁻²⁴ in [0, 1)
@@ -15,6 +15,11 @@
 // forward:  binding 1 step_buf (read), binding 2 x (read), binding 3 y (write)      y = x · keep · scale
 // backward: binding 1 step_buf (read), binding 2 dy (read), binding 3 dx (write)    dx = dy · keep · scale
 
+// Activations and their gradients are stored as `act`: f32, or f16 where a run's precision
+// is f16 (the host enables f16 and rewrites this line). Arithmetic and sums stay in f32: reads
+// convert with f32(..), writes with act(..).
+alias act = f32;
+
 struct Params {
     n: u32,
     seed: u32,
@@ -27,11 +32,11 @@ override WG: u32 = 64u;
 @group(0) @binding(0) var<uniform> p: Params;
 
 @group(0) @binding(1) var<storage, read> step_buf: array<u32>;
-@group(0) @binding(2) var<storage, read> x: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> x: array<act>;
+@group(0) @binding(3) var<storage, read_write> y: array<act>;
 
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<act>;
+@group(0) @binding(3) var<storage, read_write> dx: array<act>;
 
 fn rotl(v: u32, r: u32) -> u32 {
     return (v << r) | (v >> (32u - r));
@@ -72,7 +77,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
     if (i >= p.n) {
         return;
     }
-    y[i] = apply(x[i], i);
+    y[i] = act(apply(f32(x[i]), i));
 }
 
 @compute @workgroup_size(WG)
@@ -83,5 +88,5 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>,
     if (i >= p.n) {
         return;
     }
-    dx[i] = apply(dy[i], i);
+    dx[i] = act(apply(f32(dy[i]), i));
 }

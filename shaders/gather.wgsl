@@ -6,7 +6,7 @@
 //   min-max scaled per sample in f32, as matplotlib: e = min(floor(t · 256), 255), 0 for t <= 0
 //   or NaN), four to a word, voxel s in byte s % 4 of word s / 4.
 //   labels (N) u32; indices (B) u32, the samples of this batch; lut (256, 3) f32 RGB.
-//   x (B, C_out, S) f32: the batch's input activations; y (B) u32: its labels.
+//   x (B, C_out, S) act: the batch's input activations; y (B) u32: its labels.
 // Invocation: one per element of x; workgroups on a 2D grid, linear id = wid.y * nwg.x + wid.x.
 //   Invocations i < B also write y[i] = labels[indices[i]].
 //   An index >= N gives zeros and label 0 instead of reading out of bounds.
@@ -18,6 +18,11 @@
 //
 // forward:     binding 1 codes, 2 labels, 3 indices (read), 4 x, 5 y (write), 6 lut (read)
 // forward_raw: binding 1 data, 2 labels, 3 indices (read), 4 x, 5 y (write)
+
+// Activations and their gradients are stored as `act`: f32, or f16 where a run's precision
+// is f16 (the host enables f16 and rewrites this line). Arithmetic and sums stay in f32: reads
+// convert with f32(..), writes with act(..).
+alias act = f32;
 
 struct Params {
     batch: u32,
@@ -40,7 +45,7 @@ override WG: u32 = 64u;
 @group(0) @binding(1) var<storage, read> codes: array<u32>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read> indices: array<u32>;
-@group(0) @binding(4) var<storage, read_write> x: array<f32>;
+@group(0) @binding(4) var<storage, read_write> x: array<act>;
 @group(0) @binding(5) var<storage, read_write> y: array<u32>;
 @group(0) @binding(6) var<storage, read> lut: array<f32>;
 
@@ -72,7 +77,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
     let o = i % p.out_len;
     let n = indices[b];
     if (n >= p.samples) {
-        x[i] = 0.0;
+        x[i] = act(0.0);
         return;
     }
     var voxel: u32;
@@ -85,7 +90,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
         c = o / p.in_len;
     }
     let e = (codes[n * p.words + voxel / 4u] >> (8u * (voxel % 4u))) & 0xffu;
-    x[i] = lut[e * 3u + c];
+    x[i] = act(lut[e * 3u + c]);
 }
 
 // forward4: forward (p.article = 0) for 4 voxels an invocation where S is a multiple of 4: one
@@ -93,7 +98,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
 // storage access, whatever its width). Invocation q writes x[4q .. 4q + 3], all in one channel
 // of one sample.
 // forward4: binding 1 codes, 2 labels, 3 indices (read), 4 x (write, vec4s), 5 y (write), 6 lut (read)
-@group(0) @binding(4) var<storage, read_write> x4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> x4: array<vec4<act>>;
 
 @compute @workgroup_size(WG)
 fn forward4(@builtin(workgroup_id) wid: vec3<u32>,
@@ -108,14 +113,14 @@ fn forward4(@builtin(workgroup_id) wid: vec3<u32>,
     let o = (q % (p.out_len / 4u)) * 4u;
     let n = indices[b];
     if (n >= p.samples) {
-        x4[q] = vec4<f32>(0.0);
+        x4[q] = vec4<act>(0.0);
         return;
     }
     let voxel = o % p.in_len;
     let c = o / p.in_len;
     let word = codes[n * p.words + voxel / 4u];
     let e = (vec4<u32>(word) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(0xffu);
-    x4[q] = vec4<f32>(lut[e.x * 3u + c], lut[e.y * 3u + c], lut[e.z * 3u + c], lut[e.w * 3u + c]);
+    x4[q] = vec4<act>(vec4<f32>(lut[e.x * 3u + c], lut[e.y * 3u + c], lut[e.z * 3u + c], lut[e.w * 3u + c]));
 }
 
 @compute @workgroup_size(WG)
@@ -134,5 +139,5 @@ fn forward_raw(@builtin(workgroup_id) wid: vec3<u32>,
     if (n < p.samples) {
         v = data[n * p.in_len + o];
     }
-    x[i] = v;
+    x[i] = act(v);
 }

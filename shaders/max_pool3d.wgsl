@@ -36,6 +36,11 @@
 // full-size passes cost as much as the pool. The backward passes bind x at binding 4; without
 // an activation it is never read and the host binds any read-only buffer there.
 
+// Activations and their gradients are stored as `act`: f32, or f16 where a run's precision
+// is f16 (the host enables f16 and rewrites this line). Arithmetic and sums stay in f32: reads
+// convert with f32(..), writes with act(..).
+alias act = f32;
+
 struct Params {
     count: u32,
     in_d: u32,
@@ -64,18 +69,18 @@ override ACT: u32 = 0u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
+@group(0) @binding(2) var<storage, read_write> y: array<act>;
 @group(0) @binding(3) var<storage, read_write> indices: array<u32>;
 
 @group(0) @binding(1) var<storage, read> indices_in: array<u32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dx_1: array<f32>;
-@group(0) @binding(4) var<storage, read> x_4: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<act>;
+@group(0) @binding(3) var<storage, read_write> dx: array<act>;
+@group(0) @binding(1) var<storage, read_write> dx_1: array<act>;
+@group(0) @binding(4) var<storage, read> x_4: array<act>;
 
 // The fused activation (identity when ACT is 0).
-fn act(v: f32) -> f32 {
+fn activate(v: f32) -> f32 {
     switch ACT {
         case 1u: { return select(0.0, v, v > 0.0); }
         case 2u: { return select(v * p.slope, v, v > 0.0); }
@@ -103,9 +108,9 @@ fn x_at(i: u32) -> f32 {
         return 0.0;
     }
     if (IN_PLACE) {
-        return dx[i];
+        return f32(dx[i]);
     }
-    return x_4[i];
+    return f32(x_4[i]);
 }
 
 fn index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
@@ -165,12 +170,12 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
     let tw = taps(ow, p.s_w, p.p_w, p.k_w, p.dil_w, p.in_w);
     // Starting from the first tap equals PyTorch's start from −∞ with that tap's index.
     var best = (td.x * p.in_h + th.x) * p.in_w + tw.x;
-    var m = act(x[base + best]);
+    var m = activate(f32(x[base + best]));
     for (var d = td.x; d < td.y; d += p.dil_d) {
         for (var h = th.x; h < th.y; h += p.dil_h) {
             for (var w = tw.x; w < tw.y; w += p.dil_w) {
                 let at = (d * p.in_h + h) * p.in_w + w;
-                let v = act(x[base + at]);
+                let v = activate(f32(x[base + at]));
                 if (wins(v, m)) {
                     m = v;
                     best = at;
@@ -178,7 +183,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
     }
-    y[i] = m;
+    y[i] = act(m);
     indices[i] = best;
 }
 
@@ -206,12 +211,12 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>,
             let row = ((slice * p.out_d + od) * p.out_h + oh) * p.out_w;
             for (var ow = ww.x; ow < ww.y; ow++) {
                 if (indices_in[row + ow] == me) {
-                    sum += dy[row + ow];
+                    sum += f32(dy[row + ow]);
                 }
             }
         }
     }
-    dx[i] = dact(sum, x_at(i));
+    dx[i] = act(dact(sum, x_at(i)));
 }
 
 @compute @workgroup_size(WG)
@@ -220,7 +225,7 @@ fn zero(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let i = index(wid, nwg, lid);
     if (i < p.count) {
-        dx_1[i] = 0.0;
+        dx_1[i] = act(0.0);
     }
 }
 
@@ -234,7 +239,7 @@ fn backward_scatter(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let slice = o / (p.out_d * p.out_h * p.out_w);
     let at = slice * p.in_d * p.in_h * p.in_w + indices_in[o];
-    dx[at] = dact(dy[o], x_at(at));
+    dx[at] = act(dact(f32(dy[o]), x_at(at)));
 }
 
 // The window kernels' geometry as pipeline constants: a CPU adapter divides by a constant with
@@ -274,12 +279,12 @@ fn forward_windows(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let s = window_start(o);
     var best = s.y;
-    var m = act(x[s.x + best]);
+    var m = activate(f32(x[s.x + best]));
     for (var d = 0u; d < KD; d++) {
         for (var h = 0u; h < KH; h++) {
             for (var w = 0u; w < KW; w++) {
                 let at = s.y + (d * IN_H + h) * IN_W + w;
-                let v = act(x[s.x + at]);
+                let v = activate(f32(x[s.x + at]));
                 if (wins(v, m)) {
                     m = v;
                     best = at;
@@ -287,7 +292,7 @@ fn forward_windows(@builtin(workgroup_id) wid: vec3<u32>,
             }
         }
     }
-    y[o] = m;
+    y[o] = act(m);
     indices[o] = best;
 }
 
@@ -301,7 +306,7 @@ fn backward_windows(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let s = window_start(o);
     let best = s.x + indices_in[o];
-    let g = dy[o];
+    let g = f32(dy[o]);
     for (var d = 0u; d < KD; d++) {
         for (var h = 0u; h < KH; h++) {
             for (var w = 0u; w < KW; w++) {
@@ -310,7 +315,7 @@ fn backward_windows(@builtin(workgroup_id) wid: vec3<u32>,
                 if (at == best) {
                     v = dact(g, x_at(at));
                 }
-                dx[at] = v;
+                dx[at] = act(v);
             }
         }
     }
@@ -322,8 +327,8 @@ fn backward_windows(@builtin(workgroup_id) wid: vec3<u32>,
 // sizes and windows start at even W.
 //   forward_windows2:  1 x (read, pairs), 2 y, 3 indices (write)
 //   backward_windows2: 1 indices, 2 dy (read), 3 dx (write, pairs), 4 x (read)
-@group(0) @binding(1) var<storage, read> x2: array<vec2<f32>>;
-@group(0) @binding(3) var<storage, read_write> dx2: array<vec2<f32>>;
+@group(0) @binding(1) var<storage, read> x2: array<vec2<act>>;
+@group(0) @binding(3) var<storage, read_write> dx2: array<vec2<act>>;
 
 @compute @workgroup_size(WG)
 fn forward_windows2(@builtin(workgroup_id) wid: vec3<u32>,
@@ -335,24 +340,24 @@ fn forward_windows2(@builtin(workgroup_id) wid: vec3<u32>,
     }
     let s = window_start(o);
     var best = s.y;
-    var m = act(x2[(s.x + best) / 2u].x);
+    var m = activate(f32(x2[(s.x + best) / 2u].x));
     for (var d = 0u; d < KD; d++) {
         for (var h = 0u; h < KH; h++) {
             let at = s.y + (d * IN_H + h) * IN_W;
-            let v2 = x2[(s.x + at) / 2u];
-            let a = act(v2.x);
+            let v2 = vec2<f32>(x2[(s.x + at) / 2u]);
+            let a = activate(v2.x);
             if (wins(a, m)) {
                 m = a;
                 best = at;
             }
-            let b = act(v2.y);
+            let b = activate(v2.y);
             if (wins(b, m)) {
                 m = b;
                 best = at + 1u;
             }
         }
     }
-    y[o] = m;
+    y[o] = act(m);
     indices[o] = best;
 }
 
@@ -371,16 +376,16 @@ fn backward_windows2(@builtin(workgroup_id) wid: vec3<u32>,
     var xb = 0.0;
     if (ACT != 0u) {
         if (IN_PLACE) {
-            xb = dx2[best / 2u][best % 2u];
+            xb = f32(dx2[best / 2u][best % 2u]);
         } else {
-            xb = x_4[best];
+            xb = f32(x_4[best]);
         }
     }
-    let v = dact(dy[o], xb);
+    let v = dact(f32(dy[o]), xb);
     for (var d = 0u; d < KD; d++) {
         for (var h = 0u; h < KH; h++) {
             let at = s.x + s.y + (d * IN_H + h) * IN_W;
-            dx2[at / 2u] = vec2<f32>(select(0.0, v, at == best), select(0.0, v, at + 1u == best));
+            dx2[at / 2u] = vec2<act>(vec2<f32>(select(0.0, v, at == best), select(0.0, v, at + 1u == best)));
         }
     }
 }

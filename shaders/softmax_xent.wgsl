@@ -20,6 +20,11 @@
 //           4 correct_sum (read_write); one invocation: loss_sum += loss · n and
 //           correct_sum += correct — the epoch's metric sums stay on the GPU between read-backs.
 
+// Activations and their gradients are stored as `act`: f32, or f16 where a run's precision
+// is f16 (the host enables f16 and rewrites this line). Arithmetic and sums stay in f32: reads
+// convert with f32(..), writes with act(..).
+alias act = f32;
+
 struct Params {
     n: u32,
     k: u32,
@@ -31,12 +36,12 @@ override WG: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(1) var<storage, read> logits: array<act>;
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(4) var<storage, read_write> correct: array<u32>;
 
-@group(0) @binding(3) var<storage, read_write> dlogits: array<f32>;
+@group(0) @binding(3) var<storage, read_write> dlogits: array<act>;
 
 @group(0) @binding(1) var<storage, read> loss_in: array<f32>;
 @group(0) @binding(2) var<storage, read> correct_in: array<u32>;
@@ -44,9 +49,9 @@ override WG: u32 = 64u;
 @group(0) @binding(4) var<storage, read_write> correct_sum: array<u32>;
 
 fn row_max(row: u32) -> f32 {
-    var m = logits[row];
+    var m = f32(logits[row]);
     for (var j = 1u; j < p.k; j++) {
-        m = max(m, logits[row + j]);
+        m = max(m, f32(logits[row + j]));
     }
     return m;
 }
@@ -55,7 +60,7 @@ fn row_max(row: u32) -> f32 {
 fn row_sum_exp(row: u32, m: f32) -> f32 {
     var sum = 0.0;
     for (var j = 0u; j < p.k; j++) {
-        sum += exp(logits[row + j] - m);
+        sum += exp(f32(logits[row + j]) - m);
     }
     return sum;
 }
@@ -70,10 +75,10 @@ fn forward(@builtin(local_invocation_index) lid: u32) {
     for (var s = lid; s < p.n; s += 256u) {
         let row = s * p.k;
         // The first index of the maximum, as torch.argmax.
-        var m = logits[row];
+        var m = f32(logits[row]);
         var arg = 0u;
         for (var j = 1u; j < p.k; j++) {
-            let v = logits[row + j];
+            let v = f32(logits[row + j]);
             if (v > m) {
                 m = v;
                 arg = j;
@@ -81,7 +86,7 @@ fn forward(@builtin(local_invocation_index) lid: u32) {
         }
         let label = labels[s];
         if (label < p.k) {
-            acc += log(row_sum_exp(row, m)) - (logits[row + label] - m);
+            acc += log(row_sum_exp(row, m)) - (f32(logits[row + label]) - m);
             hits += select(0u, 1u, arg == label);
         }
     }
@@ -113,9 +118,9 @@ fn backward(@builtin(workgroup_id) wid: vec3<u32>,
     let j = i % p.k;
     let row = s * p.k;
     let m = row_max(row);
-    let prob = exp(logits[i] - m) / row_sum_exp(row, m);
+    let prob = exp(f32(logits[i]) - m) / row_sum_exp(row, m);
     let onehot = select(0.0, 1.0, labels[s] == j);
-    dlogits[i] = (prob - onehot) / f32(p.n);
+    dlogits[i] = act((prob - onehot) / f32(p.n));
 }
 
 @compute @workgroup_size(1)

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use cnn3d::{check, eval, profile, train};
 use cnn3d::data::{self, Colormap, DataOptions, Input, Keys, Layout, LoadOptions, SynthOptions};
-use cnn3d::gpu::{list_adapters, BackendChoice, Gpu, GpuOptions, Tuning};
+use cnn3d::gpu::{list_adapters, BackendChoice, Gpu, GpuOptions, Precision, Tuning};
 
 #[derive(Parser)]
 #[command(name = "cnn3d", version, about = "Train 3D convolutional neural networks on any desktop GPU through WebGPU")]
@@ -48,6 +48,12 @@ struct Cli {
     #[arg(long, global = true, env = "CNN3D_NO_SUBGROUPS", action = clap::ArgAction::SetTrue,
           value_parser = clap::builder::BoolishValueParser::new())]
     no_subgroups: bool,
+
+    /// What activations and their gradients are stored in: f32, or f16 on devices with
+    /// shader-f16 (half the activation memory and traffic; parameters, optimizer state and
+    /// every sum stay f32). Also CNN3D_PRECISION.
+    #[arg(long, global = true, default_value = "f32", value_name = "f32|f16", env = "CNN3D_PRECISION")]
+    precision: Precision,
 
     #[command(subcommand)]
     command: Command,
@@ -92,7 +98,8 @@ enum Command {
     /// adapter's peak FP32 rate where known. Writes DIR/report.json and DIR/report.md.
     Report(ReportArgs),
     /// Write every shader as it is compiled (composed where a file builds on another, see
-    /// DESIGN.md) to DIR, one `.wgsl` file each, to check them with other tools (naga, Tint).
+    /// DESIGN.md; at --precision f16 with f16 activations) to DIR, one `.wgsl` file each, to
+    /// check them with other tools (naga, Tint).
     Shaders {
         /// The folder to write to (created if missing).
         #[arg(long, value_name = "DIR")]
@@ -465,7 +472,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         Tuning::On { cache: cnn3d::tune::default_cache() }
     };
-    let opts = GpuOptions { backend: cli.backend, adapter: cli.adapter.clone(), max_storage_binding: cli.max_storage_binding, max_uniform_binding: cli.max_uniform_binding, tune, no_subgroups: cli.no_subgroups };
+    let opts = GpuOptions { backend: cli.backend, adapter: cli.adapter.clone(), max_storage_binding: cli.max_storage_binding, max_uniform_binding: cli.max_uniform_binding, tune, no_subgroups: cli.no_subgroups, precision: cli.precision };
     match cli.command {
         Command::Adapters { json } => adapters(cli.backend, json),
         Command::Check { json, layer } => check_cmd(&opts, json, &layer),
@@ -474,7 +481,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Predict(args) => predict_cmd(&opts, &args),
         Command::Profile(args) => profile_cmd(&opts, &args),
         Command::Bench(args) => bench_cmd(&opts, &args),
-        Command::Shaders { out } => shaders_cmd(&out),
+        Command::Shaders { out } => shaders_cmd(&out, cli.precision),
         Command::Export(args) => export_cmd(&args),
         Command::Report(args) => report_cmd(&opts, &args),
         Command::Data { command: DataCommand::Synth { out, train, test, seed } } => synth_cmd(&out, train, test, seed),
@@ -761,13 +768,13 @@ fn quiet_device_select() {
     }
 }
 
-fn shaders_cmd(out: &Path) -> anyhow::Result<ExitCode> {
+fn shaders_cmd(out: &Path, precision: Precision) -> anyhow::Result<ExitCode> {
     for &shader in cnn3d::gpu::Shader::ALL {
         let path = out.join(format!("{}.wgsl", shader.name()));
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| cnn3d::Error::io(dir, "creating", e))?;
         }
-        std::fs::write(&path, shader.source()).map_err(|e| cnn3d::Error::io(&path, "writing", e))?;
+        std::fs::write(&path, shader.source_at(precision)).map_err(|e| cnn3d::Error::io(&path, "writing", e))?;
         println!("{}", path.display());
     }
     Ok(ExitCode::SUCCESS)

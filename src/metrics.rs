@@ -163,6 +163,10 @@ pub struct Summary {
     /// ran), in seconds, to compare with `seconds`; absent where no estimate was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub estimated_seconds: Option<f64>,
+    /// What activations were stored in (`f16` at `--precision f16`); absent at f32, as in
+    /// summaries of older runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
 }
 
 impl Summary {
@@ -191,6 +195,7 @@ impl Summary {
             samples_per_s,
             gpu_memory_bytes: None,
             estimated_seconds: None,
+            precision: None,
         })
     }
 

@@ -249,11 +249,15 @@ impl Network {
         // A convolution's input gets the slack that lets its weight gradient read it in windows
         // in place (see Conv3d::input_slack).
         let slack: Vec<usize> = kernels.iter().map(|k| if let Kernel::Conv(c) = k { c.input_slack() } else { 0 }).collect();
-        // (Without the slack where that would pass the adapter's buffer limits: the kernel then
-        // reads a copy.)
+        // (Without the slack where that would pass the adapter's buffer limits, or at f16,
+        // whose windows no uniform block holds: the kernel then reads an f32 copy.)
         let alloc = |label: String, len: usize, next: usize| match slack.get(next) {
-            Some(&extra) if extra > 0 && len.checked_add(extra).is_some_and(|n| gpu.check_fits(&label, n).is_ok()) => gpu.zeros_windowed(&label, len, extra),
-            _ => gpu.zeros(&label, len, DType::F32),
+            Some(&extra)
+                if extra > 0 && gpu.activations() == DType::F32 && len.checked_add(extra).is_some_and(|n| gpu.check_fits(&label, n).is_ok()) =>
+            {
+                gpu.zeros_windowed(&label, len, extra)
+            }
+            _ => gpu.zeros_act(&label, len),
         };
         let input = alloc("input".into(), input_len, 0)?;
         let labels = gpu.zeros("labels", batch, DType::U32)?;
@@ -281,10 +285,10 @@ impl Network {
             let (y, dy) = match (view, nodes.last()) {
                 // A view: the same buffers as its input.
                 (true, Some(prev)) => (prev.y.clone(), prev.dy.clone()),
-                (true, None) => (input.clone(), gpu.zeros(&format!("{}.dx", layer.name), out_len, DType::F32)?),
+                (true, None) => (input.clone(), gpu.zeros_act(&format!("{}.dx", layer.name), out_len)?),
                 _ => {
                     let y = alloc(format!("{}.y", layer.name), out_len, li + 1)?;
-                    let dy = if dy_over_y(model, li) { y.clone() } else { gpu.zeros(&format!("{}.dy", layer.name), out_len, DType::F32)? };
+                    let dy = if dy_over_y(model, li) { y.clone() } else { gpu.zeros_act(&format!("{}.dy", layer.name), out_len)? };
                     (y, dy)
                 }
             };

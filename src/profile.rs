@@ -477,9 +477,10 @@ pub fn gemm(gpu: &Gpu, size: usize, warmup: usize, reps: usize) -> Result<(GemmB
         return Err(Error::InvalidOption { field: "--gemm-size".into(), message: "must be positive".into() });
     }
     let mut rng = Rng::new(1);
-    let x = gpu.upload_f32("gemm x", &rng.vec_f32(size * size, -1.0, 1.0))?;
+    // x and y are activations (f16 at --precision f16), w a parameter (f32).
+    let x = gpu.upload_act("gemm x", &rng.vec_f32(size * size, -1.0, 1.0))?;
     let w = gpu.upload_f32("gemm w", &rng.vec_f32(size * size, -1.0, 1.0))?;
-    let y = gpu.zeros("gemm y", size * size, DType::F32)?;
+    let y = gpu.zeros_act("gemm y", size * size)?;
     let flops = 2 * (size as u64).pow(3);
     let mut candidates = vec![];
     let dense = Dense::new(size, size, size, false)?;

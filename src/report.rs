@@ -111,6 +111,8 @@ pub struct KernelRow {
 pub struct Report {
     pub cnn3d_version: String,
     pub quick: bool,
+    /// What activations were stored in (`--precision`): every figure is at this precision.
+    pub precision: crate::gpu::Precision,
     pub adapter: GpuInfo,
     pub peak_fp32_tflops: Option<f64>,
     pub peak_source: String,
@@ -205,6 +207,7 @@ pub fn run(gpu: &Gpu, config: &Config, opts: &ReportOptions, progress: &mut dyn 
 
     Ok(Report {
         cnn3d_version: env!("CARGO_PKG_VERSION").into(),
+        precision: gpu.precision(),
         quick: opts.quick,
         adapter: info,
         peak_fp32_tflops,
@@ -247,9 +250,10 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(s, "# cnn3d report: {}\n", a.name);
     let _ = writeln!(
         s,
-        "cnn3d {}, {} mode, {:.0} s. Adapter: {} ({}, {}, {} {}). Peak FP32: {} ({}).\n",
+        "cnn3d {}, {} mode, activations in {}, {:.0} s. Adapter: {} ({}, {}, {} {}). Peak FP32: {} ({}).\n",
         r.cnn3d_version,
         if r.quick { "quick" } else { "full" },
+        r.precision,
         r.seconds,
         a.name,
         a.backend,

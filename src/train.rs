@@ -701,10 +701,11 @@ fn run(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
     let progress = Progress::new(opts.quiet, cfg.train.epochs);
     let info = gpu.info();
     progress.println(&format!(
-        "training {} parameters on {} ({}), {} train / {} test samples from {}, batch {b}, {} epochs",
+        "training {} parameters on {} ({}{}), {} train / {} test samples from {}, batch {b}, {} epochs",
         s.model.param_count(),
         info.name,
         info.backend,
+        if gpu.precision() == crate::gpu::Precision::F32 { String::new() } else { format!(", activations in {}", gpu.precision()) },
         n,
         ds.test.len(),
         ds.source,
@@ -810,6 +811,7 @@ fn run(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
     summary.seconds = started.elapsed().as_secs_f64();
     summary.gpu_memory_bytes = Some(gpu.memory().peak_bytes);
     summary.estimated_seconds = estimate;
+    summary.precision = (gpu.precision() != crate::gpu::Precision::F32).then(|| gpu.precision().to_string());
     summary.write(&opts.out.join("summary.json"))?;
     Ok(summary)
 }

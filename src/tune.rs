@@ -42,13 +42,15 @@ pub fn default_cache() -> Option<std::path::PathBuf> {
 fn key(gpu: &Gpu, g: &Conv3d) -> String {
     let i = gpu.info();
     format!(
-        "{} | {} {} | {}{} | n{} ci{} co{} in{:?} k{:?} s{:?} p{:?} d{:?}{}",
+        "{} | {} {} | {}{}{} | n{} ci{} co{} in{:?} k{:?} s{:?} p{:?} d{:?}{}",
         i.name,
         i.driver,
         i.driver_info,
         i.backend,
         // The same adapter opened without subgroups (--no-subgroups) has other candidates.
         gpu.subgroup_size().map(|s| format!(" subgroups {s}")).unwrap_or_default(),
+        // And at f16 other candidates, other costs.
+        if gpu.precision() == crate::gpu::Precision::F32 { String::new() } else { format!(" {}", gpu.precision()) },
         g.n,
         g.c_in,
         g.c_out,
@@ -185,17 +187,18 @@ impl Data {
     fn new(gpu: &Gpu, g: &Conv3d, seed: u64) -> Result<Data> {
         let mut rng = Rng::new(seed);
         let y_len = g.y_shape()?.iter().product();
-        let x = rng.vec_f32(g.x_shape().iter().product(), -1.0, 1.0);
+        // Activations as the device stores them (f16-rounded at --precision f16).
+        let x = gpu.round_act(&rng.vec_f32(g.x_shape().iter().product(), -1.0, 1.0));
         let w = rng.vec_f32(g.weight_shape().iter().product(), -1.0, 1.0);
         let b = rng.vec_f32(g.bias_len(), -1.0, 1.0);
-        let dy = rng.vec_f32(y_len, -1.0, 1.0);
+        let dy = gpu.round_act(&rng.vec_f32(y_len, -1.0, 1.0));
         Ok(Data {
-            xb: gpu.upload_f32("tune x", &x)?,
+            xb: gpu.upload_act("tune x", &x)?,
             wb: gpu.upload_f32("tune weight", &w)?,
             bb: gpu.upload_f32("tune bias", &b)?,
-            dyb: gpu.upload_f32("tune dy", &dy)?,
-            yb: gpu.zeros("tune y", y_len, crate::gpu::DType::F32)?,
-            dxb: gpu.zeros("tune dx", x.len(), crate::gpu::DType::F32)?,
+            dyb: gpu.upload_act("tune dy", &dy)?,
+            yb: gpu.zeros_act("tune y", y_len)?,
+            dxb: gpu.zeros_act("tune dx", x.len())?,
             dwb: gpu.zeros("tune dweight", w.len(), crate::gpu::DType::F32)?,
             x,
             w,
@@ -222,15 +225,16 @@ fn ops(gpu: &Gpu, g: &Conv3d, choice: ConvChoice, pass: Pass, d: &Data) -> Resul
 }
 
 /// The reference's result of `pass` of `g` on `d` and its tolerance (that of `cnn3d check`:
-/// f32 sums of `terms` products).
-fn expected(g: &Conv3d, pass: Pass, d: &Data) -> Result<(Vec<f64>, Tol)> {
+/// f32 sums of `terms` products, stored as the device stores activations; dweight is f32).
+fn expected(gpu: &Gpu, g: &Conv3d, pass: Pass, d: &Data) -> Result<(Vec<f64>, Tol)> {
     let f = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
     let taps: usize = g.kernel.iter().product();
     let out = g.output()?;
     let tol = |terms: usize| Tol::new(4e-6 * (terms as f64).sqrt().max(5.0), 1e-5);
+    let act = |terms: usize| tol(terms).stored(gpu.precision());
     Ok(match pass {
-        Pass::Forward => (reference::forward(g, &f(&d.x), &f(&d.w), g.has_bias.then_some(&f(&d.b)[..])), tol(g.c_in * taps + 1)),
-        Pass::BackwardInput => (reference::backward_input(g, &f(&d.w), &f(&d.dy)), tol(g.c_out * taps)),
+        Pass::Forward => (reference::forward(g, &f(&d.x), &f(&d.w), g.has_bias.then_some(&f(&d.b)[..])), act(g.c_in * taps + 1)),
+        Pass::BackwardInput => (reference::backward_input(g, &f(&d.w), &f(&d.dy)), act(g.c_out * taps)),
         Pass::BackwardWeight => (reference::backward_weight(g, &f(&d.x), &f(&d.dy)), tol(g.n * out.iter().product::<usize>())),
     })
 }
@@ -390,7 +394,7 @@ fn pick<K: Copy + std::fmt::Debug + PartialEq + Twin>(
 ) -> Result<K> {
     let mut best: Option<(K, f64)> = None;
     let mut out = vec![];
-    let want = expected(small.0, pass, small.1)?;
+    let want = expected(gpu, small.0, pass, small.1)?;
     let order = candidates.iter().copied().filter(|&k| k == default).chain(candidates.iter().copied().filter(|&k| k != default));
     for k in order {
         if policy.shortcuts && k.twin().is_some_and(|t| out.contains(&t)) {

@@ -75,6 +75,32 @@ fn uploads_read_back_exactly() {
     assert!(g.read_f32(&empty).unwrap().is_empty());
 }
 
+/// f16 buffers (activations at --precision f16) take f32s rounded to nearest and give them
+/// back widened exactly, odd lengths included (copies move whole 4 bytes); a view that ends
+/// inside its buffer refuses an odd write rather than touch its neighbour.
+#[test]
+fn f16_buffers_round_once_and_read_back_exactly() {
+    let g = gpu();
+    let data: Vec<f32> = vec![1.0, 0.1, -65504.0, 1e-7, 3.0e-8, 2049.0, f32::NAN, f32::NEG_INFINITY, 70000.0];
+    let b = g.upload("halves", &data, DType::F16).unwrap();
+    assert_eq!(b.len(), 9);
+    let back = g.read_f32(&b).unwrap();
+    let want: Vec<f32> = data.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+    assert_eq!(back.len(), want.len());
+    for (i, (g, w)) in back.iter().zip(&want).enumerate() {
+        assert!(g == w || (g.is_nan() && w.is_nan()), "element {i}: {g} read back, {w} expected");
+    }
+    // Rounded, not truncated: 2049 lies between the f16s 2048 and 2050, ties to even.
+    assert_eq!((back[1], back[5], back[8]), (0.099975586, 2048.0, f32::INFINITY));
+    let whole = g.zeros("whole", 8, DType::F16).unwrap();
+    let part = whole.view(0, 3, "first three");
+    let err = g.write_f32(&part, &[1.0, 2.0, 3.0]).unwrap_err().to_string();
+    assert!(err.contains("odd number of f16 values"), "{err}");
+    g.write_f32(&whole.view(0, 4, "first four"), &[1.0, 2.0, 3.0, 4.0]).unwrap();
+    assert_eq!(g.read_f32(&whole).unwrap(), vec![1.0, 2.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
+    assert_eq!(g.read_f32(&whole.view(0, 3, "first three")).unwrap(), vec![1.0, 2.0, 3.0]);
+}
+
 #[test]
 fn flat_buffers_bind_each_tensor_on_its_own() {
     let g = gpu();

@@ -2,7 +2,7 @@
 //! SPIR-V (Vulkan), MSL (Metal) and HLSL (DX12) the way wgpu does it, so Metal and DX12 are
 //! checked on a Linux CI too. No GPU needed.
 
-use cnn3d::gpu::Shader;
+use cnn3d::gpu::{Precision, Shader};
 
 /// The WGSL that runs (a variant composed onto its base, see gpu::compose), validated.
 fn parse_and_validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo) {
@@ -10,17 +10,26 @@ fn parse_and_validate(shader: Shader) -> (naga::Module, naga::valid::ModuleInfo)
 }
 
 fn validate_text(shader: Shader, text: &str, what: &str) -> (naga::Module, naga::valid::ModuleInfo) {
+    validate_at(shader, text, what, Precision::F32)
+}
+
+fn validate_at(shader: Shader, text: &str, what: &str, precision: Precision) -> (naga::Module, naga::valid::ModuleInfo) {
     let module = naga::front::wgsl::parse_str(text)
         .unwrap_or_else(|e| panic!("shaders/{}.wgsl ({what}) does not parse:\n{}", shader.name(), e.emit_to_string(text)));
     // Default capabilities: the shaders must not need optional features, but for the one
-    // compiled only for devices with subgroups (in compute shaders).
-    let mut validator = if shader.needs_subgroups() {
-        let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SUBGROUP);
-        v.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());
-        v
-    } else {
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::default())
-    };
+    // compiled only for devices with subgroups (in compute shaders), and f16 where the run's
+    // precision is f16 (devices with shader-f16 only).
+    let mut caps = naga::valid::Capabilities::default();
+    if shader.needs_subgroups() {
+        caps |= naga::valid::Capabilities::SUBGROUP;
+    }
+    if precision == Precision::F16 {
+        caps |= naga::valid::Capabilities::SHADER_FLOAT16;
+    }
+    let mut validator = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
+    if shader.needs_subgroups() {
+        validator.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());
+    }
     let info = validator
         .validate(&module)
         .unwrap_or_else(|e| panic!("shaders/{}.wgsl ({what}) does not validate:\n{}", shader.name(), e.emit_to_string(text)));
@@ -155,8 +164,36 @@ fn every_shader_documents_itself_and_has_compute_entry_points() {
 fn every_entry_point_translates_to_spirv_msl_and_hlsl() {
     for &s in Shader::ALL {
         let (module, info) = parse_and_validate(s);
+        translate(s, &module, &info, Precision::F32);
+    }
+}
+
+/// At `--precision f16` every shader as it then runs (f16 enabled, `act` made f16: see
+/// Shader::source_at) validates and translates too, and each one that binds activations
+/// stores them as f16 then.
+#[test]
+fn every_entry_point_translates_at_f16() {
+    let mut with_activations = 0;
+    for &s in Shader::ALL {
+        let text = s.source_at(Precision::F16);
+        assert!(text.starts_with("enable f16;"), "shaders/{}.wgsl at f16 must enable f16 first", s.name());
+        let declared = s.source().matches(cnn3d::gpu::ACT_F32).count();
+        assert!(declared <= 1, "shaders/{}.wgsl declares act {declared} times as composed", s.name());
+        assert!(!text.contains(cnn3d::gpu::ACT_F32), "shaders/{}.wgsl at f16 still declares act as f32", s.name());
+        with_activations += declared;
+        let (module, info) = validate_at(s, text, "at f16", Precision::F16);
+        translate(s, &module, &info, Precision::F16);
+    }
+    // Every layer with activations: all but clip_grad_norm, optim, subgroup_layout (and
+    // conv3d's geometry, which declares act for the kernels composed onto it).
+    assert_eq!(with_activations, Shader::ALL.len() - 3, "shaders declaring `{}`", cnn3d::gpu::ACT_F32);
+}
+
+fn translate(s: Shader, module: &naga::Module, info: &naga::valid::ModuleInfo, precision: Precision) {
+    {
+        let (module, info) = (module.clone(), info.clone());
         for ep in &module.entry_points {
-            let what = format!("shaders/{}.wgsl, entry point {}", s.name(), ep.name);
+            let what = format!("shaders/{}.wgsl at {precision}, entry point {}", s.name(), ep.name);
             // Resolve `override` constants to their defaults for this entry point, as wgpu does.
             let (m, i) = naga::back::pipeline_constants::process_overrides(
                 &module,
@@ -180,7 +217,9 @@ fn every_entry_point_translates_to_spirv_msl_and_hlsl() {
                 .unwrap_or_else(|e| panic!("{what}: MSL: {e}"));
             assert!(msl.contains("kernel void"), "{what}: MSL has no kernel");
 
-            let hlsl_opts = naga::back::hlsl::Options { shader_model: naga::back::hlsl::ShaderModel::V6_0, ..Default::default() };
+            // 16-bit types need shader model 6.2 (what wgpu's DX12 backend asks for with f16).
+            let shader_model = if precision == Precision::F16 { naga::back::hlsl::ShaderModel::V6_2 } else { naga::back::hlsl::ShaderModel::V6_0 };
+            let hlsl_opts = naga::back::hlsl::Options { shader_model, ..Default::default() };
             let hlsl_pipe = naga::back::hlsl::PipelineOptions { entry_point: Some((naga::ShaderStage::Compute, ep.name.clone())) };
             let mut hlsl = String::new();
             naga::back::hlsl::Writer::new(&mut hlsl, &hlsl_opts, &hlsl_pipe)

@@ -93,6 +93,27 @@ fn a_short_run_learns_well_above_chance() {
     assert!(loss <= 1.75, "test loss {loss} after 120 steps; expected at most 1.75 (chance: ln 10 = 2.30): {summary}");
 }
 
+/// The same run with activations stored in f16 (lavapipe has shader-f16): it learns as well
+/// (the bounds of the f32 run above), says so in its summary, and its weights stay f32.
+#[test]
+fn a_short_run_at_f16_learns_well_above_chance() {
+    let dir = scratch("learns-f16");
+    let (out, config) = (dir.display().to_string(), tiny());
+    let (code, stdout, err) = cnn3d(&[
+        "train", "--config", &config, "--colormap", "none", "--limit-train", "960", "--limit-test", "200", "--epochs", "2",
+        "--seed", "0", "--quiet", "--json", "--out", &out, "--precision", "f16",
+    ]);
+    assert_eq!(code, 0, "stderr: {err}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["precision"], "f16", "{summary}");
+    let (acc, loss) = (summary["test_acc"].as_f64().unwrap(), summary["test_loss"].as_f64().unwrap());
+    assert!(acc >= 0.35, "test accuracy {acc} after 120 steps at f16; expected at least 0.35 (chance: 0.10): {summary}");
+    assert!(loss <= 1.75, "test loss {loss} after 120 steps at f16; expected at most 1.75 (chance: ln 10 = 2.30): {summary}");
+    let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let header = String::from_utf8_lossy(&weights[8..8 + u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize]).into_owned();
+    assert!(header.contains("\"F32\"") && !header.contains("\"F16\""), "the checkpoint's tensors: {header}");
+}
+
 #[test]
 fn the_same_seed_gives_the_same_weights_bit_for_bit() {
     let (a, b) = (scratch("seed-a"), scratch("seed-b"));

@@ -52,6 +52,7 @@ struct Params {
     _pad0: u32,
 }
 override WG: u32 = 64u;
+alias act = f32;
 @group(0) @binding(0) var<uniform> p: Params;
 fn thread_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 { var r: u32; return r; }
 fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { var r: u32; return r; }
@@ -66,14 +67,14 @@ fn out_pos(i: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> u32 { 
 const RED: u32 = 256u;
 
 // Slot 1: x for forward, dy for backward_input and backward_bias.
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
+@group(0) @binding(1) var<storage, read> dy: array<act>;
 // Slot 2: w for forward and backward_input, db for backward_bias.
 @group(0) @binding(2) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> db: array<f32>;
 // Slot 3: the output of each pass.
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<act>;
+@group(0) @binding(3) var<storage, read_write> dx: array<act>;
 // Slot 4: the bias, only for forward_bias.
 @group(0) @binding(4) var<storage, read> b: array<f32>;
 
@@ -128,7 +129,7 @@ fn conv_block(i: u32) -> Block {
                 var wi = w_index(co0, 0u, kd, kh, kw);
                 for (var ci = 0u; ci < p.c_in; ci++) {
                     let wv = vec4<f32>(w[wi + o.x], w[wi + o.y], w[wi + o.z], w[wi + o.w]);
-                    acc += x[xi] * wv;
+                    acc += f32(x[xi]) * wv;
                     xi += x_ci;
                     wi += w_ci;
                 }
@@ -150,7 +151,7 @@ fn forward(@builtin(workgroup_id) wid: vec3<u32>,
     for (var j = 0u; j < CO_TILE; j++) {
         let co = r.co0 + j;
         if (co < p.c_out) {
-            y[y_index(r.n, co, r.od, r.oh, r.ow)] = r.acc[j];
+            y[y_index(r.n, co, r.od, r.oh, r.ow)] = act(r.acc[j]);
         }
     }
 }
@@ -167,7 +168,7 @@ fn forward_bias(@builtin(workgroup_id) wid: vec3<u32>,
     for (var j = 0u; j < CO_TILE; j++) {
         let co = r.co0 + j;
         if (co < p.c_out) {
-            y[y_index(r.n, co, r.od, r.oh, r.ow)] = r.acc[j] + b[co];
+            y[y_index(r.n, co, r.od, r.oh, r.ow)] = act(r.acc[j] + b[co]);
         }
     }
 }
@@ -210,7 +211,7 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>,
                 var wi = w_index(0u, ci0, kd, kh, kw);
                 for (var co = 0u; co < p.c_out; co++) {
                     let wv = vec4<f32>(w[wi + o.x], w[wi + o.y], w[wi + o.z], w[wi + o.w]);
-                    acc += dy[yi] * wv;
+                    acc += f32(dy[yi]) * wv;
                     yi += y_co;
                     wi += w_co;
                 }
@@ -220,7 +221,7 @@ fn backward_input(@builtin(workgroup_id) wid: vec3<u32>,
     for (var j = 0u; j < CI_TILE; j++) {
         let ci = ci0 + j;
         if (ci < p.c_in) {
-            dx[x_index(n, ci, id, ih, iw)] = acc[j];
+            dx[x_index(n, ci, id, ih, iw)] = act(acc[j]);
         }
     }
 }
@@ -252,7 +253,7 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
     for (var n = 0u; n < p.n; n++) {
         let base = (n * p.c_out + co) * positions;
         for (var m = lid; m < positions; m += RED) {
-            acc += dy[base + m];
+            acc += f32(dy[base + m]);
         }
     }
     let sum = workgroup_sum(lid, acc);
@@ -263,7 +264,7 @@ fn backward_bias(@builtin(workgroup_id) wid: vec3<u32>,
 
 // backward_bias where the output positions are a multiple of 4: dy read as vec4s (a CPU adapter
 // pays per storage load, whatever its width: lavapipe ~2× faster).
-@group(0) @binding(1) var<storage, read> dy4_1: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> dy4_1: array<vec4<act>>;
 
 @compute @workgroup_size(RED)
 fn backward_bias4(@builtin(workgroup_id) wid: vec3<u32>,
@@ -278,7 +279,7 @@ fn backward_bias4(@builtin(workgroup_id) wid: vec3<u32>,
     for (var n = 0u; n < p.n; n++) {
         let base = (n * p.c_out + co) * quads;
         for (var m = lid; m < quads; m += RED) {
-            acc += dy4_1[base + m];
+            acc += vec4<f32>(dy4_1[base + m]);
         }
     }
     let sum = workgroup_sum(lid, (acc.x + acc.y) + (acc.z + acc.w));

@@ -66,6 +66,7 @@ struct Params {
     _pad0: u32,
 }
 override WG: u32 = 64u;
+alias act = f32;
 @group(0) @binding(0) var<uniform> p: Params;
 fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { var r: u32; return r; }
 fn in_pos(o: u32, k: u32, stride: u32, pad: u32, dil: u32, size: u32) -> u32 { var r: u32; return r; }
@@ -93,14 +94,14 @@ override G_DIL_W: u32 = 1u;
 // stubs: end
 
 // Slot 1: x for forward and backward_weight, dy for backward_input.
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> dy_in: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
+@group(0) @binding(1) var<storage, read> dy_in: array<act>;
 // Slot 2: w for forward and backward_input, dy for backward_weight.
 @group(0) @binding(2) var<storage, read> w: array<f32>;
-@group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> dy: array<act>;
 // Slot 3: the output of each pass.
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<act>;
+@group(0) @binding(3) var<storage, read_write> dx: array<act>;
 @group(0) @binding(3) var<storage, read_write> part: array<f32>;
 // Slot 4: the bias, only for forward_gemm_bias.
 @group(0) @binding(4) var<storage, read> b: array<f32>;
@@ -215,7 +216,7 @@ fn forward_sums(g: u32, lid: u32) -> array<f32, MAX_ACC> {
             if ((m < m_len) & (k < k_len)) {
                 let at = x_at(m, k);
                 if (at != 0xffffffffu) {
-                    v = x[at];
+                    v = f32(x[at]);
                 }
             }
             a_tile[e] = v;
@@ -269,7 +270,7 @@ fn forward_store(g: u32, lid: u32, acc: array<f32, MAX_ACC>) {
         for (var j = 0u; j < RN; j++) {
             let co = n0 + tx + j * (TN / RN);
             if (co < G_C_OUT) {
-                y[(n * G_C_OUT + co) * out_volume() + pos] = acc[i * RN + j];
+                y[(n * G_C_OUT + co) * out_volume() + pos] = act(acc[i * RN + j]);
             }
         }
     }
@@ -322,7 +323,7 @@ fn backward_input_gemm(@builtin(workgroup_id) wid: vec3<u32>,
             if ((m < m_len) & (k < k_len)) {
                 let at = dy_at(m, k);
                 if (at != 0xffffffffu) {
-                    v = dy_in[at];
+                    v = f32(dy_in[at]);
                 }
             }
             a_tile[e] = v;
@@ -356,7 +357,7 @@ fn backward_input_gemm(@builtin(workgroup_id) wid: vec3<u32>,
         for (var j = 0u; j < RN; j++) {
             let ci = n0 + tx + j * (TN / RN);
             if (ci < G_C_IN) {
-                dx[(n * G_C_IN + ci) * in_volume() + pos] = acc[i * RN + j];
+                dx[(n * G_C_IN + ci) * in_volume() + pos] = act(acc[i * RN + j]);
             }
         }
     }
@@ -389,7 +390,7 @@ fn backward_weight_gemm(@builtin(workgroup_id) wid: vec3<u32>,
             var v = 0.0;
             if ((m0 + r < G_C_OUT) & (q < q_end)) {
                 let n = q / out_volume();
-                v = dy[(n * G_C_OUT + m0 + r) * out_volume() + q % out_volume()];
+                v = f32(dy[(n * G_C_OUT + m0 + r) * out_volume() + q % out_volume()]);
             }
             a_tile[kk * TM + r] = v;
         }
@@ -402,7 +403,7 @@ fn backward_weight_gemm(@builtin(workgroup_id) wid: vec3<u32>,
             if ((n0 + c < cols) & (q < q_end)) {
                 let at = x_at(q, n0 + c);
                 if (at != 0xffffffffu) {
-                    v = x[at];
+                    v = f32(x[at]);
                 }
             }
             b_tile[kk * TN + c] = v;

@@ -68,6 +68,11 @@ struct Params {
 
 override WG: u32 = 64u;
 
+// Activations and their gradients are stored as `act`: f32, or f16 where a run's precision
+// is f16 (the host enables f16 and rewrites this line). Arithmetic and sums stay in f32: reads
+// convert with f32(..), writes with act(..).
+alias act = f32;
+
 @group(0) @binding(0) var<uniform> p: Params;
 
 fn thread_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {

@@ -75,6 +75,7 @@ struct Columns {
     ci: vec4<u32>,
 }
 override WG: u32 = 64u;
+alias act = f32;
 @group(0) @binding(0) var<uniform> p: Params;
 override G_IN_D: u32 = 1u;
 override G_IN_H: u32 = 1u;
@@ -82,7 +83,7 @@ const OC: u32 = 16u;
 @group(0) @binding(2) var<uniform> block: array<vec4<f32>, 4096>;
 @group(0) @binding(4) var<uniform> block2: array<vec4<f32>, 4096>;
 override ROW_ALIGN: u32 = 1u;
-@group(0) @binding(2) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> dy4: array<vec4<act>>;
 fn thread_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 { var r: u32; return r; }
 fn group_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 { var r: u32; return r; }
 fn forward_at(i: u32, lane: u32) {}
@@ -181,8 +182,8 @@ fn backward_weight_samples_subgroups(@builtin(workgroup_id) wid: vec3<u32>,
         let x1 = x_window(cl, o1);
         let x2 = x_window(cl, o2);
         let x3 = x_window(cl, o3);
-        let ma = dy4[ya + q];
-        let mb = dy4[yb + q];
+        let ma = vec4<f32>(dy4[ya + q]);
+        let mb = vec4<f32>(dy4[yb + q]);
         var d = array<vec4<f32>, 16>(
             subgroupBroadcast(ma, 0u), subgroupBroadcast(ma, 1u), subgroupBroadcast(ma, 2u), subgroupBroadcast(ma, 3u),
             subgroupBroadcast(ma, 4u), subgroupBroadcast(ma, 5u), subgroupBroadcast(ma, 6u), subgroupBroadcast(ma, 7u),

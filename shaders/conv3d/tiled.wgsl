@@ -71,6 +71,7 @@ struct Params {
     _pad0: u32,
 }
 override WG: u32 = 64u;
+alias act = f32;
 @group(0) @binding(0) var<uniform> p: Params;
 override G_C_IN: u32 = 1u;
 override G_C_OUT: u32 = 1u;
@@ -102,17 +103,17 @@ const OC: u32 = 16u;
 const BLOCK: u32 = 4096u;
 
 // Slot 1: x for forward_tiled, dy for backward_input_tiled; slot 3: their outputs.
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
+@group(0) @binding(1) var<storage, read> dy: array<act>;
+@group(0) @binding(3) var<storage, read_write> y: array<act>;
+@group(0) @binding(3) var<storage, read_write> dx: array<act>;
 @group(0) @binding(2) var<uniform> block: array<vec4<f32>, 4096>;
 // The wide kernels' second block: the same columns for the next OC channels (see WIDE).
 @group(0) @binding(4) var<uniform> block2: array<vec4<f32>, 4096>;
 @group(0) @binding(2) var<storage, read_write> packed: array<f32>;
 @group(0) @binding(1) var<storage, read> w_1: array<f32>;
 @group(0) @binding(1) var<storage, read> b_1: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out_1: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out_1: array<act>;
 
 // Which weight goes into float `f` of the packed blocks, or -1 for a zero. Forward blocks:
 // block g·blocks + j holds output channels g·OC.. and input channels j·per.. (per = p.r_n,
@@ -348,9 +349,9 @@ fn put1(at: u32, j: u32, v: f32) {
             s += select(block[q], block2[q], j >= OC)[j % 4u];
         }
         if (ACCUMULATE) {
-            s += y[at];
+            s += f32(y[at]);
         }
-        y[at] = s;
+        y[at] = act(s);
     }
 }
 
@@ -403,7 +404,7 @@ fn x_at(o: Quad, row: u32, vh: bool, k: u32, kw: u32) -> f32 {
     let vol = G_IN_D * G_IN_H * G_IN_W;
     let zw = (o.ow + pos_w(k)) * G_S_W + kw * G_DIL_W;
     let ok = vh & (o.n + pos_n(k) < p.n) & (zw >= G_P_W) & (zw < G_IN_W + G_P_W);
-    return select(0.0, x[select(0u, row + zw - G_P_W + pos_n(k) * G_C_IN * vol, ok)], ok);
+    return select(0.0, f32(x[select(0u, row + zw - G_P_W + pos_n(k) * G_C_IN * vol, ok)]), ok);
 }
 
 // mac4, or mac2 on v's first two values where LAYOUT has two positions.
@@ -509,14 +510,14 @@ fn zero(@builtin(workgroup_id) wid: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let i = thread_index(wid, nwg, lid);
     if (i < p.total) {
-        out_1[i] = 0.0;
+        out_1[i] = act(0.0);
     }
 }
 
 // dx[at] += v if input channel c0 + j exists.
 fn add1(at: u32, j: u32, v: f32) {
     if (p.c0 + j < G_C_IN) {
-        dx[at] = dx[at] + v;
+        dx[at] = act(f32(dx[at]) + v);
     }
 }
 
@@ -584,10 +585,10 @@ fn backward_input_tiled(@builtin(workgroup_id) wid: vec3<u32>,
 
 // dy at the invocation's positions from index yi on (`off`: each position's offset).
 fn dy_at(yi: u32, off: vec4<u32>) -> vec4<f32> {
-    var v = vec4<f32>(dy[yi], dy[yi + off.y], 0.0, 0.0);
+    var v = vec4<f32>(f32(dy[yi]), f32(dy[yi + off.y]), 0.0, 0.0);
     if (four()) {
-        v.z = dy[yi + off.z];
-        v.w = dy[yi + off.w];
+        v.z = f32(dy[yi + off.z]);
+        v.w = f32(dy[yi + off.w]);
     }
     return v;
 }

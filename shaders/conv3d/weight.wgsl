@@ -62,6 +62,7 @@ struct Sums {
     d: Acc,
 }
 override WG: u32 = 64u;
+alias act = f32;
 @group(0) @binding(0) var<uniform> p: Params;
 override G_C_IN: u32 = 1u;
 override G_C_OUT: u32 = 1u;
@@ -85,9 +86,9 @@ override G_DIL_H: u32 = 1u;
 override G_DIL_W: u32 = 1u;
 const OC: u32 = 16u;
 const BLOCK: u32 = 4096u;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<act>;
+@group(0) @binding(1) var<storage, read> dy: array<act>;
 @group(0) @binding(2) var<storage, read_write> packed: array<f32>;
-@group(0) @binding(1) var<storage, read> w_1: array<f32>;
 override WIDE: bool = false;
 override ACCUMULATE: bool = false;
 fn thread_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 { var r: u32; return r; }
@@ -101,7 +102,7 @@ fn mac4(s: ptr<function, Sums>, v: vec4<f32>, w: array<vec4<f32>, 4>) {}
 const CI4: u32 = 4u;
 
 // Slot 2: dy for backward_weight_tiled and _columns; slot 3: dw, or the per-split sums.
-@group(0) @binding(2) var<storage, read> dy_2: array<f32>;
+@group(0) @binding(2) var<storage, read> dy_2: array<act>;
 @group(0) @binding(3) var<storage, read_write> dw: array<f32>;
 @group(0) @binding(1) var<storage, read> part_in: array<f32>;
 @group(0) @binding(2) var<storage, read_write> dw_sum: array<f32>;
@@ -179,11 +180,11 @@ fn backward_weight_tiled(@builtin(workgroup_id) wid: vec3<u32>,
             let zw = ow * p.s_w + kw * p.dil_w;
             let ok = vrow & (zw >= p.p_w) & (zw < p.in_w + p.p_w);
             let xi = select(0u, xrow + zw - p.p_w, ok);
-            let xv = select(vec4<f32>(0.0), vec4<f32>(x[xi + xo.x], x[xi + xo.y], x[xi + xo.z], x[xi + xo.w]), ok);
-            let xv2 = select(vec4<f32>(0.0), vec4<f32>(x[xi + xo2.x], x[xi + xo2.y], x[xi + xo2.z], x[xi + xo2.w]), ok);
+            let xv = select(vec4<f32>(0.0), vec4<f32>(f32(x[xi + xo.x]), f32(x[xi + xo.y]), f32(x[xi + xo.z]), f32(x[xi + xo.w])), ok);
+            let xv2 = select(vec4<f32>(0.0), vec4<f32>(f32(x[xi + xo2.x]), f32(x[xi + xo2.y]), f32(x[xi + xo2.z]), f32(x[xi + xo2.w])), ok);
             let yi = yrow + ow;
             for (var c = 0u; c < OC; c++) {
-                let d = dy_2[yi + min(co0 + c, co_last) * ovol];
+                let d = f32(dy_2[yi + min(co0 + c, co_last) * ovol]);
                 acc[c] += d * xv;
                 acc2[c] += d * xv2;
             }
@@ -247,7 +248,7 @@ fn column_taps(cl: Columns, od: u32, oh: u32, ow: u32) -> Taps {
 fn x_columns(cl: Columns, xn: u32, od: u32, oh: u32, ow: u32) -> vec4<f32> {
     let t = column_taps(cl, od, oh, ow);
     let i = vec4<u32>(xn) + t.at;
-    return select(vec4<f32>(0.0), vec4<f32>(x[i.x], x[i.y], x[i.z], x[i.w]), t.ok);
+    return select(vec4<f32>(0.0), vec4<f32>(f32(x[i.x]), f32(x[i.y]), f32(x[i.z]), f32(x[i.w])), t.ok);
 }
 
 // backward_weight for layers of fewer than 8 input channels (the article's first layer has
@@ -287,7 +288,7 @@ fn backward_weight_columns(@builtin(workgroup_id) wid: vec3<u32>,
             let xv2 = x_columns(c2, xn, od, oh, ow);
             let yi = yrow + ow;
             for (var c = 0u; c < OC; c++) {
-                let d = dy_2[yi + min(co0 + c, co_last) * ovol];
+                let d = f32(dy_2[yi + min(co0 + c, co_last) * ovol]);
                 acc[c] += d * xv;
                 acc2[c] += d * xv2;
             }
@@ -313,8 +314,10 @@ fn backward_weight_columns(@builtin(workgroup_id) wid: vec3<u32>,
 // workgroup takes 8 columns k = ci·taps + tap and OC output channels; lane l takes the
 // sample's positions 4l.., 4l + 256.., and the lanes' sums are added in lane order.
 //   1 window (uniform), 2 dy (read, vec4s), 3 dw (read_write)
+// window is f32 whatever the activations' type (a uniform array's stride is 16 bytes): x in
+// place where x is f32, else pack_samples' f32 copy.
 @group(0) @binding(1) var<uniform> window: array<vec4<f32>, 4096>;
-@group(0) @binding(2) var<storage, read> dy4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> dy4: array<vec4<act>>;
 
 // The output position (od, oh, ow) after `o` in a sample.
 fn next_position(o: vec3<u32>) -> vec3<u32> {
@@ -386,7 +389,7 @@ fn backward_weight_samples(@builtin(workgroup_id) wid: vec3<u32>,
         let yq = y4 + q / 4u;
         var d: array<vec4<f32>, 16>;
         for (var c = 0u; c < OC; c++) {
-            d[c] = dy4[yq + min(co0 + c, co_last) * cv];
+            d[c] = vec4<f32>(dy4[yq + min(co0 + c, co_last) * cv]);
         }
         add_column(&s0, &d, vec4<f32>(xa0.x, xa1.x, xa2.x, xa3.x));
         add_column(&s1, &d, vec4<f32>(xa0.y, xa1.y, xa2.y, xa3.y));
@@ -459,7 +462,7 @@ fn pack_samples(@builtin(workgroup_id) wid: vec3<u32>,
     let n = f / p.rows;
     let i = f % p.rows;
     let ok = (n < p.n) & (i < per);
-    packed[f] = select(0.0, w_1[select(0u, n * per + i, ok)], ok);
+    packed[f] = select(0.0, f32(x[select(0u, n * per + i, ok)]), ok);
 }
 
 // backward_weight as the forward kernels compute: dy goes into uniform blocks of rows
@@ -493,7 +496,7 @@ fn pack_rows(@builtin(workgroup_id) wid: vec3<u32>,
         return;
     }
     let s = rows_source(f);
-    packed[f] = select(0.0, w_1[max(s, 0)], s >= 0);
+    packed[f] = select(0.0, f32(dy[max(s, 0)]), s >= 0);
 }
 
 // Where column k = ci·taps + tap reads x, relative to an output position: its input
@@ -518,7 +521,7 @@ fn x_col(c: Col, q: Row) -> f32 {
     let zh = q.oh * G_S_H + c.h;
     let zw = q.ow * G_S_W + c.w;
     let ok = (zd >= G_P_D) & (zd < G_IN_D + G_P_D) & (zh >= G_P_H) & (zh < G_IN_H + G_P_H) & (zw >= G_P_W) & (zw < G_IN_W + G_P_W);
-    return select(0.0, x[select(0u, q.xn + c.ci + ((zd - G_P_D) * G_IN_H + zh - G_P_H) * G_IN_W + zw - G_P_W, ok)], ok);
+    return select(0.0, f32(x[select(0u, q.xn + c.ci + ((zd - G_P_D) * G_IN_H + zh - G_P_H) * G_IN_W + zw - G_P_W, ok)]), ok);
 }
 
 // A row (n, od, oh, ow) of the rows kernels; xn: x's index of sample n.

@@ -1,7 +1,7 @@
 //! relu, leaky_relu, sigmoid, tanh: forward and backward against the reference.
 
 use crate::error::Result;
-use crate::gpu::{DType, Gpu};
+use crate::gpu::Gpu;
 use crate::layers::activation::{self as layer, Activation};
 use crate::reference::activation as reference;
 use crate::rng::Rng;
@@ -19,19 +19,19 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut rng = Rng::new(0xAC71);
     for act in [Activation::Relu, Activation::LeakyRelu(0.01), Activation::Sigmoid, Activation::Tanh] {
         for &n in SIZES {
-            let x = rng.vec_f32(n, -4.0, 4.0);
-            let g = rng.vec_f32(n, -1.0, 1.0);
-            let xb = gpu.upload_f32("x", &x)?;
-            let yb = gpu.zeros("y", n, DType::F32)?;
-            let dyb = gpu.upload_f32("dy", &g)?;
-            let dxb = gpu.zeros("dx", n, DType::F32)?;
+            let x = gpu.round_act(&rng.vec_f32(n, -4.0, 4.0));
+            let g = gpu.round_act(&rng.vec_f32(n, -1.0, 1.0));
+            let xb = gpu.upload_act("x", &x)?;
+            let yb = gpu.zeros_act("y", n)?;
+            let dyb = gpu.upload_act("dy", &g)?;
+            let dxb = gpu.zeros_act("dx", n)?;
             gpu.run_ops(&[layer::forward(act, &xb, &yb)?, layer::backward(act, &xb, &yb, &dyb, &dxb)?])?;
             let y = gpu.read_f32(&yb)?;
             let dx = gpu.read_f32(&dxb)?;
             drop((xb, yb, dyb, dxb));
             let shape = format!("[{n}]");
             // exp/tanh are approximations on GPUs (a few ulp, more on some drivers).
-            let tol = Tol::new(1e-6, 1e-5);
+            let tol = Tol::new(1e-6, 1e-5).stored(gpu.precision());
             out.push(compare_chunked(&format!("{}.forward", act.name()), &shape, &y, tol, |r| reference::forward(act, &f64s(&x[r]))));
             // The backward reference uses the GPU's y so that only the backward kernel is judged.
             out.push(compare_chunked(&format!("{}.backward", act.name()), &shape, &dx, tol, |r| {

@@ -1,7 +1,7 @@
 //! conv3d forward, backward_input, backward_weight, backward_bias against the reference.
 
 use crate::error::Result;
-use crate::gpu::Gpu;
+use crate::gpu::{DType, Gpu};
 use crate::layers::conv3d::{Conv3d, ConvChoice};
 use crate::reference::conv3d as reference;
 use crate::rng::Rng;
@@ -77,15 +77,16 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         let y_shape = g.y_shape()?;
         let x_shape = g.x_shape();
         let w_shape = g.weight_shape();
-        let x = rng.vec_f32(x_shape.iter().product(), -1.0, 1.0);
+        // Activations as the device stores them (see Gpu::round_act), parameters in f32.
+        let x = gpu.round_act(&rng.vec_f32(x_shape.iter().product(), -1.0, 1.0));
         let w = rng.vec_f32(w_shape.iter().product(), -1.0, 1.0);
         let b = rng.vec_f32(g.bias_len(), -1.0, 1.0);
-        let dy = rng.vec_f32(y_shape.iter().product(), -1.0, 1.0);
+        let dy = gpu.round_act(&rng.vec_f32(y_shape.iter().product(), -1.0, 1.0));
 
-        let xb = gpu.upload_f32("x", &x)?;
+        let xb = gpu.upload_act("x", &x)?;
         let wb = gpu.upload_f32("weight", &w)?;
         let bb = gpu.upload_f32("bias", &b)?;
-        let dyb = gpu.upload_f32("dy", &dy)?;
+        let dyb = gpu.upload_act("dy", &dy)?;
         let (xr, wr, br, dyr) = (f64s(&x), f64s(&w), f64s(&b), f64s(&dy));
         let kvol: usize = g.kernel.iter().product();
         let positions = y_shape[0] * y_shape[2] * y_shape[3] * y_shape[4];
@@ -117,11 +118,11 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         }
         for choice in choices {
             // Outputs start as garbage: every pass must write every element.
-            let garbage = |label: &str, len: usize| gpu.upload_f32(label, &vec![f32::NAN; len]);
-            let yb = garbage("y", dy.len())?;
-            let dxb = garbage("dx", x.len())?;
-            let dwb = garbage("dweight", w.len())?;
-            let dbb = garbage("dbias", b.len())?;
+            let garbage = |label: &str, len: usize, dtype| gpu.upload(label, &vec![f32::NAN; len], dtype);
+            let yb = garbage("y", dy.len(), gpu.activations())?;
+            let dxb = garbage("dx", x.len(), gpu.activations())?;
+            let dwb = garbage("dweight", w.len(), DType::F32)?;
+            let dbb = garbage("dbias", b.len(), DType::F32)?;
             let scratch = g.scratch_with(gpu, choice)?;
             let mut ops = g.forward(&xb, &wb, g.has_bias.then_some(&bb), &yb, &scratch)?;
             ops.extend(g.backward_input(&dyb, &wb, &dxb, &scratch)?);
@@ -131,8 +132,8 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
             }
             gpu.run_ops(&ops)?;
             let shape = format!("{shape} kernels {choice}");
-            out.push(compare("conv3d.forward", &shape, &gpu.read_f32(&yb)?, &yr, tol(g.c_in * kvol + 1)).with_variant(choice.forward.name()));
-            out.push(compare("conv3d.backward_input", &shape, &gpu.read_f32(&dxb)?, &dxr, tol(g.c_out * kvol)).with_variant(choice.backward_input.name()));
+            out.push(compare("conv3d.forward", &shape, &gpu.read_f32(&yb)?, &yr, tol(g.c_in * kvol + 1).stored(gpu.precision())).with_variant(choice.forward.name()));
+            out.push(compare("conv3d.backward_input", &shape, &gpu.read_f32(&dxb)?, &dxr, tol(g.c_out * kvol).stored(gpu.precision())).with_variant(choice.backward_input.name()));
             out.push(compare("conv3d.backward_weight", &shape, &gpu.read_f32(&dwb)?, &dwr, tol(positions)).with_variant(choice.backward_weight.name()));
             if g.has_bias {
                 out.push(compare("conv3d.backward_bias", &shape, &gpu.read_f32(&dbb)?, &dbr, tol(positions)));

@@ -37,17 +37,17 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         let d = Dense::new(n, fi, fo, has_bias)?;
         // PyTorch's default init range, so outputs have the magnitudes of a real network.
         let wmax = 1.0 / (fi as f64).sqrt();
-        let x = rng.vec_f32(d.input_len(), -1.0, 1.0);
+        let x = gpu.round_act(&rng.vec_f32(d.input_len(), -1.0, 1.0));
         let w = rng.vec_f32(d.weight_len(), -wmax, wmax);
         let b = rng.vec_f32(d.bias_len(), -wmax, wmax);
-        let g = rng.vec_f32(d.output_len(), -1.0, 1.0);
+        let g = gpu.round_act(&rng.vec_f32(d.output_len(), -1.0, 1.0));
 
-        let xb = gpu.upload_f32("x", &x)?;
+        let xb = gpu.upload_act("x", &x)?;
         let wb = gpu.upload_f32("weight", &w)?;
         let bb = if has_bias { Some(gpu.upload_f32("bias", &b)?) } else { None };
-        let yb = gpu.zeros("y", d.output_len(), DType::F32)?;
-        let dyb = gpu.upload_f32("dy", &g)?;
-        let dxb = gpu.zeros("dx", d.input_len(), DType::F32)?;
+        let yb = gpu.zeros_act("y", d.output_len())?;
+        let dyb = gpu.upload_act("dy", &g)?;
+        let dxb = gpu.zeros_act("dx", d.input_len())?;
         let dwb = gpu.zeros("dweight", d.weight_len(), DType::F32)?;
         let dbb = if has_bias { Some(gpu.zeros("dbias", fo, DType::F32)?) } else { None };
 
@@ -58,9 +58,9 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         let (xr, wr, br, gr) = (f64s(&x), f64s(&w), f64s(&b), f64s(&g));
         let shape = format!("x {} w {} bias {has_bias}", shape_str(&[n, fi]), shape_str(&[fo, fi]));
         let yr = reference::forward(&d, &xr, &wr, has_bias.then_some(br.as_slice()));
-        out.push(compare("dense.forward", &shape, &gpu.read_f32(&yb)?, &yr, sum_tol(fi + 1, wmax)));
+        out.push(compare("dense.forward", &shape, &gpu.read_f32(&yb)?, &yr, sum_tol(fi + 1, wmax).stored(gpu.precision())));
         let dxr = reference::backward_input(&d, &gr, &wr);
-        out.push(compare("dense.backward_input", &shape, &gpu.read_f32(&dxb)?, &dxr, sum_tol(fo, wmax)));
+        out.push(compare("dense.backward_input", &shape, &gpu.read_f32(&dxb)?, &dxr, sum_tol(fo, wmax).stored(gpu.precision())));
         let dwr = reference::backward_weight(&d, &gr, &xr);
         out.push(compare("dense.backward_weight", &shape, &gpu.read_f32(&dwb)?, &dwr, sum_tol(n, 1.0)));
         if let Some(dbb) = &dbb {

@@ -45,6 +45,24 @@ impl Tol {
     pub const fn new(atol: f64, rtol: f64) -> Tol {
         Tol { atol, rtol }
     }
+
+    /// The tolerance of an output that a kernel computes in f32 (within `self` of the
+    /// reference) and then stores at `precision`: at f16 the store rounds to nearest once,
+    /// adding at most half an f16 ulp, 2⁻¹¹·|v| for normal values (11 significant bits) and
+    /// 2⁻²⁵ below 2⁻¹⁴ (subnormal spacing 2⁻²⁴). So |got − ref| ≤ atol + rtol·|ref| +
+    /// 2⁻¹¹·(|ref| + atol + rtol·|ref|) + 2⁻²⁵, which this rounds up to whole terms.
+    /// The reference is computed from the inputs as stored (rounded to f16 too, see
+    /// [`Gpu::round_act`]), so input rounding adds nothing.
+    pub fn stored(self, precision: crate::gpu::Precision) -> Tol {
+        match precision {
+            crate::gpu::Precision::F32 => self,
+            crate::gpu::Precision::F16 => {
+                const HALF_ULP: f64 = 1.0 / 2048.0; // 2⁻¹¹
+                const SUBNORMAL: f64 = 1.0 / 33_554_432.0; // 2⁻²⁵
+                Tol { atol: self.atol * (1.0 + HALF_ULP) + SUBNORMAL, rtol: self.rtol * (1.0 + HALF_ULP) + HALF_ULP }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]

@@ -38,11 +38,11 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut rng = Rng::new(0x50F7);
     for &(n, k, kind) in CASES {
         let l = SoftmaxXent::new(n, k)?;
-        let z: Vec<f32> = match kind {
+        let z: Vec<f32> = gpu.round_act(&match kind {
             Logits::Random => rng.vec_f32(n * k, -4.0, 4.0),
             Logits::Offset => rng.vec_f32(n * k, 996.0, 1004.0),
             Logits::Ties => (0..n * k).map(|_| rng.below(3) as f32).collect(),
-        };
+        });
         let labels: Vec<u32> = (0..n)
             .map(|s| {
                 let row = &z[s * k..(s + 1) * k];
@@ -55,11 +55,11 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
             .collect();
         l.check_labels(&labels)?;
 
-        let zb = gpu.upload_f32("logits", &z)?;
+        let zb = gpu.upload_act("logits", &z)?;
         let lb = gpu.upload_u32("labels", &labels)?;
         let lossb = gpu.zeros("loss", 1, DType::F32)?;
         let correctb = gpu.zeros("correct", 1, DType::U32)?;
-        let dzb = gpu.zeros("dlogits", n * k, DType::F32)?;
+        let dzb = gpu.zeros_act("dlogits", n * k)?;
         gpu.run_ops(&[l.forward(&zb, &lb, &lossb, &correctb)?, l.backward(&zb, &lb, &dzb)?])?;
 
         let zr = f64s(&z);
@@ -75,7 +75,7 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         // softmax values in [0, 1] carry about (k + 4)·u relative error plus the GPU exp's
         // (Vulkan allows 3 + 2·|x| ulp; |x| ≤ 8 here): below 1e-6 absolute, divided by n.
         let dzr = reference::backward(&l, &zr, &labels);
-        out.push(compare("softmax_xent.backward", &shape, &gpu.read_f32(&dzb)?, &dzr, Tol::new(1e-6 / n as f64, 1e-5)));
+        out.push(compare("softmax_xent.backward", &shape, &gpu.read_f32(&dzb)?, &dzr, Tol::new(1e-6 / n as f64, 1e-5).stored(gpu.precision())));
 
         // accumulate, replayed twice onto non-zero sums: sum + 2·loss·n and count + 2·correct.
         let gpu_loss = gpu.read_f32(&lossb)?[0] as f64;

@@ -1,4 +1,5 @@
-//! Device buffers of f32 or u32 elements, with upload and read-back.
+//! Device buffers of f32, f16 or u32 elements, with upload and read-back (f16 buffers are
+//! written and read as f32 on the host, converted on the way).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,7 +11,20 @@ use super::Gpu;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DType {
     F32,
+    /// Half precision: the activations and their gradients of a run at `--precision f16`
+    /// (see [`crate::gpu::Precision`]).
+    F16,
     U32,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub const fn size(self) -> usize {
+        match self {
+            DType::F16 => 2,
+            DType::F32 | DType::U32 => 4,
+        }
+    }
 }
 
 /// Bytes of the device buffers that tensors hold (every allocation through [`Gpu::zeros`] and
@@ -76,19 +90,20 @@ impl std::fmt::Debug for Buffer {
 impl Buffer {
     /// `len` elements of this buffer from element `offset` on; binding it needs `offset` to
     /// be a multiple of the adapter's offset alignment (256 bytes at most in WebGPU).
-    pub(crate) fn view(&self, offset: usize, len: usize, label: &str) -> Buffer {
+    pub fn view(&self, offset: usize, len: usize, label: &str) -> Buffer {
         assert!(offset + len <= self.len, "view {offset}+{len} past the end of {self:?}");
         Buffer { raw: self.raw.clone(), offset: self.offset + offset, len, dtype: self.dtype, label: label.into() }
     }
 
     /// A view of `len` elements from element `offset` on that a kernel may bind as a uniform
     /// buffer, and that may run past this buffer's end into the slack of one made by
-    /// [`Gpu::zeros_windowed`]; `None` if the buffer is not bindable as uniform, the start is
-    /// not 256-byte aligned, or the device buffer ends first.
+    /// [`Gpu::zeros_windowed`]; `None` if the buffer is not bindable as uniform, not f32 (the
+    /// kernels' uniform blocks are vec4<f32>s), the start is not 256-byte aligned, or the
+    /// device buffer ends first.
     pub(crate) fn uniform_window(&self, offset: usize, len: usize, label: &str) -> Option<Buffer> {
         let start = self.offset + offset;
         let fits = (start + len) as u64 * 4 <= self.raw.size();
-        (self.raw.usage().contains(wgpu::BufferUsages::UNIFORM) && start.is_multiple_of(64) && fits)
+        (self.dtype == DType::F32 && self.raw.usage().contains(wgpu::BufferUsages::UNIFORM) && start.is_multiple_of(64) && fits)
             .then(|| Buffer { raw: self.raw.clone(), offset: start, len, dtype: self.dtype, label: label.into() })
     }
 
@@ -97,7 +112,7 @@ impl Buffer {
         Arc::ptr_eq(&self.raw, &other.raw) && self.offset == other.offset && self.len == other.len
     }
 
-    /// Number of 4-byte elements.
+    /// Number of elements.
     pub fn len(&self) -> usize {
         self.len
     }
@@ -111,19 +126,18 @@ impl Buffer {
         &self.label
     }
     pub(crate) fn bytes(&self) -> u64 {
-        self.len as u64 * 4
+        (self.len * self.dtype.size()) as u64
     }
     pub(crate) fn byte_offset(&self) -> u64 {
-        self.offset as u64 * 4
+        (self.offset * self.dtype.size()) as u64
     }
-    /// The binding of exactly this buffer's (or view's) elements; at least 4 bytes, since an
-    /// empty binding is invalid.
+    /// The binding of exactly this buffer's (or view's) elements, rounded up to whole 4 bytes
+    /// (an odd number of f16s: a storage binding's size is a multiple of 4; allocations are
+    /// too, so the rounding stays inside the buffer); at least 4 bytes, since an empty binding
+    /// is invalid.
     pub(crate) fn binding(&self) -> wgpu::BindingResource<'_> {
-        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &self.raw,
-            offset: self.byte_offset(),
-            size: std::num::NonZeroU64::new(self.bytes().max(4)),
-        })
+        let size = self.bytes().max(4).next_multiple_of(4).min(self.raw.size() - self.byte_offset());
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.raw, offset: self.byte_offset(), size: std::num::NonZeroU64::new(size) })
     }
 }
 
@@ -145,10 +159,16 @@ impl Gpu {
         out
     }
 
-    /// Refuses a tensor larger than one storage binding or one buffer of this adapter.
+    /// Refuses a tensor of f32s larger than one storage binding or one buffer of this adapter.
     pub fn check_fits(&self, label: &str, elements: usize) -> Result<()> {
-        let Some(bytes) = (elements as u64).checked_mul(4) else {
-            return Err(Error::shape(label, format!("{elements} elements of 4 bytes are more bytes than 64 bits count")));
+        self.check_fits_as(label, elements, DType::F32)
+    }
+
+    /// Refuses a tensor of `dtype` larger than one storage binding or one buffer of this adapter.
+    pub fn check_fits_as(&self, label: &str, elements: usize, dtype: DType) -> Result<()> {
+        let size = dtype.size();
+        let Some(bytes) = (elements as u64).checked_mul(size as u64) else {
+            return Err(Error::shape(label, format!("{elements} elements of {size} bytes are more bytes than 64 bits count")));
         };
         if bytes > self.limits.max_buffer_size {
             return Err(Error::TooLarge {
@@ -192,9 +212,10 @@ impl Gpu {
     }
 
     fn zeros_with(&self, label: &str, len: usize, dtype: DType, extra: wgpu::BufferUsages) -> Result<Buffer> {
-        self.check_fits(label, len)?;
-        // A zero-sized binding is invalid, so empty tensors still get one element.
-        let size = (len.max(1) * 4) as u64;
+        self.check_fits_as(label, len, dtype)?;
+        // A zero-sized binding is invalid, so empty tensors still get one element; whole 4
+        // bytes (see Buffer::binding).
+        let size = (len.max(1) * dtype.size()).next_multiple_of(4) as u64;
         let raw = self.scoped(
             || format!("allocating {label} ({size} bytes)"),
             || {
@@ -214,7 +235,7 @@ impl Gpu {
     /// at a multiple of the adapter's `min_storage_buffer_offset_alignment`, so each view binds
     /// on its own while one dispatch (e.g. the optimizer) can still cover them all.
     pub fn flat(&self, label: &str, lens: &[(&str, usize)], dtype: DType) -> Result<(Buffer, Vec<Buffer>)> {
-        let align = (self.limits.min_storage_buffer_offset_alignment as usize / 4).max(1);
+        let align = (self.limits.min_storage_buffer_offset_alignment as usize / dtype.size()).max(1);
         let mut offsets = Vec::with_capacity(lens.len());
         let mut total = 0usize;
         for &(_, len) in lens {
@@ -242,9 +263,24 @@ impl Gpu {
     }
 
     pub fn upload_f32(&self, label: &str, data: &[f32]) -> Result<Buffer> {
-        let b = self.zeros(label, data.len(), DType::F32)?;
+        self.upload(label, data, DType::F32)
+    }
+
+    /// A buffer of `dtype` (f32 or f16) holding `data`, converted where `dtype` is f16.
+    pub fn upload(&self, label: &str, data: &[f32], dtype: DType) -> Result<Buffer> {
+        let b = self.zeros(label, data.len(), dtype)?;
         self.write_f32(&b, data)?;
         Ok(b)
+    }
+
+    /// An activation tensor of this run's precision (see [`Gpu::activations`]) holding `data`.
+    pub fn upload_act(&self, label: &str, data: &[f32]) -> Result<Buffer> {
+        self.upload(label, data, self.activations())
+    }
+
+    /// A zero-filled activation tensor of this run's precision.
+    pub fn zeros_act(&self, label: &str, len: usize) -> Result<Buffer> {
+        self.zeros(label, len, self.activations())
     }
 
     pub fn upload_u32(&self, label: &str, data: &[u32]) -> Result<Buffer> {
@@ -253,8 +289,27 @@ impl Gpu {
         Ok(b)
     }
 
+    /// Writes f32s into an f32 buffer, or into an f16 one rounded to nearest.
     pub fn write_f32(&self, b: &Buffer, data: &[f32]) -> Result<()> {
-        self.write_bytes(b, bytemuck::cast_slice(data))
+        match b.dtype {
+            DType::F16 => {
+                let mut halves: Vec<u16> = data.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
+                // Copies move whole 4 bytes: an odd count takes one more half, which must land
+                // in the allocation's own padding (see Gpu::zeros_with), never in a neighbour.
+                if halves.len() % 2 == 1 {
+                    let end = b.byte_offset() + 2 * halves.len() as u64;
+                    if end + 2 != b.raw.size() {
+                        return Err(Error::Gpu {
+                            context: format!("writing {} f16 values into {}", halves.len(), b.label),
+                            message: "an odd number of f16 values can only be written up to the end of their buffer".into(),
+                        });
+                    }
+                    halves.push(0);
+                }
+                self.write_bytes(b, bytemuck::cast_slice(&halves))
+            }
+            _ => self.write_bytes(b, bytemuck::cast_slice(data)),
+        }
     }
 
     pub fn write_u32(&self, b: &Buffer, data: &[u32]) -> Result<()> {
@@ -262,7 +317,7 @@ impl Gpu {
     }
 
     fn write_bytes(&self, b: &Buffer, bytes: &[u8]) -> Result<()> {
-        if bytes.len() as u64 > b.bytes() {
+        if bytes.len() as u64 > b.bytes().next_multiple_of(4) {
             return Err(Error::Gpu {
                 context: format!("writing {} bytes into {}", bytes.len(), b.label),
                 message: format!("the buffer holds only {} bytes", b.bytes()),
@@ -274,8 +329,13 @@ impl Gpu {
         Ok(())
     }
 
+    /// Reads an f32 buffer, or an f16 one widened to f32 (exactly).
     pub fn read_f32(&self, b: &Buffer) -> Result<Vec<f32>> {
-        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(b)?))
+        let bytes = self.read_bytes(b)?;
+        Ok(match b.dtype {
+            DType::F16 => bytemuck::pod_collect_to_vec::<u8, u16>(&bytes).into_iter().map(|h| half::f16::from_bits(h).to_f32()).collect(),
+            _ => bytemuck::pod_collect_to_vec(&bytes),
+        })
     }
 
     pub fn read_u32(&self, b: &Buffer) -> Result<Vec<u32>> {
@@ -283,10 +343,11 @@ impl Gpu {
     }
 
     fn read_bytes(&self, b: &Buffer) -> Result<Vec<u8>> {
-        let size = b.bytes();
-        if size == 0 {
+        if b.bytes() == 0 {
             return Ok(vec![]);
         }
+        // Copies move whole 4 bytes (an odd count of f16s: one half more, dropped below).
+        let size = b.bytes().next_multiple_of(4);
         let fail = |message: String| Error::Readback { buffer: b.label.to_string(), message };
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -306,7 +367,8 @@ impl Gpu {
         rx.recv()
             .map_err(|e| fail(e.to_string()))?
             .map_err(|e| fail(e.to_string()))?;
-        let bytes = slice.get_mapped_range().map_err(|e| fail(e.to_string()))?.to_vec();
+        let mut bytes = slice.get_mapped_range().map_err(|e| fail(e.to_string()))?.to_vec();
+        bytes.truncate(b.bytes() as usize);
         staging.unmap();
         Ok(bytes)
     }

@@ -47,6 +47,38 @@ impl BackendChoice {
     }
 }
 
+/// The element type that a run's activations and their gradients are stored in. Parameters,
+/// their gradients and optimizer state, normalisation statistics, losses and every sum stay
+/// f32 either way (the kernels read f16 into f32 and round once when they store).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    /// Needs the device's `SHADER_F16`; halves activation memory and traffic.
+    F16,
+}
+
+impl std::str::FromStr for Precision {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" | "float32" => Ok(Precision::F32),
+            "f16" | "fp16" | "float16" | "half" => Ok(Precision::F16),
+            _ => Err(Error::InvalidOption { field: "--precision".into(), message: format!("{s:?} is not a precision (f32 or f16)") }),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+        })
+    }
+}
+
 /// How the user picked the adapter: `--backend` and `--adapter` (index or name substring).
 #[derive(Clone, Debug, Default)]
 pub struct GpuOptions {
@@ -63,6 +95,8 @@ pub struct GpuOptions {
     pub tune: Tuning,
     /// Leave the device's subgroup operations off (the subgroup kernels then never run).
     pub no_subgroups: bool,
+    /// What the kernels store activations in (f16: an error where the device lacks it).
+    pub precision: Precision,
 }
 
 /// Kernel tuning: off, or on with the winners kept in a cache file (none: for this process
@@ -264,6 +298,8 @@ pub struct Gpu {
     uncaptured: Arc<std::sync::Mutex<Option<String>>>,
     /// The bytes tensors hold (see [`Gpu::memory`]).
     pub(crate) memory: Arc<super::buffer::Memory>,
+    /// What every kernel of this device stores activations in (see [`Gpu::activations`]).
+    pub(crate) precision: Precision,
 }
 
 impl Gpu {
@@ -345,7 +381,25 @@ impl Gpu {
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
             max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
         };
-        let mut gpu = Gpu { device, queue, limits, info, pipelines: Default::default(), tuning: opts.tune.clone(), tuned: Default::default(), lost, uncaptured, memory: Default::default() };
+        if opts.precision == Precision::F16 && !info.shader_f16 {
+            return Err(Error::InvalidOption {
+                field: "--precision".into(),
+                message: format!("f16 needs shader-f16 (SHADER_F16), which {:?} ({}) does not offer; run at --precision f32, or on an adapter that `cnn3d adapters` lists with f16: yes", info.name, info.backend),
+            });
+        }
+        let mut gpu = Gpu {
+            device,
+            queue,
+            limits,
+            info,
+            pipelines: Default::default(),
+            tuning: opts.tune.clone(),
+            tuned: Default::default(),
+            lost,
+            uncaptured,
+            memory: Default::default(),
+            precision: opts.precision,
+        };
         if gpu.info.subgroup_sizes.is_some() {
             if let Err(why) = gpu.subgroup_layout() {
                 log::warn!("leaving the subgroup kernels out on {}: {why}", gpu.info.name);
@@ -383,6 +437,29 @@ impl Gpu {
 
     pub fn info(&self) -> &GpuInfo {
         &self.info
+    }
+
+    /// What this device's kernels store activations and their gradients in.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The buffer type of activations and their gradients (see [`Gpu::precision`]).
+    pub fn activations(&self) -> super::DType {
+        match self.precision {
+            Precision::F32 => super::DType::F32,
+            Precision::F16 => super::DType::F16,
+        }
+    }
+
+    /// `v` as this device stores an activation and reads it back: rounded to f16 at
+    /// `--precision f16` (to nearest, as the kernels' act(..) and [`Gpu::write_f32`] round),
+    /// unchanged at f32. What a reference computes from when it judges a kernel's f16 run.
+    pub fn round_act(&self, v: &[f32]) -> Vec<f32> {
+        match self.precision {
+            Precision::F32 => v.to_vec(),
+            Precision::F16 => v.iter().map(|&x| half::f16::from_f32(x).to_f32()).collect(),
+        }
     }
 
     /// The largest subgroup the device may run, where the subgroup kernels can run: the

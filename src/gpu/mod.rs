@@ -10,7 +10,7 @@ mod shaders;
 
 pub use buffer::{Buffer, DType, MemoryUse};
 pub use needs::{Needs, LLVMPIPE_LOOP_ITERATIONS};
-pub use context::{list_adapters, AdapterReport, BackendChoice, Gpu, GpuInfo, GpuOptions, Tuning};
+pub use context::{list_adapters, AdapterReport, BackendChoice, Gpu, GpuInfo, GpuOptions, Precision, Tuning};
 pub use plan::{grid_2d, Op, Plan, WG};
 pub use profiler::{DispatchTime, StepProfile, TimingMethod};
-pub use shaders::{compose, shader_by_name, split_stubs, Constants, Shader, IDLE_PIPELINES, STUBS_BEGIN, STUBS_END};
+pub use shaders::{compose, ACT_F32, shader_by_name, split_stubs, Constants, Shader, IDLE_PIPELINES, STUBS_BEGIN, STUBS_END};

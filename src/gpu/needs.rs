@@ -2,7 +2,7 @@
 //! needs; a kernel whose needs the device does not meet is never a candidate there (the
 //! convolution's direct kernels need no more than every WebGPU device has).
 
-use super::Gpu;
+use super::{Gpu, Precision};
 
 /// A kernel's needs beyond a bare WebGPU device. Zero (the default) needs nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -18,6 +18,9 @@ pub struct Needs {
     /// broadcasts from lanes 0..n needs n), and subgroups laid out as runs of consecutive
     /// invocations (see [`Gpu::subgroup_size`]).
     pub subgroup_lanes: Option<u32>,
+    /// Activations stored in f32 (see [`crate::gpu::Precision`]): a kernel that adds into its
+    /// output over several dispatches would round it to f16 after each one.
+    pub f32_activations: bool,
 }
 
 impl Needs {
@@ -31,6 +34,7 @@ impl Needs {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
             },
+            f32_activations: self.f32_activations || other.f32_activations,
         }
     }
 }
@@ -71,6 +75,12 @@ impl Gpu {
             return Some(format!(
                 "{} bytes of workgroup memory (the device's max_compute_workgroup_storage_size is {})",
                 needs.workgroup_storage, l.max_compute_workgroup_storage_size
+            ));
+        }
+        if needs.f32_activations && self.precision() != Precision::F32 {
+            return Some(format!(
+                "activations stored in f32 (they add into their output over several dispatches, which would round it to {} after each)",
+                self.precision()
             ));
         }
         if let Some(lanes) = needs.subgroup_lanes {

@@ -6,7 +6,11 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 
-use super::Gpu;
+use super::{Gpu, Precision};
+
+/// The line by which a file that binds activations declares their element type (f32 as
+/// written; see [`Shader::source_at`]).
+pub const ACT_F32: &str = "alias act = f32;";
 
 /// One WGSL file in `shaders/`. The name is the file stem and the layer name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -133,6 +137,21 @@ impl Shader {
         let Some(base) = self.base() else { return self.file() };
         let i = Shader::ALL.iter().position(|&s| s == self).expect("every shader is in Shader::ALL");
         COMPOSED[i].get_or_init(|| compose(base.source(), self.file()))
+    }
+
+    /// The WGSL that runs at `precision`: [`Shader::source`] as it is at f32; at f16 with f16
+    /// enabled and the activations' type, `act` (see [`ACT_F32`]), made f16. The kernels read
+    /// activations into f32 (`f32(x[i])`) and store them with `act(..)`, so nothing else
+    /// changes.
+    pub fn source_at(self, precision: Precision) -> &'static str {
+        static F16: [std::sync::OnceLock<String>; Shader::ALL.len()] = [const { std::sync::OnceLock::new() }; Shader::ALL.len()];
+        match precision {
+            Precision::F32 => self.source(),
+            Precision::F16 => {
+                let i = Shader::ALL.iter().position(|&s| s == self).expect("every shader is in Shader::ALL");
+                F16[i].get_or_init(|| format!("enable f16;\n{}", self.source().replacen(ACT_F32, "alias act = f16;", 1)))
+            }
+        }
     }
 }
 
@@ -261,11 +280,11 @@ impl Gpu {
             return Ok(m.clone());
         }
         let m = self.scoped(
-            || format!("compiling shaders/{}.wgsl", shader.name()),
+            || format!("compiling shaders/{}.wgsl ({})", shader.name(), self.precision),
             || {
                 self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some(shader.name()),
-                    source: wgpu::ShaderSource::Wgsl(shader.source().into()),
+                    source: wgpu::ShaderSource::Wgsl(shader.source_at(self.precision).into()),
                 })
             },
         )?;

@@ -23,10 +23,28 @@ pub fn options() -> GpuOptions {
     GpuOptions { adapter: std::env::var("CNN3D_ADAPTER").ok(), ..Default::default() }
 }
 
+/// The same adapter as [`gpu`] opened at `--precision f16`: activations stored in f16. An
+/// adapter without shader-f16 fails here, saying so (lavapipe, where CI runs, has it).
+pub fn gpu_f16() -> &'static Gpu {
+    static GPU: OnceLock<Gpu> = OnceLock::new();
+    GPU.get_or_init(|| {
+        let opts = GpuOptions { precision: cnn3d::gpu::Precision::F16, ..options() };
+        match Gpu::new(&opts) {
+            Ok(g) => g,
+            Err(e) => panic!("the f16 tests need an adapter with shader-f16 and none could be opened at f16: {e}"),
+        }
+    })
+}
+
 /// Asserts that the layer produced reports for exactly `kernels` and that every one passed;
 /// otherwise panics with the worst error and the first mismatches of each failure.
 pub fn assert_layer(layer: &str, kernels: &[&str]) {
-    let reports = cnn3d::check::run_layer(gpu(), layer).unwrap_or_else(|e| panic!("{layer}: {e}"));
+    assert_layer_on(gpu(), layer, kernels)
+}
+
+/// [`assert_layer`] on `gpu`.
+pub fn assert_layer_on(gpu: &Gpu, layer: &str, kernels: &[&str]) {
+    let reports = cnn3d::check::run_layer(gpu, layer).unwrap_or_else(|e| panic!("{layer}: {e}"));
     let merged = cnn3d::check::merge_by_name(reports.clone());
     let names: Vec<&str> = merged.iter().map(|r| r.name.as_str()).collect();
     for k in kernels {

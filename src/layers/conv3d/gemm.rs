@@ -74,7 +74,7 @@ impl GemmTile {
 
     /// What the kernels of this configuration need of a device.
     pub fn needs(self) -> Needs {
-        BASE_NEEDS.and(Needs { uniform_binding: 0, invocations: self.invocations(), workgroup_storage: 2 * STAGE * 4, subgroup_lanes: None })
+        BASE_NEEDS.and(Needs { uniform_binding: 0, invocations: self.invocations(), workgroup_storage: 2 * STAGE * 4, subgroup_lanes: None, f32_activations: false })
     }
 
     /// Whether an M × N product in whole tiles computes at most [`MAX_TILE_WASTE`] times

@@ -45,11 +45,11 @@ const LAYER: &str = "conv3d";
 
 /// What every pass needs: the reductions' workgroups of 256 (RED) with 1 KiB of workgroup
 /// memory, as every WebGPU device has.
-const BASE_NEEDS: Needs = Needs { uniform_binding: 0, invocations: 256, workgroup_storage: 1024, subgroup_lanes: None };
+const BASE_NEEDS: Needs = Needs { uniform_binding: 0, invocations: 256, workgroup_storage: 1024, subgroup_lanes: None, f32_activations: false };
 
 /// Subgroup operations, broadcasting from lanes 0..n.
 const fn subgroups(n: u32) -> Needs {
-    Needs { uniform_binding: 0, invocations: 0, workgroup_storage: 0, subgroup_lanes: Some(n) }
+    Needs { uniform_binding: 0, invocations: 0, workgroup_storage: 0, subgroup_lanes: Some(n), f32_activations: false }
 }
 
 /// The kernels of forward or backward_input: weights in uniform blocks (16 channels × 2

@@ -24,7 +24,7 @@ pub(super) const BLOCK_COLS: usize = BLOCK_FLOATS / OC_TILE - 1;
 pub(super) const BWD_COLS: usize = BLOCK_FLOATS / OC_TILE;
 
 /// The blocked kernels' 64 KiB uniform blocks.
-pub(super) const BLOCKS: Needs = Needs { uniform_binding: 4 * BLOCK_FLOATS as u64, invocations: 0, workgroup_storage: 0, subgroup_lanes: None };
+pub(super) const BLOCKS: Needs = Needs { uniform_binding: 4 * BLOCK_FLOATS as u64, invocations: 0, workgroup_storage: 0, subgroup_lanes: None, f32_activations: false };
 
 /// How reduction channels split into uniform blocks: `per` channels a block, `blocks` blocks
 /// for each group of OC_TILE channels, `groups` groups; `used` floats of each block are read,
@@ -93,10 +93,12 @@ pub(super) fn row_workgroup(per_row: usize, align: usize) -> usize {
     best
 }
 
-/// What the tiled kernels need of a device: the 64 KiB uniform blocks, and for the subgroup
-/// versions subgroups of at least 4 lanes (they broadcast each block column from lanes 0..3).
+/// What the tiled kernels need of a device: the 64 KiB uniform blocks, activations in f32
+/// (forward adds each later block's sums to y, backward_input each tap's to dx), and for the
+/// subgroup versions subgroups of at least 4 lanes (they broadcast each block column from
+/// lanes 0..3).
 pub(super) fn needs(with_subgroups: bool) -> Needs {
-    let needs = BASE_NEEDS.and(BLOCKS);
+    let needs = BASE_NEEDS.and(BLOCKS).and(Needs { f32_activations: true, ..Needs::default() });
     if with_subgroups { needs.and(subgroups(4)) } else { needs }
 }
 

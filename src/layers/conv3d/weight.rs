@@ -19,7 +19,7 @@ pub(super) const CI4: usize = 4;
 pub(super) const ROWS_PER_SPLIT: usize = 64 * 16;
 
 /// Workgroup memory of the kernels that sum their lanes there (`lanes`: 1024 vec4s).
-pub(super) const LANES: Needs = Needs { uniform_binding: 0, invocations: 0, workgroup_storage: 16384, subgroup_lanes: None };
+pub(super) const LANES: Needs = Needs { uniform_binding: 0, invocations: 0, workgroup_storage: 16384, subgroup_lanes: None, f32_activations: false };
 
 /// What each weight-gradient kernel needs of a device: channels and columns their workgroup
 /// memory (no more than every WebGPU device has), rows and samples the 64 KiB uniform blocks,
