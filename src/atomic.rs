@@ -54,7 +54,13 @@ fn temp_path(path: &Path) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let name = path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut tmp = format!(".{name}.tmp-{}-{n}", std::process::id());
+    // No process ids in a browser (std::process::id panics there); writing fails anyway,
+    // with an error, since wasm32-unknown-unknown has no files.
+    #[cfg(target_arch = "wasm32")]
+    let pid = 0;
+    #[cfg(not(target_arch = "wasm32"))]
+    let pid = std::process::id();
+    let mut tmp = format!(".{name}.tmp-{pid}-{n}");
     if let Some(ext) = path.extension() {
         tmp.push('.');
         tmp.push_str(&ext.to_string_lossy());

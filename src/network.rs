@@ -68,17 +68,43 @@ impl State {
         write_all(gpu, &self.buffers, values, "buffer")
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_params(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
         self.param_views.iter().map(|v| gpu.read_f32(v)).collect()
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_grads(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
         self.grad_views.iter().map(|v| gpu.read_f32(v)).collect()
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_buffers(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
         self.buffers.iter().map(|v| gpu.read_f32(v)).collect()
     }
+
+    /// [`State::read_params`] without blocking (see [`Gpu::read_f32_async`]).
+    pub async fn read_params_async(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
+        read_all_async(gpu, &self.param_views).await
+    }
+
+    /// [`State::read_grads`] without blocking.
+    pub async fn read_grads_async(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
+        read_all_async(gpu, &self.grad_views).await
+    }
+
+    /// [`State::read_buffers`] without blocking.
+    pub async fn read_buffers_async(&self, gpu: &Gpu) -> Result<Vec<Vec<f32>>> {
+        read_all_async(gpu, &self.buffers).await
+    }
+}
+
+async fn read_all_async(gpu: &Gpu, views: &[Buffer]) -> Result<Vec<Vec<f32>>> {
+    let mut out = Vec::with_capacity(views.len());
+    for v in views {
+        out.push(gpu.read_f32_async(v).await?);
+    }
+    Ok(out)
 }
 
 fn write_all(gpu: &Gpu, views: &[Buffer], values: &[Vec<f32>], what: &str) -> Result<()> {

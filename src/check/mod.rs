@@ -2,21 +2,34 @@
 //! gradients, odd shapes that differ per axis, and one shape that needs a 2D workgroup grid.
 //! `cnn3d check` prints these reports; the tests assert them.
 
+#[cfg(feature = "native")]
 pub mod activation;
+#[cfg(feature = "native")]
 pub mod avg_pool3d;
+#[cfg(feature = "native")]
 pub mod batch_norm;
+#[cfg(feature = "native")]
 pub mod clip_grad_norm;
+#[cfg(feature = "native")]
 pub mod conv3d;
+#[cfg(feature = "native")]
 pub mod dense;
+#[cfg(feature = "native")]
 pub mod dropout;
+#[cfg(feature = "native")]
 pub mod gather;
+#[cfg(feature = "native")]
 pub mod max_pool3d;
+#[cfg(feature = "native")]
 pub mod optim;
+#[cfg(feature = "native")]
 pub mod softmax_xent;
 
 use serde::Serialize;
 
+#[cfg(feature = "native")]
 use crate::error::{Error, Result};
+#[cfg(feature = "native")]
 use crate::gpu::Gpu;
 
 /// The layers `check` knows, in the order it runs them.
@@ -265,6 +278,7 @@ pub fn merge_by_name(reports: Vec<KernelReport>) -> Vec<KernelReport> {
 }
 
 /// Runs every case of one layer; one report per (kernel, shape, output).
+#[cfg(feature = "native")]
 pub fn run_layer(gpu: &Gpu, layer: &str) -> Result<Vec<KernelReport>> {
     match layer {
         "activation" => activation::run(gpu),
@@ -283,6 +297,7 @@ pub fn run_layer(gpu: &Gpu, layer: &str) -> Result<Vec<KernelReport>> {
 }
 
 /// Every kernel of every layer, one merged report per kernel name.
+#[cfg(feature = "native")]
 pub fn run_all(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut all = vec![];
     for layer in LAYERS {

@@ -16,7 +16,9 @@
 //! # Ok(()) }
 //! ```
 
+mod budget;
 pub mod colormap;
+#[cfg(feature = "hdf5")]
 pub mod hdf5;
 mod input;
 pub mod synth;
@@ -29,6 +31,7 @@ use thiserror::Error;
 
 use crate::rng::Rng;
 
+pub use budget::{DEFAULT_MAX_DATA_BYTES, MAX_DATA_BYTES_ENV};
 pub use colormap::Colormap;
 pub use input::{DeviceSplit, Input};
 pub use synth::SynthOptions;
@@ -93,7 +96,7 @@ pub enum DataError {
 /// What [`DataError::TooBig`] says: the dataset, its declared shape and element type, the
 /// memory loading it would take and the cap it exceeds.
 #[derive(Debug, Error)]
-#[error("{file}: dataset {dataset:?} declares shape {shape:?} of {dtype}: loading it would take {bytes} bytes of memory ({detail}), above the cap of {cap} bytes ({cap_source}). Expected a file that fits; to load a larger one, set {env} to a larger number of bytes", env = hdf5::MAX_DATA_BYTES_ENV)]
+#[error("{file}: dataset {dataset:?} declares shape {shape:?} of {dtype}: loading it would take {bytes} bytes of memory ({detail}), above the cap of {cap} bytes ({cap_source}). Expected a file that fits; to load a larger one, set {env} to a larger number of bytes", env = MAX_DATA_BYTES_ENV)]
 pub struct TooBig {
     pub file: String,
     pub dataset: String,
@@ -372,6 +375,15 @@ pub struct SplitSummary {
 /// validation splits.
 pub fn load(opts: &DataOptions) -> crate::Result<Dataset> {
     let mut ds = match &opts.data {
+        #[cfg(not(feature = "hdf5"))]
+        Some(path) => {
+            return Err(DataError::Option {
+                source_name: file_name(path),
+                message: "this build of cnn3d reads no HDF5 files (it was built without the `hdf5` feature); use the bundled digits".into(),
+            }
+            .into())
+        }
+        #[cfg(feature = "hdf5")]
         Some(path) => {
             let mut ds = hdf5::read(path, &opts.load)?;
             if ds.test.is_empty() {

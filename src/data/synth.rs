@@ -78,7 +78,7 @@ pub fn generate(opts: &SynthOptions) -> Result<Dataset, DataError> {
     // against the cap a data file's datasets get, before anything is allocated.
     let voxels = SIDE * SIDE * SIDE;
     let bytes = (opts.train as u128 + opts.test as u128) * (voxels as u128 * 4 + 4);
-    let budget = super::hdf5::Budget::new()?;
+    let budget = super::budget::Budget::new()?;
     if bytes > budget.cap as u128 {
         return Err(DataError::Option {
             source_name: "the bundled dataset".into(),
@@ -88,7 +88,7 @@ pub fn generate(opts: &SynthOptions) -> Result<Dataset, DataError> {
                 opts.test,
                 budget.cap,
                 budget.source,
-                super::hdf5::MAX_DATA_BYTES_ENV
+                super::MAX_DATA_BYTES_ENV
             ),
         });
     }

@@ -1,8 +1,11 @@
 //! Device buffers of f32, f16 or u32 elements, with upload and read-back (f16 buffers are
 //! written and read as f32 on the host, converted on the way).
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use crate::error::{Error, Result};
 
@@ -211,6 +214,9 @@ impl Gpu {
         Ok(b)
     }
 
+    // In a browser wgpu's handles are neither Send nor Sync (one thread); the Arc is for
+    // sharing views, not threads.
+    #[cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
     fn zeros_with(&self, label: &str, len: usize, dtype: DType, extra: wgpu::BufferUsages) -> Result<Buffer> {
         self.check_fits_as(label, len, dtype)?;
         // A zero-sized binding is invalid, so empty tensors still get one element; whole 4
@@ -329,35 +335,36 @@ impl Gpu {
         Ok(())
     }
 
-    /// Reads an f32 buffer, or an f16 one widened to f32 (exactly).
+    /// Reads an f32 buffer, or an f16 one widened to f32 (exactly). Blocks until the GPU is
+    /// done; in a browser, [`Gpu::read_f32_async`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_f32(&self, b: &Buffer) -> Result<Vec<f32>> {
-        let bytes = self.read_bytes(b)?;
-        Ok(match b.dtype {
-            DType::F16 => bytemuck::pod_collect_to_vec::<u8, u16>(&bytes).into_iter().map(|h| half::f16::from_bits(h).to_f32()).collect(),
-            _ => bytemuck::pod_collect_to_vec(&bytes),
-        })
+        Ok(widen(b.dtype, self.read_bytes(b)?))
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_u32(&self, b: &Buffer) -> Result<Vec<u32>> {
         Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(b)?))
     }
 
+    /// [`Gpu::read_f32`] as a future: in a browser it resolves once the GPU is done and the
+    /// copy is mapped, without blocking the page; natively it waits for the GPU as
+    /// [`Gpu::read_f32`] does and is then ready at once.
+    pub async fn read_f32_async(&self, b: &Buffer) -> Result<Vec<f32>> {
+        Ok(widen(b.dtype, self.read_bytes_async(b).await?))
+    }
+
+    /// [`Gpu::read_u32`] as a future (see [`Gpu::read_f32_async`]).
+    pub async fn read_u32_async(&self, b: &Buffer) -> Result<Vec<u32>> {
+        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes_async(b).await?))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
     fn read_bytes(&self, b: &Buffer) -> Result<Vec<u8>> {
-        if b.bytes() == 0 {
+        let Some(staging) = self.stage_readback(b)? else {
             return Ok(vec![]);
-        }
-        // Copies move whole 4 bytes (an odd count of f16s: one half more, dropped below).
-        let size = b.bytes().next_multiple_of(4);
+        };
         let fail = |message: String| Error::Readback { buffer: b.label.to_string(), message };
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut enc = self.device.create_command_encoder(&Default::default());
-        enc.copy_buffer_to_buffer(&b.raw, b.byte_offset(), &staging, 0, size);
-        self.scoped(|| format!("reading back {}", b.label), || self.queue.submit([enc.finish()]))?;
         let slice = staging.slice(..);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -367,9 +374,97 @@ impl Gpu {
         rx.recv()
             .map_err(|e| fail(e.to_string()))?
             .map_err(|e| fail(e.to_string()))?;
-        let mut bytes = slice.get_mapped_range().map_err(|e| fail(e.to_string()))?.to_vec();
+        self.take_mapped(b, &staging)
+    }
+
+    async fn read_bytes_async(&self, b: &Buffer) -> Result<Vec<u8>> {
+        let Some(staging) = self.stage_readback(b)? else {
+            return Ok(vec![]);
+        };
+        let fail = |message: String| Error::Readback { buffer: b.label.to_string(), message };
+        let mapped = Mapped::default();
+        let done = mapped.clone();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| done.set(r));
+        // Natively the callback runs inside a poll; in a browser the device polls itself and
+        // the callback runs when the mapping's promise resolves.
+        #[cfg(not(target_arch = "wasm32"))]
+        self.wait()?;
+        let mapping = mapped.await;
+        self.check_lost("reading back from the GPU")?;
+        mapping.map_err(|e| fail(e.to_string()))?;
+        self.take_mapped(b, &staging)
+    }
+
+    /// A staging buffer that `b`'s bytes are copied into (submitted), or `None` for an empty
+    /// buffer. Copies move whole 4 bytes (an odd count of f16s: one half more, dropped by
+    /// [`Gpu::take_mapped`]).
+    fn stage_readback(&self, b: &Buffer) -> Result<Option<wgpu::Buffer>> {
+        if b.bytes() == 0 {
+            return Ok(None);
+        }
+        let size = b.bytes().next_multiple_of(4);
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(&b.raw, b.byte_offset(), &staging, 0, size);
+        self.scoped(|| format!("reading back {}", b.label), || self.queue.submit([enc.finish()]))?;
+        Ok(Some(staging))
+    }
+
+    /// `b`'s bytes from its mapped staging buffer, which is unmapped after.
+    fn take_mapped(&self, b: &Buffer, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
+        let fail = |message: String| Error::Readback { buffer: b.label.to_string(), message };
+        let mut bytes = staging.slice(..).get_mapped_range().map_err(|e| fail(e.to_string()))?.to_vec();
         bytes.truncate(b.bytes() as usize);
         staging.unmap();
         Ok(bytes)
+    }
+}
+
+/// The bytes of a read-back f32 or f16 buffer as f32s (f16 widened exactly).
+fn widen(dtype: DType, bytes: Vec<u8>) -> Vec<f32> {
+    match dtype {
+        DType::F16 => bytemuck::pod_collect_to_vec::<u8, u16>(&bytes).into_iter().map(|h| half::f16::from_bits(h).to_f32()).collect(),
+        _ => bytemuck::pod_collect_to_vec(&bytes),
+    }
+}
+
+/// The outcome of a `map_async` as a future: set by the mapping's callback, awaited by the
+/// reader. Needs no executor of its own (the browser's, or none natively: the callback has
+/// run before the first poll).
+#[derive(Clone, Default)]
+struct Mapped(Arc<Mutex<MapState>>);
+
+#[derive(Default)]
+struct MapState {
+    result: Option<std::result::Result<(), wgpu::BufferAsyncError>>,
+    waker: Option<Waker>,
+}
+
+impl Mapped {
+    fn set(&self, r: std::result::Result<(), wgpu::BufferAsyncError>) {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        state.result = Some(r);
+        if let Some(w) = state.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+impl Future for Mapped {
+    type Output = std::result::Result<(), wgpu::BufferAsyncError>;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match state.result.take() {
+            Some(r) => Poll::Ready(r),
+            None => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }

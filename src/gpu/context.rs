@@ -213,7 +213,9 @@ fn resolve_backends(choice: BackendChoice) -> Result<(wgpu::Backends, bool)> {
 }
 
 fn no_adapter_hint() -> String {
-    if cfg!(target_os = "linux") {
+    if cfg!(target_arch = "wasm32") {
+        "In a browser, WebGPU needs a browser that offers it (navigator.gpu, e.g. Chrome or Edge 113+) and a secure context (https or localhost).".into()
+    } else if cfg!(target_os = "linux") {
         "On Linux without a GPU, install Mesa's software Vulkan driver: `apt-get install mesa-vulkan-drivers` (lavapipe). With a GPU, install its Vulkan driver.".into()
     } else if cfg!(target_os = "macos") {
         "Metal should be available on every supported Mac; check that this is not a VM without GPU access.".into()
@@ -234,6 +236,9 @@ fn backends_name(b: wgpu::Backends) -> String {
             names.push(name);
         }
     }
+    if cfg!(target_arch = "wasm32") && b.contains(wgpu::Backends::BROWSER_WEBGPU) {
+        names.push("webgpu");
+    }
     names.join(", ")
 }
 
@@ -249,13 +254,20 @@ async fn enumerate(choice: BackendChoice) -> Result<Vec<wgpu::Adapter>> {
 
 /// Every adapter wgpu sees on the chosen backend(s) (all compiled backends for `--backend auto`,
 /// GL included, since this is a listing).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters(choice: BackendChoice) -> Result<Vec<AdapterReport>> {
+    pollster::block_on(list_adapters_async(choice))
+}
+
+/// [`list_adapters`] without blocking (in a browser: the one adapter `navigator.gpu` offers,
+/// or none).
+pub async fn list_adapters_async(choice: BackendChoice) -> Result<Vec<AdapterReport>> {
     let backends = if choice == BackendChoice::Auto && std::env::var("WGPU_BACKEND").map_or(true, |v| v.trim().is_empty()) {
         wgpu::Backends::all()
     } else {
         resolve_backends(choice)?.0
     };
-    let adapters = pollster::block_on(instance(backends).enumerate_adapters(backends));
+    let adapters = instance(backends).enumerate_adapters(backends).await;
     Ok(adapters.iter().enumerate().map(|(i, a)| report(i, a)).collect())
 }
 
@@ -296,6 +308,10 @@ pub struct Gpu {
     lost: Arc<std::sync::Mutex<Option<String>>>,
     /// The first wgpu error raised outside every error scope since the last wait.
     uncaptured: Arc<std::sync::Mutex<Option<String>>>,
+    /// In a browser error scopes resolve later (see [`Gpu::scoped`]): the first error one
+    /// caught, with its context, until the next readback reports it.
+    #[cfg(target_arch = "wasm32")]
+    scoped_error: Arc<std::sync::Mutex<Option<(String, String)>>>,
     /// The bytes tensors hold (see [`Gpu::memory`]).
     pub(crate) memory: Arc<super::buffer::Memory>,
     /// What every kernel of this device stores activations in (see [`Gpu::activations`]).
@@ -304,11 +320,14 @@ pub struct Gpu {
 
 impl Gpu {
     /// Opens the adapter chosen by `opts` (see [`GpuOptions`]).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(opts: &GpuOptions) -> Result<Gpu> {
         pollster::block_on(Self::new_async(opts))
     }
 
-    async fn new_async(opts: &GpuOptions) -> Result<Gpu> {
+    /// [`Gpu::new`] without blocking: how a browser opens its WebGPU device (from an async
+    /// task, e.g. `wasm_bindgen_futures::spawn_local`).
+    pub async fn new_async(opts: &GpuOptions) -> Result<Gpu> {
         let adapters = enumerate(opts.backend).await?;
         if adapters.is_empty() {
             let (b, _) = resolve_backends(opts.backend)?;
@@ -397,11 +416,13 @@ impl Gpu {
             tuned: Default::default(),
             lost,
             uncaptured,
+            #[cfg(target_arch = "wasm32")]
+            scoped_error: Default::default(),
             memory: Default::default(),
             precision: opts.precision,
         };
         if gpu.info.subgroup_sizes.is_some() {
-            if let Err(why) = gpu.subgroup_layout() {
+            if let Err(why) = gpu.subgroup_layout().await {
                 log::warn!("leaving the subgroup kernels out on {}: {why}", gpu.info.name);
                 gpu.info.subgroup_sizes = None;
             }
@@ -413,7 +434,7 @@ impl Gpu {
     /// one-dimensional workgroups of every size they run in (8 to 64 invocations), subgroups are
     /// runs of consecutive invocations from a multiple of their size, whose size is a power of two
     /// within the range the adapter reports.
-    fn subgroup_layout(&self) -> Result<()> {
+    async fn subgroup_layout(&self) -> Result<()> {
         let (min, max) = self.info.subgroup_sizes.expect("a device with subgroups");
         // Four workgroups of each size, all in one submit.
         let sizes = [64u32, 32, 16, 8];
@@ -426,9 +447,9 @@ impl Gpu {
                     .with_constant("WG", wg)
             })
             .collect();
-        self.run_ops(&ops)?;
+        self.submit(&self.compile(&ops)?)?;
         for (&wg, out) in sizes.iter().zip(&outs) {
-            if let Some(message) = layout_error(&self.read_u32(out)?, wg, min, max) {
+            if let Some(message) = layout_error(&self.read_u32_async(out).await?, wg, min, max) {
                 return Err(Error::Gpu { context: "checking the subgroup layout".into(), message });
             }
         }
@@ -477,6 +498,7 @@ impl Gpu {
 
     /// Runs `f` inside validation and out-of-memory error scopes; an error becomes
     /// [`Error::Gpu`] naming `context`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn scoped<T>(&self, context: impl FnOnce() -> String, f: impl FnOnce() -> T) -> Result<T> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -489,7 +511,30 @@ impl Gpu {
         }
     }
 
+    /// [`Gpu::scoped`] in a browser, where popping an error scope resolves a promise later and
+    /// nothing may block: `f` runs inside the scopes, and an error they catch is kept with its
+    /// context and returned by the next [`Gpu::check_lost`] (compiling a plan, submitting one
+    /// and every async readback call it).
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) fn scoped<T>(&self, context: impl FnOnce() -> String, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out = f();
+        let (v, o) = (validation.pop(), oom.pop());
+        let context = context();
+        let keep = self.scoped_error.clone();
+        wasm_bindgen_futures::spawn_local(async move {
+            let (v, o) = (v.await, o.await);
+            if let Some(e) = v.or(o) {
+                log::error!("wgpu error ({context}): {e}");
+                keep.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| (context, e.to_string()));
+            }
+        });
+        Ok(out)
+    }
+
     /// Blocks until the GPU has finished all submitted work.
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn wait(&self) -> Result<()> {
         self.check_lost("waiting for the GPU")?;
         self.device
@@ -504,6 +549,11 @@ impl Gpu {
     pub(crate) fn check_lost(&self, context: &str) -> Result<()> {
         if let Some(why) = &*self.lost.lock().unwrap_or_else(|e| e.into_inner()) {
             return Err(Error::Gpu { context: context.into(), message: format!("the GPU device was lost ({why})") });
+        }
+        #[cfg(target_arch = "wasm32")]
+        if let Some((scope, message)) = self.scoped_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let context = if scope.is_empty() { context.to_string() } else { scope };
+            return Err(Error::Gpu { context, message });
         }
         match self.uncaptured.lock().unwrap_or_else(|e| e.into_inner()).take() {
             Some(e) => Err(Error::Gpu { context: context.into(), message: format!("a wgpu error outside any error scope: {e}") }),

@@ -121,7 +121,10 @@ pub(crate) struct Step {
     pub(crate) pipeline: std::sync::Arc<wgpu::ComputePipeline>,
     pub(crate) bind_group: wgpu::BindGroup,
     pub(crate) grid: (u32, u32),
+    // Read by the profiler, which is native only for now.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) flops: u64,
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) bytes: u64,
     // Kept alive for as long as the bind group refers to it.
     _params: wgpu::Buffer,
@@ -132,6 +135,7 @@ pub struct Plan {
     pub(crate) steps: Vec<Step>,
     /// The profiler's query set and buffers, sized to this plan on its first profiled replay
     /// and reused by every later one.
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     pub(crate) timestamps: std::sync::OnceLock<super::profiler::Timestamps>,
 }
 
@@ -215,7 +219,9 @@ impl Gpu {
         Ok(Plan { steps, timestamps: Default::default() })
     }
 
-    /// Records every step of `plan` into one compute pass, submits once and waits.
+    /// Records every step of `plan` into one compute pass, submits once and waits (not in a
+    /// browser: there, [`Gpu::submit`] and an async readback).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self, plan: &Plan) -> Result<()> {
         self.submit(plan)?;
         self.wait()
@@ -229,6 +235,7 @@ impl Gpu {
     }
 
     /// Compiles and runs `ops` once (tests and `check`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_ops(&self, ops: &[Op]) -> Result<()> {
         let plan = self.compile(ops)?;
         self.run(&plan)

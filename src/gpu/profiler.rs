@@ -11,7 +11,6 @@
 //! per step; a duration is `end.wrapping_sub(start)` ticks × the queue's timestamp period.
 
 use std::ops::Range;
-use std::time::Instant;
 
 use serde::Serialize;
 
@@ -166,6 +165,7 @@ impl Gpu {
         plan.active().nth(at).map(|s| (at - range.start, s))
     }
 
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     fn timestamps(&self, dispatches: usize) -> Result<Timestamps> {
         let count = 2 * dispatches;
         if count > wgpu::QUERY_SET_MAX_QUERIES as usize {
@@ -205,12 +205,14 @@ impl Gpu {
 
     /// Replays `plan` once like [`Gpu::run`] and returns the time of every dispatch, in order.
     /// Work submitted earlier is waited for first, so it does not count.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn submit_profiled(&self, plan: &Plan) -> Result<StepProfile> {
         self.submit_profiled_as(plan, self.timing_method())
     }
 
     /// [`Gpu::submit_profiled`] with a chosen method (e.g. to compare them, or to test the
     /// fallbacks on an adapter that has every feature); an error if the adapter lacks it.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn submit_profiled_as(&self, plan: &Plan, method: TimingMethod) -> Result<StepProfile> {
         let supported = match method {
             TimingMethod::TimestampsInsidePasses => self.info.timestamp_query && self.info.timestamp_query_inside_passes,
@@ -225,11 +227,11 @@ impl Gpu {
         }
         self.wait()?;
         let n = plan.active().count();
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         let mut spans: Vec<(u64, u64)> = Vec::with_capacity(n);
         if method == TimingMethod::WallClock {
             for i in 0..n {
-                let t = Instant::now();
+                let t = std::time::Instant::now();
                 self.submit_encoded(plan, i..i + 1, None)?;
                 self.wait()?;
                 spans.push(((t - started).as_nanos() as u64, t.elapsed().as_nanos() as u64));
@@ -258,6 +260,7 @@ impl Gpu {
         Ok(StepProfile { method, dispatches, wall_ns })
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn read_timestamps(&self, ts: &Timestamps) -> Result<Vec<u64>> {
         let fail = |message: String| Error::Readback { buffer: "profiler readback".into(), message };
         let slice = ts.readback.slice(..);

@@ -310,7 +310,7 @@ impl Gpu {
         let module = self.module(shader)?;
         let consts: Vec<(&str, f64)> = key.constants.iter().map(|&(k, v)| (k, v as f64)).collect();
         let label = format!("{}.{}", shader.name(), entry);
-        let t0 = std::time::Instant::now();
+        let t0 = crate::Instant::now();
         let pipeline = self.scoped(
             || format!("creating the pipeline {label}"),
             || {
