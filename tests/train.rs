@@ -80,38 +80,38 @@ fn a_run_tells_its_estimated_time_after_the_first_epoch() {
 /// changes. About 20 s on lavapipe.
 #[test]
 fn a_short_run_learns_well_above_chance() {
-    let dir = scratch("learns");
-    let (out, config) = (dir.display().to_string(), tiny());
-    let (code, stdout, err) = cnn3d(&[
-        "train", "--config", &config, "--colormap", "none", "--limit-train", "960", "--limit-test", "200", "--epochs", "2",
-        "--seed", "0", "--quiet", "--json", "--out", &out,
-    ]);
-    assert_eq!(code, 0, "stderr: {err}");
-    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    let (acc, loss) = (summary["test_acc"].as_f64().unwrap(), summary["test_loss"].as_f64().unwrap());
-    assert!(acc >= 0.35, "test accuracy {acc} after 120 steps; expected at least 0.35 (chance: 0.10): {summary}");
-    assert!(loss <= 1.75, "test loss {loss} after 120 steps; expected at most 1.75 (chance: ln 10 = 2.30): {summary}");
+    short_run_learns("learns", &[]);
 }
 
 /// The same run with activations stored in f16 (lavapipe has shader-f16): it learns as well
 /// (the bounds of the f32 run above), says so in its summary, and its weights stay f32.
 #[test]
 fn a_short_run_at_f16_learns_well_above_chance() {
-    let dir = scratch("learns-f16");
-    let (out, config) = (dir.display().to_string(), tiny());
-    let (code, stdout, err) = cnn3d(&[
-        "train", "--config", &config, "--colormap", "none", "--limit-train", "960", "--limit-test", "200", "--epochs", "2",
-        "--seed", "0", "--quiet", "--json", "--out", &out, "--precision", "f16",
-    ]);
-    assert_eq!(code, 0, "stderr: {err}");
-    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let (dir, summary) = short_run_learns("learns-f16", &["--precision", "f16"]);
     assert_eq!(summary["precision"], "f16", "{summary}");
-    let (acc, loss) = (summary["test_acc"].as_f64().unwrap(), summary["test_loss"].as_f64().unwrap());
-    assert!(acc >= 0.35, "test accuracy {acc} after 120 steps at f16; expected at least 0.35 (chance: 0.10): {summary}");
-    assert!(loss <= 1.75, "test loss {loss} after 120 steps at f16; expected at most 1.75 (chance: ln 10 = 2.30): {summary}");
     let weights = std::fs::read(dir.join("model.safetensors")).unwrap();
     let header = String::from_utf8_lossy(&weights[8..8 + u64::from_le_bytes(weights[..8].try_into().unwrap()) as usize]).into_owned();
     assert!(header.contains("\"F32\"") && !header.contains("\"F16\""), "the checkpoint's tensors: {header}");
+}
+
+/// 120 steps of the tiny model on 960 samples with `extra` flags: asserts that the run
+/// learns well above chance (the bounds above) and returns its folder and summary.
+fn short_run_learns(name: &str, extra: &[&str]) -> (PathBuf, serde_json::Value) {
+    let dir = scratch(name);
+    let (out, config) = (dir.display().to_string(), tiny());
+    let mut args = vec![
+        "train", "--config", &config, "--colormap", "none", "--limit-train", "960", "--limit-test", "200", "--epochs", "2",
+        "--seed", "0", "--quiet", "--json", "--out", &out,
+    ];
+    args.extend_from_slice(extra);
+    let (code, stdout, err) = cnn3d(&args);
+    assert_eq!(code, 0, "stderr: {err}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let (acc, loss) = (summary["test_acc"].as_f64().unwrap(), summary["test_loss"].as_f64().unwrap());
+    let how = extra.join(" ");
+    assert!(acc >= 0.35, "test accuracy {acc} after 120 steps {how}; expected at least 0.35 (chance: 0.10): {summary}");
+    assert!(loss <= 1.75, "test loss {loss} after 120 steps {how}; expected at most 1.75 (chance: ln 10 = 2.30): {summary}");
+    (dir, summary)
 }
 
 #[test]
