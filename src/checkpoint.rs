@@ -165,7 +165,9 @@ pub fn save(path: &Path, tensors: &[Tensor], metadata: &BTreeMap<String, String>
     write_atomic(path, &bytes)
 }
 
-fn to_bytes(path: &Path, tensors: &[Tensor], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
+/// The bytes [`save`] writes (e.g. for a browser's download); `path` only names the file in
+/// errors.
+pub fn to_bytes(path: &Path, tensors: &[Tensor], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
     let write_err = |t: &Tensor, message: String| Error::CheckpointWrite {
         path: path.to_path_buf(),
         tensor: t.name.clone(),

@@ -1,9 +1,13 @@
 //! The model as a TOML config: an input shape and a list of layers, each with its options
 //! and an optional `name` (PyTorch's state_dict prefix). Unknown keys are errors.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::layers::Dims3;
+use crate::optim::OptimizerConfig;
 
 /// A size given once for all three axes (`kernel = 3`) or per axis (`kernel = [3, 2, 3]`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,5 +247,82 @@ mod tests {
         assert!(e.contains("line 3") && e.ends_with("did you mean `out_features`?"), "{e}");
         let e = parse_model("input = [8, 8, 8]\nclasses = 3\n[[layers]]\nkind = \"transformer\"\n", "m.toml").unwrap_err().to_string();
         assert!(!e.contains("did you mean"), "{e}");
+    }
+}
+
+fn epochs_default() -> usize {
+    45
+}
+fn batch_default() -> usize {
+    100
+}
+
+/// The `[train]` table; the defaults are the article's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    #[serde(default = "epochs_default")]
+    pub epochs: usize,
+    #[serde(default = "batch_default")]
+    pub batch_size: usize,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "yes")]
+    pub shuffle: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig { epochs: epochs_default(), batch_size: batch_default(), seed: 0, shuffle: true }
+    }
+}
+
+/// A whole run's config file: `[model]`, `[train]`, `[optimizer]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub model: ModelConfig,
+    #[serde(default)]
+    pub train: TrainConfig,
+    #[serde(default)]
+    pub optimizer: OptimizerConfig,
+}
+
+/// The article's model and set-up (`assets/seed.toml`).
+pub const SEED_CONFIG: &str = include_str!("../assets/seed.toml");
+
+impl Config {
+    pub fn parse(text: &str, origin: &str) -> Result<Config> {
+        let cfg: Config = toml::from_str(text).map_err(|e| crate::config::toml_error(origin, e))?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "reading the config", e))?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    pub fn seed() -> Config {
+        Config::parse(SEED_CONFIG, "assets/seed.toml").expect("the bundled seed config is valid")
+    }
+
+    /// Checks what the types cannot (call again after command-line overrides).
+    pub fn validate(&self, origin: &str) -> Result<()> {
+        let bad = |m: String| Error::Config { file: origin.to_string(), message: m };
+        if self.train.epochs == 0 {
+            return Err(bad("train.epochs must be at least 1".into()));
+        }
+        if self.train.batch_size < 2 {
+            return Err(bad(format!(
+                "train.batch_size must be at least 2 (batch norm needs more than one value per channel), got {}",
+                self.train.batch_size
+            )));
+        }
+        self.optimizer.validate().map_err(|e| bad(format!("optimizer: {e}")))
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not serialise the config: {e}\n"))
     }
 }

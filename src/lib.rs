@@ -47,6 +47,7 @@ pub mod progress;
 pub mod reference;
 #[cfg(feature = "native")]
 pub mod report;
+pub mod session;
 #[cfg(feature = "native")]
 pub mod train;
 #[cfg(feature = "native")]

@@ -7,100 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
 use crate::checkpoint::{self, Tensor, TensorSpec};
-use crate::config::ModelConfig;
-use crate::data::{self, DataOptions, Dataset, DeviceSplit, Input};
+use crate::data::{self, DataOptions, Dataset};
 use crate::error::{Error, Result};
-use crate::gpu::{Buffer, DType, Gpu, Plan};
+use crate::gpu::{DType, Gpu, Plan};
 use crate::layers::clip_grad_norm::ClipGradNorm;
 use crate::metrics::{EpochMetrics, MetricsLog, Summary};
-use crate::model::Model;
-use crate::network::{Network, State};
-use crate::optim::{OptimizerConfig, Optimizer};
+use crate::network::Network;
+use crate::optim::Optimizer;
 use crate::progress::Progress;
 use crate::rng::Rng;
-
-fn epochs_default() -> usize {
-    45
-}
-fn batch_default() -> usize {
-    100
-}
-fn yes() -> bool {
-    true
-}
-
-/// The `[train]` table; the defaults are the article's.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainConfig {
-    #[serde(default = "epochs_default")]
-    pub epochs: usize,
-    #[serde(default = "batch_default")]
-    pub batch_size: usize,
-    #[serde(default)]
-    pub seed: u64,
-    #[serde(default = "yes")]
-    pub shuffle: bool,
-}
-
-impl Default for TrainConfig {
-    fn default() -> Self {
-        TrainConfig { epochs: epochs_default(), batch_size: batch_default(), seed: 0, shuffle: true }
-    }
-}
-
-/// A whole run's config file: `[model]`, `[train]`, `[optimizer]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    pub model: ModelConfig,
-    #[serde(default)]
-    pub train: TrainConfig,
-    #[serde(default)]
-    pub optimizer: OptimizerConfig,
-}
-
-/// The article's model and set-up (`assets/seed.toml`).
-pub const SEED_CONFIG: &str = include_str!("../assets/seed.toml");
-
-impl Config {
-    pub fn parse(text: &str, origin: &str) -> Result<Config> {
-        let cfg: Config = toml::from_str(text).map_err(|e| crate::config::toml_error(origin, e))?;
-        cfg.validate(origin)?;
-        Ok(cfg)
-    }
-
-    pub fn load(path: &Path) -> Result<Config> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, "reading the config", e))?;
-        Config::parse(&text, &path.display().to_string())
-    }
-
-    pub fn seed() -> Config {
-        Config::parse(SEED_CONFIG, "assets/seed.toml").expect("the bundled seed config is valid")
-    }
-
-    /// Checks what the types cannot (call again after command-line overrides).
-    pub fn validate(&self, origin: &str) -> Result<()> {
-        let bad = |m: String| Error::Config { file: origin.to_string(), message: m };
-        if self.train.epochs == 0 {
-            return Err(bad("train.epochs must be at least 1".into()));
-        }
-        if self.train.batch_size < 2 {
-            return Err(bad(format!(
-                "train.batch_size must be at least 2 (batch norm needs more than one value per channel), got {}",
-                self.train.batch_size
-            )));
-        }
-        self.optimizer.validate().map_err(|e| bad(format!("optimizer: {e}")))
-    }
-
-    pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# could not serialise the config: {e}\n"))
-    }
-}
+pub use crate::config::{Config, TrainConfig, SEED_CONFIG};
+pub use crate::session::{epoch_batches, epoch_order, Predictions, Session, META_ARTICLE_RESHAPE, META_COLORMAP};
 
 /// Everything a run needs besides the GPU.
 #[derive(Clone, Debug)]
@@ -129,286 +47,6 @@ pub struct RunOptions {
     pub stop: Option<Arc<AtomicBool>>,
 }
 
-/// The model with its state on the GPU, and plans per batch size.
-pub struct Session<'g> {
-    pub gpu: &'g Gpu,
-    pub model: Model,
-    pub state: State,
-    pub input: Input,
-    lut: Option<Buffer>,
-    seed: u64,
-    nets: BTreeMap<usize, Network>,
-    /// [`Session::largest_batch`]'s answers, by the batch asked for.
-    largest: BTreeMap<usize, usize>,
-}
-
-impl<'g> Session<'g> {
-    pub fn new(gpu: &'g Gpu, model_cfg: &ModelConfig, ds: &Dataset, opts: &DataOptions, seed: u64) -> Result<Session<'g>> {
-        let input = Input::new(ds, opts.colormap, opts.article_reshape)?;
-        if ds.dims != model_cfg.input {
-            return Err(Error::shape(
-                "model input",
-                format!("the model expects volumes of {:?} (D, H, W) but {} holds {:?}", model_cfg.input, ds.source, ds.dims),
-            ));
-        }
-        if ds.classes > model_cfg.classes {
-            return Err(Error::shape(
-                "model",
-                format!("the data has {} classes but the model outputs {}", ds.classes, model_cfg.classes),
-            ));
-        }
-        let model = Model::from_config(model_cfg, input.channels())?;
-        let state = State::new(gpu, &model)?;
-        let lut = input.lut(gpu)?;
-        Ok(Session { gpu, model, state, input, lut, seed, nets: BTreeMap::new(), largest: BTreeMap::new() })
-    }
-
-    /// The network for `batch` samples, built on first use.
-    fn net(&mut self, batch: usize) -> Result<&Network> {
-        if !self.nets.contains_key(&batch) {
-            let net = Network::new(self.gpu, &self.model, batch, self.seed)?;
-            self.nets.insert(batch, net);
-        }
-        Ok(&self.nets[&batch])
-    }
-
-    /// Whether the network of `batch` samples fits this device's limits; one that fits is kept
-    /// for [`Session::net`].
-    fn fits(&mut self, batch: usize) -> Result<bool> {
-        if self.nets.contains_key(&batch) {
-            return Ok(true);
-        }
-        match Network::new(self.gpu, &self.model, batch, self.seed) {
-            Ok(net) => {
-                self.nets.insert(batch, net);
-                Ok(true)
-            }
-            Err(Error::TooLarge { .. } | Error::GridTooLarge { .. }) => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// The largest batch of at most `upto` samples whose network fits this device's limits
-    /// (0 when not even one sample does). Starts from the bound the largest per-sample tensor
-    /// sets on one binding, then halves the interval, so a batch that fits costs one try.
-    pub fn largest_batch(&mut self, upto: usize) -> Result<usize> {
-        if let Some(&known) = self.largest.get(&upto) {
-            return Ok(known);
-        }
-        let found = self.search_largest_batch(upto)?;
-        self.largest.insert(upto, found);
-        Ok(found)
-    }
-
-    fn search_largest_batch(&mut self, upto: usize) -> Result<usize> {
-        if upto == 0 {
-            return Ok(0);
-        }
-        let info = self.gpu.info();
-        let limit = (info.max_storage_buffer_binding_size.min(info.max_buffer_size) / 4).min(crate::model::MAX_TENSOR_ELEMENTS);
-        let per = std::iter::once(&self.model.input[..])
-            .chain(self.model.layers.iter().map(|l| &l.output[..]))
-            .map(|s| crate::model::count(s).unwrap_or(usize::MAX) as u64)
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        let mut hi = (upto as u64).min(limit / per) as usize;
-        if hi == 0 {
-            return Ok(0);
-        }
-        if self.fits(hi)? {
-            return Ok(hi);
-        }
-        // fits(lo) holds (or lo = 0), fits(hi) does not. The networks made on the way are
-        // dropped again, but for the answer's.
-        let existing: Vec<usize> = self.nets.keys().copied().collect();
-        let mut lo = 0;
-        while hi - lo > 1 {
-            let mid = lo + (hi - lo) / 2;
-            if self.fits(mid)? {
-                if !existing.contains(&lo) {
-                    self.nets.remove(&lo);
-                }
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        Ok(lo)
-    }
-
-    /// gather + train step (+ gradient clipping) + update, for `batch` samples of `split`
-    /// chosen by `indices`.
-    pub(crate) fn train_plan(
-        &mut self,
-        batch: usize,
-        split: &DeviceSplit,
-        indices: &Buffer,
-        optim: &Optimizer,
-        clip: Option<&ClipGradNorm>,
-    ) -> Result<Plan> {
-        self.net(batch)?;
-        let net = &self.nets[&batch];
-        let mut ops = vec![self.input.gather(batch, split, indices, self.lut.as_ref(), &net.input, &net.labels)?];
-        ops.extend(net.train_ops(&self.state)?);
-        if let Some(clip) = clip {
-            ops.extend(clip.ops(&self.state.grads)?);
-        }
-        ops.push(optim.update(&self.state.params, &self.state.grads)?);
-        self.gpu.compile(&ops)
-    }
-
-    /// gather + eval forward + metric sums.
-    pub(crate) fn eval_plan(&mut self, batch: usize, split: &DeviceSplit, indices: &Buffer) -> Result<Plan> {
-        self.net(batch)?;
-        let net = &self.nets[&batch];
-        let mut ops = vec![self.input.gather(batch, split, indices, self.lut.as_ref(), &net.input, &net.labels)?];
-        ops.extend(net.eval_ops(&self.state)?);
-        self.gpu.compile(&ops)
-    }
-
-    fn zero_sums(&self) -> Result<()> {
-        self.gpu.write_f32(&self.state.loss_sum, &[0.0])?;
-        self.gpu.write_u32(&self.state.correct_sum, &[0])
-    }
-
-    /// (Σ loss·batch, Σ correct) so far; waits for the GPU.
-    fn sums(&self) -> Result<(f64, u64)> {
-        let loss = self.gpu.read_f32(&self.state.loss_sum)?[0] as f64;
-        let correct = self.gpu.read_u32(&self.state.correct_sum)?[0] as u64;
-        Ok((loss, correct))
-    }
-
-    /// Mean loss and accuracy of the eval-mode model over a whole split.
-    pub fn evaluate(&mut self, split: &DeviceSplit, batch: usize) -> Result<(f64, f64)> {
-        self.eval_split(split, batch, None)
-    }
-
-    /// The eval-mode logits of every sample of `split`, in split order, with the mean loss and
-    /// accuracy the GPU summed (the same numbers as [`Session::evaluate`]).
-    pub fn predictions(&mut self, split: &DeviceSplit, batch: usize) -> Result<Predictions> {
-        let mut logits = Vec::with_capacity(split.len.saturating_mul(self.model.classes).min(1 << 28));
-        let (loss, accuracy) = self.eval_split(split, batch, Some(&mut logits))?;
-        Ok(Predictions { classes: self.model.classes, logits, loss, accuracy })
-    }
-
-    /// Eval batches over `split`; with `logits`, each batch's logits are read back after its
-    /// submit (a wait per batch, so training's per-epoch evaluation does without).
-    fn eval_split(&mut self, split: &DeviceSplit, batch: usize, mut logits: Option<&mut Vec<f32>>) -> Result<(f64, f64)> {
-        if split.len == 0 {
-            return Ok((f64::NAN, f64::NAN));
-        }
-        if batch == 0 {
-            return Err(Error::shape("evaluation", "the batch size must be at least 1"));
-        }
-        // A batch beyond the device's limits runs as micro-batches that fit: eval mode
-        // (running statistics, no dropout) computes each sample on its own, so the logits are
-        // the same, and the GPU sums every micro-batch's loss and correct count.
-        let asked = batch.min(split.len);
-        let batch = self.largest_batch(asked)?;
-        if batch == 0 {
-            // Not even one sample fits: the error that says which tensor and which limit.
-            return Network::new(self.gpu, &self.model, 1, self.seed).and_then(|_| {
-                Err(Error::shape("evaluation", "no batch of samples fits this device's limits"))
-            });
-        }
-        if batch < asked {
-            log::debug!("evaluating in micro-batches of {batch} samples (the batch of {asked} exceeds this device's limits)");
-        }
-        self.zero_sums()?;
-        let order: Vec<u32> = (0..split.len as u32).collect();
-        let mut plans: BTreeMap<usize, (Plan, Buffer)> = BTreeMap::new();
-        for chunk in order.chunks(batch) {
-            if let std::collections::btree_map::Entry::Vacant(e) = plans.entry(chunk.len()) {
-                let idx = self.gpu.zeros("eval indices", chunk.len(), DType::U32)?;
-                let plan = self.eval_plan(chunk.len(), split, &idx)?;
-                e.insert((plan, idx));
-            }
-            let (plan, idx) = &plans[&chunk.len()];
-            self.gpu.write_u32(idx, chunk)?;
-            self.gpu.submit(plan)?;
-            if let Some(out) = logits.as_deref_mut() {
-                let values = self.gpu.read_f32(self.nets[&chunk.len()].eval_logits())?;
-                out.extend_from_slice(&values[..chunk.len() * self.model.classes]);
-            }
-        }
-        let (loss, correct) = self.sums()?;
-        Ok((loss / split.len as f64, correct as f64 / split.len as f64))
-    }
-
-    /// Every tensor of the state_dict, PyTorch's names: parameters, running statistics and
-    /// each batch norm's `num_batches_tracked`.
-    pub fn state_dict(&self, batches_tracked: i64) -> Result<Vec<Tensor>> {
-        let mut out = vec![];
-        let params = self.state.read_params(self.gpu)?;
-        let buffers = self.state.read_buffers(self.gpu)?;
-        let (mut p, mut b) = (params.into_iter(), buffers.into_iter());
-        for layer in &self.model.layers {
-            for t in &layer.params {
-                out.push(Tensor::f32(&t.name, &t.shape, p.next().unwrap()));
-            }
-            for t in &layer.buffers {
-                out.push(Tensor::f32(&t.name, &t.shape, b.next().unwrap()));
-            }
-            if !layer.buffers.is_empty() {
-                out.push(Tensor::i64(format!("{}.num_batches_tracked", layer.name), &[], vec![batches_tracked]));
-            }
-        }
-        Ok(out)
-    }
-
-    /// What a model.safetensors of this model holds.
-    pub fn state_dict_specs(&self) -> Vec<TensorSpec> {
-        self.model.state_dict_specs()
-    }
-
-    /// Loads a model.safetensors (names, shapes and dtypes checked); returns its
-    /// num_batches_tracked (0 without batch norm).
-    pub fn load_weights(&self, path: &Path) -> Result<i64> {
-        let ck = checkpoint::load_expected(path, &self.state_dict_specs())?;
-        self.apply_state_dict(&ck, "")
-    }
-
-    /// Writes the state_dict tensors of `ck`, each named `prefix` + its state_dict name and
-    /// already checked against [`Session::state_dict_specs`], to the GPU; returns
-    /// num_batches_tracked.
-    fn apply_state_dict(&self, ck: &checkpoint::Checkpoint, prefix: &str) -> Result<i64> {
-        let mut params = vec![];
-        let mut buffers = vec![];
-        let mut tracked = 0;
-        let get = |name: &str| ck.get(&format!("{prefix}{name}"));
-        for layer in &self.model.layers {
-            for t in &layer.params {
-                params.push(get(&t.name).and_then(|t| t.as_f32()).unwrap_or_default().to_vec());
-            }
-            for t in &layer.buffers {
-                buffers.push(get(&t.name).and_then(|t| t.as_f32()).unwrap_or_default().to_vec());
-            }
-            if let Some(n) = get(&format!("{}.num_batches_tracked", layer.name)).and_then(|t| t.as_i64()) {
-                tracked = n.first().copied().unwrap_or(0);
-            }
-        }
-        self.state.write_params(self.gpu, &params)?;
-        self.state.write_buffers(self.gpu, &buffers)?;
-        Ok(tracked)
-    }
-}
-
-/// Eval-mode logits of a split and the GPU's metric sums over it.
-#[derive(Clone, Debug)]
-pub struct Predictions {
-    pub classes: usize,
-    /// Row-major (samples, classes).
-    pub logits: Vec<f32>,
-    pub loss: f64,
-    pub accuracy: f64,
-}
-
-/// Checkpoint metadata recording how the data became the model's input, so that `eval` and
-/// `predict` on a run's model feed it what it was trained on.
-pub const META_COLORMAP: &str = "colormap";
-pub const META_ARTICLE_RESHAPE: &str = "article_reshape";
-
 /// Loads the data as the run asks, with `--limit-train` / `--limit-test` applied.
 pub fn load_data(opts: &DataOptions, limit_train: Option<usize>, limit_test: Option<usize>) -> Result<Dataset> {
     let mut ds = data::load(opts)?;
@@ -426,18 +64,6 @@ pub fn load_data(opts: &DataOptions, limit_train: Option<usize>, limit_test: Opt
     Ok(ds)
 }
 
-/// The epoch's sample order: shuffled with a generator seeded by (seed, epoch), so a resumed
-/// run sees the same order as an uninterrupted one.
-fn epoch_order(n: usize, seed: u64, epoch: usize, shuffle: bool) -> Vec<u32> {
-    let mut order: Vec<u32> = (0..n as u32).collect();
-    if shuffle {
-        let mut rng = Rng::new(seed ^ 0x5EED_0000_0000 ^ epoch as u64);
-        for i in (1..n).rev() {
-            order.swap(i, rng.below(i as u64 + 1) as usize);
-        }
-    }
-    order
-}
 
 /// What a run trains on, recorded in its checkpoint (metadata `data`, `limit_train`,
 /// `limit_test`, `batch_size`) and checked by `--resume`: the step and epoch counts, the
@@ -625,13 +251,7 @@ fn run(gpu: &Gpu, opts: &RunOptions) -> Result<Summary> {
     // device's limits is refused (Error::TooLarge names the tensor) before anything is written.
     let b = cfg.train.batch_size;
     let n = ds.train.len();
-    // Batch norm cannot train on a batch of one: a last batch of a single sample is skipped
-    // (it is a different sample each epoch when shuffling).
-    let tail = match n % b {
-        1 => 0,
-        t => t,
-    };
-    let steps = n / b + usize::from(tail > 0);
+    let (steps, tail) = epoch_batches(n, b);
     // A training batch that does not fit is refused naming the batch and the largest that fits
     // (training cannot split a batch: batch norm's statistics are the whole batch's).
     let too_large = |s: &mut Session, batch: usize, e: Error| -> Result<Plan> {
@@ -864,13 +484,7 @@ fn resume(s: &Session, optim: &Optimizer, dir: &Path, record: &DataRecord) -> Re
 /// cannot pair weights and optimizer state of different steps. It is written second: a
 /// model.safetensors newer than it is rewritten, identically, by the resumed run.
 fn save_checkpoint(s: &Session, optim: &Optimizer, out: &Path, at: &RunPoint, record: &DataRecord) -> Result<()> {
-    let mut meta = BTreeMap::new();
-    meta.insert("epoch".to_string(), at.epoch.to_string());
-    meta.insert("epoch_step".to_string(), at.epoch_step.to_string());
-    meta.insert("step".to_string(), at.t.to_string());
-    meta.insert("format".to_string(), "pt".to_string());
-    meta.insert(META_COLORMAP.to_string(), s.input.colormap.to_string());
-    meta.insert(META_ARTICLE_RESHAPE.to_string(), s.input.article_reshape.to_string());
+    let mut meta = s.model_metadata(at.epoch, at.epoch_step, at.t);
     let state_dict = s.state_dict(at.batches_tracked)?;
     checkpoint::save(&out.join("model.safetensors"), &state_dict, &meta)?;
     let mut tensors = vec![];

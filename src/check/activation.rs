@@ -14,7 +14,7 @@ use super::{compare_chunked, f64s, KernelReport, Tol};
 // than 65,535 workgroups of 64 vec4s).
 const SIZES: &[usize] = &[1, 5 * 7 * 9 * 3, 4 * 5 * 7 * 9, 65_535 * 64 + 1_001, (65_535 * 64 + 7) * 4];
 
-pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
+pub async fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut out = vec![];
     let mut rng = Rng::new(0xAC71);
     for act in [Activation::Relu, Activation::LeakyRelu(0.01), Activation::Sigmoid, Activation::Tanh] {
@@ -26,8 +26,8 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
             let dyb = gpu.upload_act("dy", &g)?;
             let dxb = gpu.zeros_act("dx", n)?;
             gpu.run_ops(&[layer::forward(act, &xb, &yb)?, layer::backward(act, &xb, &yb, &dyb, &dxb)?])?;
-            let y = gpu.read_f32(&yb)?;
-            let dx = gpu.read_f32(&dxb)?;
+            let y = gpu.read_f32_async(&yb).await?;
+            let dx = gpu.read_f32_async(&dxb).await?;
             drop((xb, yb, dyb, dxb));
             let shape = format!("[{n}]");
             // exp/tanh are approximations on GPUs (a few ulp, more on some drivers).

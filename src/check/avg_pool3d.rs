@@ -22,7 +22,7 @@ fn cases() -> Result<Vec<([usize; 5], AvgPool3d)>> {
     ])
 }
 
-pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
+pub async fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut out = vec![];
     let mut rng = Rng::new(0xA11);
     for (x_shape, pool) in cases()? {
@@ -42,8 +42,8 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         // each window divided by its size), so f32 accumulation is off by under
         // 27 · 2⁻²⁴ ≈ 1.6e-6; the rest covers the division (2.5 ulp in WGSL).
         let tol = Tol::new(1e-5, 1e-5).stored(gpu.precision());
-        out.push(compare("avg_pool3d.forward", &shape, &gpu.read_f32(&yb)?, &yr, tol));
-        out.push(compare("avg_pool3d.backward", &shape, &gpu.read_f32(&dxb)?, &dxr, tol));
+        out.push(compare("avg_pool3d.forward", &shape, &gpu.read_f32_async(&yb).await?, &yr, tol));
+        out.push(compare("avg_pool3d.backward", &shape, &gpu.read_f32_async(&dxb).await?, &dxr, tol));
     }
     Ok(out)
 }

@@ -40,7 +40,7 @@ fn max_abs(v: &[f64]) -> f64 {
     v.iter().fold(0.0, |m, x| m.max(x.abs()))
 }
 
-pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
+pub async fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut out = vec![];
     let mut rng = Rng::new(0xB47C);
     for case in CASES {
@@ -79,8 +79,8 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         let train = reference::forward_train(&bn, &xr, &gammar, &betar, &rmr, &rvr);
         // The backward reference uses the GPU's saved statistics (judged above, in
         // forward_train), so that only the backward kernels are judged here.
-        let mean = gpu.read_f32(&meanb)?;
-        let invstd = gpu.read_f32(&invstdb)?;
+        let mean = gpu.read_f32_async(&meanb).await?;
+        let invstd = gpu.read_f32_async(&invstdb).await?;
         let grads = reference::backward(&bn, &xr, &f64s(&mean), &f64s(&invstd), &gammar, &gr);
 
         let mut shape = shape_str(case.shape);
@@ -97,16 +97,16 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         // Every y moves by that times invstd·gamma; the rest is a few roundings of |y|.
         let y_atol = 1e-5 + EPS * max_abs(&xr) * max_abs(&train.invstd) * max_abs(&gammar);
         let name = "batch_norm.forward_train";
-        out.push(compare(name, &at("y"), &gpu.read_f32(&yb)?, &train.y, Tol::new(y_atol, 1e-5).stored(gpu.precision())));
+        out.push(compare(name, &at("y"), &gpu.read_f32_async(&yb).await?, &train.y, Tol::new(y_atol, 1e-5).stored(gpu.precision())));
         out.push(compare(name, &at("mean"), &mean, &train.mean, Tol::new(1e-6, 2.0 * EPS)));
         // The variance is an f32 sum of M squares: relative error well below 1e-5, halved by
         // the square root.
         out.push(compare(name, &at("invstd"), &invstd, &train.invstd, Tol::new(1e-6, 1e-5)));
-        out.push(compare(name, &at("running_mean"), &gpu.read_f32(&rmb)?, &train.running_mean, Tol::new(1e-6, 1e-6)));
-        out.push(compare(name, &at("running_var"), &gpu.read_f32(&rvb)?, &train.running_var, Tol::new(1e-6, 1e-5)));
+        out.push(compare(name, &at("running_mean"), &gpu.read_f32_async(&rmb).await?, &train.running_mean, Tol::new(1e-6, 1e-6)));
+        out.push(compare(name, &at("running_var"), &gpu.read_f32_async(&rvb).await?, &train.running_var, Tol::new(1e-6, 1e-5)));
 
         // A handful of f32 roundings of values that do not cancel against beta.
-        out.push(compare("batch_norm.forward_eval", &at("y"), &gpu.read_f32(&y_evalb)?, &eval, Tol::new(1e-5, 1e-5).stored(gpu.precision())));
+        out.push(compare("batch_norm.forward_eval", &at("y"), &gpu.read_f32_async(&y_evalb).await?, &eval, Tol::new(1e-5, 1e-5).stored(gpu.precision())));
 
         // f32 sums over M terms (strided chains of M/256, then a tree): the rounding error of
         // such a sum stays below EPS·Σ|terms| for terms of random sign.
@@ -124,11 +124,11 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         let dgamma_tol = Tol::new(sum_atol(&|i| gr[i] * xhat(i)), 1e-5);
         let dbeta_tol = Tol::new(sum_atol(&|i| gr[i]), 1e-5);
         let name = "batch_norm.backward_params";
-        out.push(compare(name, &at("dgamma"), &gpu.read_f32(&dgammab)?, &grads.dgamma, dgamma_tol));
-        out.push(compare(name, &at("dbeta"), &gpu.read_f32(&dbetab)?, &grads.dbeta, dbeta_tol));
+        out.push(compare(name, &at("dgamma"), &gpu.read_f32_async(&dgammab).await?, &grads.dgamma, dgamma_tol));
+        out.push(compare(name, &at("dbeta"), &gpu.read_f32_async(&dbetab).await?, &grads.dbeta, dbeta_tol));
         // dx = gamma·invstd·(dy − Σdy/M − xhat·Σdy·xhat/M): a few roundings of values of order
         // gamma·invstd·|dy|; the sums' errors shrink by 1/M.
-        out.push(compare("batch_norm.backward_input", &at("dx"), &gpu.read_f32(&dxb)?, &grads.dx, Tol::new(1e-5, 1e-5).stored(gpu.precision())));
+        out.push(compare("batch_norm.backward_input", &at("dx"), &gpu.read_f32_async(&dxb).await?, &grads.dx, Tol::new(1e-5, 1e-5).stored(gpu.precision())));
     }
     Ok(out)
 }

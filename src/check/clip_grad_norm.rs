@@ -14,7 +14,7 @@ const SIZES: &[usize] = &[1, 5 * 7 * 9 * 3, 256 * 256 * 3 + 17, 65_535 * 64 + 1_
 /// Far below the norm (clips hard), near it, and above it (coef 1: gradients unchanged).
 const MAX_NORMS: &[f32] = &[0.05, 20.0, 1e6];
 
-pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
+pub async fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut out = vec![];
     let mut rng = Rng::new(0xC11B);
     for &n in SIZES {
@@ -26,14 +26,14 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
             let gb = gpu.upload_f32("grads", &g)?;
             let clip = ClipGradNorm::new(gpu, n, max_norm)?;
             let plan = gpu.compile(&clip.ops(&gb)?)?;
-            gpu.run(&plan)?;
+            gpu.submit(&plan)?;
             let (norm, coef, want) = reference::clip_grad_norm(&gr, max_norm as f64);
             let shape = format!("[{n}] max_norm {max_norm}");
             // f32 sums of up to 4M squares in a tree: relative error well under 1e-5.
-            let got = gpu.read_f32(clip.coef())?;
+            let got = gpu.read_f32_async(clip.coef()).await?;
             out.push(compare("clip_grad_norm.norm", &shape, &got[1..], &[norm], Tol::new(0.0, 1e-5)));
             out.push(compare("clip_grad_norm.coef", &shape, &got[..1], &[coef], Tol::new(0.0, 1e-5)));
-            out.push(compare("clip_grad_norm.scale", &shape, &gpu.read_f32(&gb)?, &want, Tol::new(1e-12, 2e-5)));
+            out.push(compare("clip_grad_norm.scale", &shape, &gpu.read_f32_async(&gb).await?, &want, Tol::new(1e-12, 2e-5)));
         }
     }
     Ok(out)

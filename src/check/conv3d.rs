@@ -70,7 +70,7 @@ fn tol(terms: usize) -> Tol {
     Tol::new(4e-6 * (terms as f64).sqrt().max(5.0), 1e-5)
 }
 
-pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
+pub async fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut out = vec![];
     let mut rng = Rng::new(0xC0_3D);
     for g in cases() {
@@ -132,11 +132,11 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
             }
             gpu.run_ops(&ops)?;
             let shape = format!("{shape} kernels {choice}");
-            out.push(compare("conv3d.forward", &shape, &gpu.read_f32(&yb)?, &yr, tol(g.c_in * kvol + 1).stored(gpu.precision())).with_variant(choice.forward.name()));
-            out.push(compare("conv3d.backward_input", &shape, &gpu.read_f32(&dxb)?, &dxr, tol(g.c_out * kvol).stored(gpu.precision())).with_variant(choice.backward_input.name()));
-            out.push(compare("conv3d.backward_weight", &shape, &gpu.read_f32(&dwb)?, &dwr, tol(positions)).with_variant(choice.backward_weight.name()));
+            out.push(compare("conv3d.forward", &shape, &gpu.read_f32_async(&yb).await?, &yr, tol(g.c_in * kvol + 1).stored(gpu.precision())).with_variant(choice.forward.name()));
+            out.push(compare("conv3d.backward_input", &shape, &gpu.read_f32_async(&dxb).await?, &dxr, tol(g.c_out * kvol).stored(gpu.precision())).with_variant(choice.backward_input.name()));
+            out.push(compare("conv3d.backward_weight", &shape, &gpu.read_f32_async(&dwb).await?, &dwr, tol(positions)).with_variant(choice.backward_weight.name()));
             if g.has_bias {
-                out.push(compare("conv3d.backward_bias", &shape, &gpu.read_f32(&dbb)?, &dbr, tol(positions)));
+                out.push(compare("conv3d.backward_bias", &shape, &gpu.read_f32_async(&dbb).await?, &dbr, tol(positions)));
             }
         }
     }

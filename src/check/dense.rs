@@ -30,7 +30,7 @@ fn sum_tol(k: usize, m: f64) -> Tol {
     Tol::new(4.0 * k as f64 * EPS_F32 * m, 1e-5)
 }
 
-pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
+pub async fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut out = vec![];
     let mut rng = Rng::new(0xDE45E);
     for &(n, fi, fo, has_bias) in CASES {
@@ -58,14 +58,14 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         let (xr, wr, br, gr) = (f64s(&x), f64s(&w), f64s(&b), f64s(&g));
         let shape = format!("x {} w {} bias {has_bias}", shape_str(&[n, fi]), shape_str(&[fo, fi]));
         let yr = reference::forward(&d, &xr, &wr, has_bias.then_some(br.as_slice()));
-        out.push(compare("dense.forward", &shape, &gpu.read_f32(&yb)?, &yr, sum_tol(fi + 1, wmax).stored(gpu.precision())));
+        out.push(compare("dense.forward", &shape, &gpu.read_f32_async(&yb).await?, &yr, sum_tol(fi + 1, wmax).stored(gpu.precision())));
         let dxr = reference::backward_input(&d, &gr, &wr);
-        out.push(compare("dense.backward_input", &shape, &gpu.read_f32(&dxb)?, &dxr, sum_tol(fo, wmax).stored(gpu.precision())));
+        out.push(compare("dense.backward_input", &shape, &gpu.read_f32_async(&dxb).await?, &dxr, sum_tol(fo, wmax).stored(gpu.precision())));
         let dwr = reference::backward_weight(&d, &gr, &xr);
-        out.push(compare("dense.backward_weight", &shape, &gpu.read_f32(&dwb)?, &dwr, sum_tol(n, 1.0)));
+        out.push(compare("dense.backward_weight", &shape, &gpu.read_f32_async(&dwb).await?, &dwr, sum_tol(n, 1.0)));
         if let Some(dbb) = &dbb {
             let dbr = reference::backward_bias(&d, &gr);
-            out.push(compare("dense.backward_bias", &shape, &gpu.read_f32(dbb)?, &dbr, sum_tol(n, 1.0)));
+            out.push(compare("dense.backward_bias", &shape, &gpu.read_f32_async(dbb).await?, &dbr, sum_tol(n, 1.0)));
         }
     }
     Ok(out)

@@ -15,7 +15,7 @@ const PROBS: &[f32] = &[0.0, 0.15, 0.5, 1.0];
 /// Two steps replayed through the same compiled plan, the step number written in between.
 const STEPS: &[u32] = &[0, 7_919];
 
-pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
+pub async fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut out = vec![];
     let mut rng = Rng::new(0xD80D);
     for &n in SIZES {
@@ -32,16 +32,16 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
             let plan = gpu.compile(&[d.forward(&stepb, &xb, &yb)?, d.backward(&stepb, &dyb, &dxb)?])?;
             for &step in STEPS {
                 gpu.write_u32(&stepb, &[step])?;
-                gpu.run(&plan)?;
+                gpu.submit(&plan)?;
                 let shape = format!("[{n}] p {p} step {step}");
                 // atol 0 (at f32): a dropped element must be exactly 0 on both sides, so any
                 // mask disagreement fails; kept ones differ by the roundings of scale and the
                 // product (2 ulp). At f16 the stored product may be subnormal, within 2⁻²⁵.
                 let tol = Tol::new(0.0, 1e-6).stored(gpu.precision());
                 let yr = reference::forward(&d, step, &xr);
-                out.push(compare("dropout.forward", &shape, &gpu.read_f32(&yb)?, &yr, tol));
+                out.push(compare("dropout.forward", &shape, &gpu.read_f32_async(&yb).await?, &yr, tol));
                 let dxr = reference::backward(&d, step, &gr);
-                out.push(compare("dropout.backward", &shape, &gpu.read_f32(&dxb)?, &dxr, tol));
+                out.push(compare("dropout.backward", &shape, &gpu.read_f32_async(&dxb).await?, &dxr, tol));
             }
         }
     }

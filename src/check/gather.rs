@@ -15,7 +15,7 @@ use super::{compare, compare_u32, shape_str, KernelReport, Tol};
 const CASES: &[(usize, usize, [usize; 3], usize)] =
     &[(13, 1, [5, 7, 9], 7), (9, 2, [3, 4, 5], 11), (5, 1, [2, 3, 2], 3), (20, 1, [16, 16, 16], 350)];
 
-pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
+pub async fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut out = vec![];
     let mut rng = Rng::new(0x6A7E);
     let lut = colormap::oranges_rgb();
@@ -61,8 +61,8 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
             let x_ref: Vec<f64> = gpu.round_act(&x_ref.iter().map(|&v| v as f32).collect::<Vec<f32>>()).into_iter().map(f64::from).collect();
             let shape = shape_str(&[batch, g.out_channels(), dims[0], dims[1], dims[2]]);
             // A table lookup or a copy: exact (at f16, exactly the f16 of the f32 value).
-            out.push(compare(g.kernel(), &shape, &gpu.read_f32(&x_b)?, &x_ref, Tol::new(0.0, 0.0)));
-            out.push(compare_u32("gather.labels", &shape, &gpu.read_u32(&y_b)?, &y_ref));
+            out.push(compare(g.kernel(), &shape, &gpu.read_f32_async(&x_b).await?, &x_ref, Tol::new(0.0, 0.0)));
+            out.push(compare_u32("gather.labels", &shape, &gpu.read_u32_async(&y_b).await?, &y_ref));
         }
     }
     Ok(out)

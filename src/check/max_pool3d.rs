@@ -89,7 +89,7 @@ fn fill(rng: &mut Rng, n: usize, values: Values) -> Vec<f32> {
     }
 }
 
-pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
+pub async fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut out = vec![];
     let mut rng = Rng::new(0x3A9);
     for Case { x_shape, pool, values, act, in_place } in cases()? {
@@ -133,11 +133,11 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         // stored is one read). A fused leaky_relu multiplies in f32 where the reference does in
         // f64: one rounding, 2⁻²⁴ relative (and one more to store it at f16).
         let tol = if act.is_some() { Tol::new(0.0, 1.2e-7).stored(gpu.precision()) } else { Tol::new(0.0, 0.0) };
-        out.push(compare("max_pool3d.forward", &shape, &gpu.read_f32(&yb)?, &yr, tol));
-        out.push(compare_u32("max_pool3d.forward", &shape, &gpu.read_u32(&ib)?, &ir));
+        out.push(compare("max_pool3d.forward", &shape, &gpu.read_f32_async(&yb).await?, &yr, tol));
+        out.push(compare_u32("max_pool3d.forward", &shape, &gpu.read_u32_async(&ib).await?, &ir));
         // dx sums at most 27 dy terms of |dy| < 1 in f32 (kernel 3, stride 1): the error is
         // below 26 · 2⁻²⁴ · 27 ≈ 4.2e-5 (and a fused slope's product adds one rounding).
-        out.push(compare("max_pool3d.backward", &shape, &gpu.read_f32(&dxb)?, &dxr, Tol::new(5e-5, 1e-5).stored(gpu.precision())));
+        out.push(compare("max_pool3d.backward", &shape, &gpu.read_f32_async(&dxb).await?, &dxr, Tol::new(5e-5, 1e-5).stored(gpu.precision())));
     }
     Ok(out)
 }

@@ -2,34 +2,21 @@
 //! gradients, odd shapes that differ per axis, and one shape that needs a 2D workgroup grid.
 //! `cnn3d check` prints these reports; the tests assert them.
 
-#[cfg(feature = "native")]
 pub mod activation;
-#[cfg(feature = "native")]
 pub mod avg_pool3d;
-#[cfg(feature = "native")]
 pub mod batch_norm;
-#[cfg(feature = "native")]
 pub mod clip_grad_norm;
-#[cfg(feature = "native")]
 pub mod conv3d;
-#[cfg(feature = "native")]
 pub mod dense;
-#[cfg(feature = "native")]
 pub mod dropout;
-#[cfg(feature = "native")]
 pub mod gather;
-#[cfg(feature = "native")]
 pub mod max_pool3d;
-#[cfg(feature = "native")]
 pub mod optim;
-#[cfg(feature = "native")]
 pub mod softmax_xent;
 
 use serde::Serialize;
 
-#[cfg(feature = "native")]
 use crate::error::{Error, Result};
-#[cfg(feature = "native")]
 use crate::gpu::Gpu;
 
 /// The layers `check` knows, in the order it runs them.
@@ -277,27 +264,34 @@ pub fn merge_by_name(reports: Vec<KernelReport>) -> Vec<KernelReport> {
     out
 }
 
-/// Runs every case of one layer; one report per (kernel, shape, output).
-#[cfg(feature = "native")]
+/// Runs every case of one layer; one report per (kernel, shape, output). Blocks on the GPU;
+/// in a browser, [`run_layer_async`].
+#[cfg(not(target_arch = "wasm32"))]
 pub fn run_layer(gpu: &Gpu, layer: &str) -> Result<Vec<KernelReport>> {
+    pollster::block_on(run_layer_async(gpu, layer))
+}
+
+/// [`run_layer`] as a future: the same cases, with readbacks that do not block (how a browser
+/// page runs them; natively each readback waits for the GPU and is then ready at once).
+pub async fn run_layer_async(gpu: &Gpu, layer: &str) -> Result<Vec<KernelReport>> {
     match layer {
-        "activation" => activation::run(gpu),
-        "avg_pool3d" => avg_pool3d::run(gpu),
-        "batch_norm" => batch_norm::run(gpu),
-        "clip_grad_norm" => clip_grad_norm::run(gpu),
-        "conv3d" => conv3d::run(gpu),
-        "dense" => dense::run(gpu),
-        "dropout" => dropout::run(gpu),
-        "gather" => gather::run(gpu),
-        "max_pool3d" => max_pool3d::run(gpu),
-        "optim" => optim::run(gpu),
-        "softmax_xent" => softmax_xent::run(gpu),
+        "activation" => activation::run(gpu).await,
+        "avg_pool3d" => avg_pool3d::run(gpu).await,
+        "batch_norm" => batch_norm::run(gpu).await,
+        "clip_grad_norm" => clip_grad_norm::run(gpu).await,
+        "conv3d" => conv3d::run(gpu).await,
+        "dense" => dense::run(gpu).await,
+        "dropout" => dropout::run(gpu).await,
+        "gather" => gather::run(gpu).await,
+        "max_pool3d" => max_pool3d::run(gpu).await,
+        "optim" => optim::run(gpu).await,
+        "softmax_xent" => softmax_xent::run(gpu).await,
         _ => Err(Error::UnknownKernel(layer.to_string())),
     }
 }
 
 /// Every kernel of every layer, one merged report per kernel name.
-#[cfg(feature = "native")]
+#[cfg(not(target_arch = "wasm32"))]
 pub fn run_all(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut all = vec![];
     for layer in LAYERS {

@@ -86,7 +86,7 @@ fn max_abs(v: &[f64]) -> f64 {
     v.iter().fold(0.0, |a, &x| a.max(x.abs()))
 }
 
-pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
+pub async fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut out = vec![];
     let mut rng = Rng::new(0x0971_1234);
     for case in cases() {
@@ -117,13 +117,13 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
                 let g = &grads[t as usize - 1];
                 gpu.write_f32(&gb, g)?;
                 opt.write_hyper(gpu, lr, t)?;
-                gpu.run(&plan)?;
+                gpu.submit(&plan)?;
                 let before = max_abs(&pr);
                 reference::step(&case.rule, lr, &mut pr, &f64s(g), &mut state);
                 if n != LARGE || t == steps {
                     let shape = format!("[{n}] {}; param after step {t} at lr {lr:.5}", case.what);
                     let m = before.max(max_abs(&pr)).max(1.0);
-                    out.push(compare(name, &shape, &gpu.read_f32(&pb)?, &pr, tol(t, m)));
+                    out.push(compare(name, &shape, &gpu.read_f32_async(&pb).await?, &pr, tol(t, m)));
                 }
             }
             for (key, buf) in opt.state() {
@@ -135,10 +135,10 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
                 let shape = format!("[{n}] {}; {key} after step {steps}", case.what);
                 // The state is built from gradients of magnitude ≤ 1 (plus weight decay·p).
                 let m = max_abs(&want).max(1.0);
-                out.push(compare(name, &shape, &gpu.read_f32(buf)?, &want, tol(steps, m)));
+                out.push(compare(name, &shape, &gpu.read_f32_async(buf).await?, &want, tol(steps, m)));
             }
             // Padding stays exactly 0 (compare's tolerance would let a tiny value through).
-            let got = gpu.read_f32(&pb)?;
+            let got = gpu.read_f32_async(&pb).await?;
             let stray: Vec<f32> = got.iter().step_by(PAD_EVERY).copied().collect();
             let zeros = vec![0.0; stray.len()];
             out.push(compare(name, &format!("[{n}] {}; zero padding", case.what), &stray, &zeros, Tol::new(0.0, 0.0)));

@@ -33,7 +33,7 @@ const CASES: &[(usize, usize, Logits)] = &[
 
 const EPS_F32: f64 = f32::EPSILON as f64 / 2.0;
 
-pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
+pub async fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
     let mut out = vec![];
     let mut rng = Rng::new(0x50F7);
     for &(n, k, kind) in CASES {
@@ -70,27 +70,27 @@ pub fn run(gpu: &Gpu) -> Result<Vec<KernelReport>> {
         // in sequence before 8 tree levels, so the sum's relative error is at most
         // (⌈n/256⌉ + 8)·u. Samples left out would show in the exact correct count.
         let rtol = (n.div_ceil(256) + 8 + k + 4) as f64 * EPS_F32;
-        out.push(compare("softmax_xent.forward", &format!("{shape} loss"), &gpu.read_f32(&lossb)?, &[loss], Tol::new(1e-6, rtol)));
-        out.push(compare_u32("softmax_xent.forward", &format!("{shape} correct"), &gpu.read_u32(&correctb)?, &[correct]));
+        out.push(compare("softmax_xent.forward", &format!("{shape} loss"), &gpu.read_f32_async(&lossb).await?, &[loss], Tol::new(1e-6, rtol)));
+        out.push(compare_u32("softmax_xent.forward", &format!("{shape} correct"), &gpu.read_u32_async(&correctb).await?, &[correct]));
         // softmax values in [0, 1] carry about (k + 4)·u relative error plus the GPU exp's
         // (Vulkan allows 3 + 2·|x| ulp; |x| ≤ 8 here): below 1e-6 absolute, divided by n.
         let dzr = reference::backward(&l, &zr, &labels);
-        out.push(compare("softmax_xent.backward", &shape, &gpu.read_f32(&dzb)?, &dzr, Tol::new(1e-6 / n as f64, 1e-5).stored(gpu.precision())));
+        out.push(compare("softmax_xent.backward", &shape, &gpu.read_f32_async(&dzb).await?, &dzr, Tol::new(1e-6 / n as f64, 1e-5).stored(gpu.precision())));
 
         // accumulate, replayed twice onto non-zero sums: sum + 2·loss·n and count + 2·correct.
-        let gpu_loss = gpu.read_f32(&lossb)?[0] as f64;
-        let gpu_correct = gpu.read_u32(&correctb)?[0];
+        let gpu_loss = gpu.read_f32_async(&lossb).await?[0] as f64;
+        let gpu_correct = gpu.read_u32_async(&correctb).await?[0];
         let sum0 = rng.uniform(0.0, 50.0) as f32;
         let count0 = rng.below(1000) as u32;
         let sumb = gpu.upload_f32("loss_sum", &[sum0])?;
         let countb = gpu.upload_u32("correct_sum", &[count0])?;
         let plan = gpu.compile(&[l.accumulate(&lossb, &correctb, &sumb, &countb)?])?;
-        gpu.run(&plan)?;
-        gpu.run(&plan)?;
+        gpu.submit(&plan)?;
+        gpu.submit(&plan)?;
         let want = sum0 as f64 + 2.0 * gpu_loss * n as f64;
         // Three f32 roundings (the product and two additions) of values up to |want|.
-        out.push(compare("softmax_xent.accumulate", &format!("{shape} loss_sum"), &gpu.read_f32(&sumb)?, &[want], Tol::new(0.0, 4.0 * EPS_F32)));
-        out.push(compare_u32("softmax_xent.accumulate", &format!("{shape} correct_sum"), &gpu.read_u32(&countb)?, &[count0 + 2 * gpu_correct]));
+        out.push(compare("softmax_xent.accumulate", &format!("{shape} loss_sum"), &gpu.read_f32_async(&sumb).await?, &[want], Tol::new(0.0, 4.0 * EPS_F32)));
+        out.push(compare_u32("softmax_xent.accumulate", &format!("{shape} correct_sum"), &gpu.read_u32_async(&countb).await?, &[count0 + 2 * gpu_correct]));
     }
     Ok(out)
 }

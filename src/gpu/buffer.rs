@@ -437,7 +437,7 @@ fn widen(dtype: DType, bytes: Vec<u8>) -> Vec<f32> {
 /// reader. Needs no executor of its own (the browser's, or none natively: the callback has
 /// run before the first poll).
 #[derive(Clone, Default)]
-struct Mapped(Arc<Mutex<MapState>>);
+pub(super) struct Mapped(Arc<Mutex<MapState>>);
 
 #[derive(Default)]
 struct MapState {
@@ -446,7 +446,7 @@ struct MapState {
 }
 
 impl Mapped {
-    fn set(&self, r: std::result::Result<(), wgpu::BufferAsyncError>) {
+    pub(super) fn set(&self, r: std::result::Result<(), wgpu::BufferAsyncError>) {
         let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
         state.result = Some(r);
         if let Some(w) = state.waker.take() {

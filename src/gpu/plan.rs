@@ -234,11 +234,14 @@ impl Gpu {
         self.submit_encoded(plan, 0..n, None)
     }
 
-    /// Compiles and runs `ops` once (tests and `check`).
-    #[cfg(not(target_arch = "wasm32"))]
+    /// Compiles and runs `ops` once (tests and `check`). In a browser it submits without
+    /// waiting: a later readback waits for it.
     pub fn run_ops(&self, ops: &[Op]) -> Result<()> {
         let plan = self.compile(ops)?;
-        self.run(&plan)
+        #[cfg(not(target_arch = "wasm32"))]
+        return self.run(&plan);
+        #[cfg(target_arch = "wasm32")]
+        return self.submit(&plan);
     }
 }
 

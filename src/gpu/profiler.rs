@@ -165,7 +165,6 @@ impl Gpu {
         plan.active().nth(at).map(|s| (at - range.start, s))
     }
 
-    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     fn timestamps(&self, dispatches: usize) -> Result<Timestamps> {
         let count = 2 * dispatches;
         if count > wgpu::QUERY_SET_MAX_QUERIES as usize {
@@ -214,17 +213,7 @@ impl Gpu {
     /// fallbacks on an adapter that has every feature); an error if the adapter lacks it.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn submit_profiled_as(&self, plan: &Plan, method: TimingMethod) -> Result<StepProfile> {
-        let supported = match method {
-            TimingMethod::TimestampsInsidePasses => self.info.timestamp_query && self.info.timestamp_query_inside_passes,
-            TimingMethod::TimestampsPerPass => self.info.timestamp_query,
-            TimingMethod::WallClock => true,
-        };
-        if !supported {
-            return Err(Error::Gpu {
-                context: "profiling a plan".into(),
-                message: format!("this adapter cannot time dispatches with {method:?} (it lacks the timestamp-query feature)"),
-            });
-        }
+        self.check_method(method)?;
         self.wait()?;
         let n = plan.active().count();
         let started = std::time::Instant::now();
@@ -237,41 +226,97 @@ impl Gpu {
                 spans.push(((t - started).as_nanos() as u64, t.elapsed().as_nanos() as u64));
             }
         } else if n > 0 {
-            if plan.timestamps.get().is_none() {
-                let _ = plan.timestamps.set(self.timestamps(n)?);
-            }
-            let ts = plan.timestamps.get().expect("set just above");
-            self.submit_encoded(plan, 0..n, Some((ts, method)))?;
-            let ticks = self.read_timestamps(ts)?;
-            let period = self.queue.get_timestamp_period() as f64;
-            let ns = |t: u64| (t as f64 * period).round() as u64;
-            let base = ticks[0];
-            for i in 0..n {
-                let (a, b) = (ticks[2 * i], ticks[2 * i + 1]);
-                spans.push((ns(a.wrapping_sub(base)), ns(b.wrapping_sub(a))));
-            }
+            let ts = self.submit_timestamped(plan, method)?;
+            spans = self.spans(&pollster::block_on(self.read_timestamps_async(ts))?, n);
         }
-        let wall_ns = started.elapsed().as_nanos() as u64;
-        let dispatches = plan
-            .active()
-            .zip(spans)
-            .map(|(s, (start_ns, ns))| DispatchTime { label: s.label.clone(), start_ns, ns, flops: s.flops, bytes: s.bytes })
-            .collect();
-        Ok(StepProfile { method, dispatches, wall_ns })
+        Ok(profile_of(plan, method, spans, started.elapsed().as_nanos() as u64))
     }
 
-    #[cfg(not(target_arch = "wasm32"))]
-    fn read_timestamps(&self, ts: &Timestamps) -> Result<Vec<u64>> {
+    /// [`Gpu::submit_profiled`] as a future, how a browser profiles a step: GPU timestamps
+    /// only (a page cannot wait for the queue between dispatches), so an adapter without
+    /// timestamp queries is an error. The wall time includes the wait for earlier work.
+    pub async fn submit_profiled_async(&self, plan: &Plan) -> Result<StepProfile> {
+        let method = self.timing_method();
+        if method == TimingMethod::WallClock {
+            return Err(Error::Gpu {
+                context: "profiling a plan".into(),
+                message: "this adapter offers no timestamp queries (the timestamp-query feature), so dispatches cannot be timed here".into(),
+            });
+        }
+        let n = plan.active().count();
+        let started = crate::Instant::now();
+        let mut spans = vec![];
+        if n > 0 {
+            let ts = self.submit_timestamped(plan, method)?;
+            spans = self.spans(&self.read_timestamps_async(ts).await?, n);
+        }
+        Ok(profile_of(plan, method, spans, started.elapsed().as_nanos() as u64))
+    }
+
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+    fn check_method(&self, method: TimingMethod) -> Result<()> {
+        let supported = match method {
+            TimingMethod::TimestampsInsidePasses => self.info.timestamp_query && self.info.timestamp_query_inside_passes,
+            TimingMethod::TimestampsPerPass => self.info.timestamp_query,
+            TimingMethod::WallClock => true,
+        };
+        if !supported {
+            return Err(Error::Gpu {
+                context: "profiling a plan".into(),
+                message: format!("this adapter cannot time dispatches with {method:?} (it lacks the timestamp-query feature)"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Submits every active step of `plan` with timestamps around each (the plan's query set,
+    /// made on its first profiled replay) and their resolve into the readback buffer.
+    fn submit_timestamped<'p>(&self, plan: &'p Plan, method: TimingMethod) -> Result<&'p Timestamps> {
+        let n = plan.active().count();
+        if plan.timestamps.get().is_none() {
+            let _ = plan.timestamps.set(self.timestamps(n)?);
+        }
+        let ts = plan.timestamps.get().expect("set just above");
+        self.submit_encoded(plan, 0..n, Some((ts, method)))?;
+        Ok(ts)
+    }
+
+    /// (start relative to the first dispatch, duration) in ns of each of `n` dispatches.
+    fn spans(&self, ticks: &[u64], n: usize) -> Vec<(u64, u64)> {
+        let period = self.queue.get_timestamp_period() as f64;
+        let ns = |t: u64| (t as f64 * period).round() as u64;
+        let base = ticks[0];
+        (0..n)
+            .map(|i| {
+                let (a, b) = (ticks[2 * i], ticks[2 * i + 1]);
+                (ns(a.wrapping_sub(base)), ns(b.wrapping_sub(a)))
+            })
+            .collect()
+    }
+
+    async fn read_timestamps_async(&self, ts: &Timestamps) -> Result<Vec<u64>> {
         let fail = |message: String| Error::Readback { buffer: "profiler readback".into(), message };
         let slice = ts.readback.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        let mapped = super::buffer::Mapped::default();
+        let done = mapped.clone();
+        slice.map_async(wgpu::MapMode::Read, move |r| done.set(r));
+        #[cfg(not(target_arch = "wasm32"))]
         self.wait()?;
-        rx.recv().map_err(|e| fail(e.to_string()))?.map_err(|e| fail(e.to_string()))?;
+        let mapping = mapped.await;
+        self.check_lost("reading back timestamps")?;
+        mapping.map_err(|e| fail(e.to_string()))?;
         let ticks = bytemuck::pod_collect_to_vec(&slice.get_mapped_range().map_err(|e| fail(e.to_string()))?);
         ts.readback.unmap();
         Ok(ticks)
     }
+}
+
+/// The profile of one replay of `plan` from its dispatches' spans.
+fn profile_of(plan: &Plan, method: TimingMethod, spans: Vec<(u64, u64)>, wall_ns: u64) -> StepProfile {
+    let dispatches = plan
+        .active()
+        .zip(spans)
+        .map(|(s, (start_ns, ns))| DispatchTime { label: s.label.clone(), start_ns, ns, flops: s.flops, bytes: s.bytes })
+        .collect();
+    StepProfile { method, dispatches, wall_ns }
 }
