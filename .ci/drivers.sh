@@ -8,7 +8,8 @@
 #   SwiftShader  Google's CPU Vulkan driver (4-lane subgroups, at most 256 invocations a
 #                workgroup), from Debian's chromium-common package, no browser needed
 #   GL           llvmpipe's OpenGL through wgpu's GL backend (no subgroups)
-# and, first, every shader through Tint (Chrome's shader compiler), see below.
+# and, first, every shader through Tint (Chrome's shader compiler), see below; after the checks,
+# every pipeline they created, with its override constants, through Tint too.
 #
 # Mesa's on-disk shader cache is off, so that each run pays its own shader compiles as a
 # user's first run does. Each run starts with an empty tuning cache.
@@ -74,7 +75,7 @@ measure() {
         tail -n 40 "$log"
     else
         # check's last line, or train's summary (one JSON line).
-        grep -E "kernels pass|^\{|under Tint" "$log" | tail -n 1 | cut -c1-240 || true
+        grep -E "kernels pass|^\{|under Tint|override constants:" "$log" | tail -n 2 | cut -c1-240 || true
     fi
     rows+=("$(printf '%-34s %9.1f s %7d MiB  %s' "$name" "$wall" "$peak_mib" "$status")")
 }
@@ -96,13 +97,17 @@ measure "tint (dawn.node on swiftshader)" "$ss_icd" -- node tools/tint/validate.
 train=(train --epochs 1 --limit-train 300 --limit-test 100 --quiet --json)
 for sub in "" "--no-subgroups"; do
     tag=${sub:+ $sub}
-    run "lavapipe check$tag" "" -- --backend vulkan --adapter llvmpipe check $sub
+    run "lavapipe check$tag" "" -- --backend vulkan --adapter llvmpipe check $sub --pipelines "$work/pipelines-lvp$sub.json"
     run "lavapipe train$tag" "" -- --backend vulkan --adapter llvmpipe "${train[@]}" --out "$work/run-lvp$sub" $sub
-    run "swiftshader check$tag" "$ss_icd" -- --backend vulkan --adapter swiftshader check $sub
+    run "swiftshader check$tag" "$ss_icd" -- --backend vulkan --adapter swiftshader check $sub --pipelines "$work/pipelines-ss$sub.json"
     run "swiftshader train$tag" "$ss_icd" -- --backend vulkan --adapter swiftshader "${train[@]}" --out "$work/run-ss$sub" $sub
 done
-run "gl check" "" -- --backend gl check
+run "gl check" "" -- --backend gl check --pipelines "$work/pipelines-gl.json"
 run "gl train" "" -- --backend gl "${train[@]}" --out "$work/run-gl"
+# The pipelines those checks created, each with the override constants cnn3d chose on that
+# device (tile and workgroup sizes, subgroup widths), through Tint again.
+measure "tint pipelines (checks' constants)" "$ss_icd" -- node tools/tint/validate.mjs "$work/shaders" \
+    $(for f in "$work"/pipelines-*.json; do printf -- '--pipelines %s ' "$f"; done)
 
 # --precision f16 (activations stored in f16): lavapipe has shader-f16 and runs it; SwiftShader
 # and llvmpipe's GL have none and must refuse it as a usage error naming what is missing.

@@ -78,6 +78,11 @@ enum Command {
         /// dropout, softmax_xent, optim, clip_grad_norm, gather); repeat or separate with commas.
         #[arg(long, value_delimiter = ',', value_name = "LAYER")]
         layer: Vec<String>,
+        /// Also write every compute pipeline the check created (shader, entry point, override
+        /// constants) to this JSON file, e.g. to compile them under Tint
+        /// (tools/tint/validate.mjs --pipelines FILE).
+        #[arg(long, value_name = "FILE.json")]
+        pipelines: Option<PathBuf>,
     },
     /// Train a model (default: the article's 3D CNN on the bundled 3D digits).
     Train(Box<TrainArgs>),
@@ -475,7 +480,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let opts = GpuOptions { backend: cli.backend, adapter: cli.adapter.clone(), max_storage_binding: cli.max_storage_binding, max_uniform_binding: cli.max_uniform_binding, tune, no_subgroups: cli.no_subgroups, precision: cli.precision };
     match cli.command {
         Command::Adapters { json } => adapters(cli.backend, json),
-        Command::Check { json, layer } => check_cmd(&opts, json, &layer),
+        Command::Check { json, layer, pipelines } => check_cmd(&opts, json, &layer, pipelines.as_deref()),
         Command::Train(args) => train_cmd(&opts, &args),
         Command::Eval(args) => eval_cmd(&opts, &args),
         Command::Predict(args) => predict_cmd(&opts, &args),
@@ -910,7 +915,7 @@ fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-fn check_cmd(opts: &GpuOptions, json: bool, layers: &[String]) -> anyhow::Result<ExitCode> {
+fn check_cmd(opts: &GpuOptions, json: bool, layers: &[String], pipelines: Option<&Path>) -> anyhow::Result<ExitCode> {
     for l in layers {
         if !check::LAYERS.contains(&l.as_str()) {
             return Err(cnn3d::Error::UnknownKernel(format!("{l} (known layers: {})", check::LAYERS.join(", "))).into());
@@ -924,6 +929,10 @@ fn check_cmd(opts: &GpuOptions, json: bool, layers: &[String]) -> anyhow::Result
     }
     let reports = check::merge_by_name(reports);
     let all_pass = reports.iter().all(|r| r.pass);
+    if let Some(path) = pipelines {
+        let text = format!("{}\n", serde_json::to_string_pretty(&gpu.pipelines_used())?);
+        cnn3d::atomic::write_atomic(path, text.as_bytes())?;
+    }
     if json {
         let doc = serde_json::json!({
             "adapter": gpu.info(),

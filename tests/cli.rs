@@ -81,6 +81,29 @@ fn check_json_reports_each_kernel() {
     }
 }
 
+/// `check --pipelines` lists every pipeline the check created, each once, with the override
+/// constants it was created with (what tools/tint/validate.mjs compiles under Tint).
+#[test]
+fn check_lists_the_pipelines_it_created() {
+    let file = std::env::temp_dir().join(format!("cnn3d-cli-pipelines-{}.json", std::process::id()));
+    let path = file.display().to_string();
+    let (code, out, err) = cnn3d(&["check", "--layer", "activation", "--pipelines", &path]);
+    assert_eq!(code, 0, "stderr: {err}\nstdout: {out}");
+    let listed: Vec<serde_json::Value> = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    std::fs::remove_file(&file).unwrap();
+    let keys: Vec<String> = listed.iter().map(|p| format!("{} {} {}", p["shader"], p["entry"], p["constants"])).collect();
+    let mut unique = keys.clone();
+    unique.dedup();
+    assert_eq!(unique, keys, "sorted, each once");
+    // The activation kernels, and the subgroup probe that opening a device with subgroups runs.
+    assert!(listed.iter().all(|p| (p["shader"] == "activation" || p["shader"] == "subgroup_layout") && p["constants"].is_object()), "{listed:?}");
+    // Every entry point (scalar and vec4), each with the four activations' KIND constants.
+    for entry in ["forward", "forward4", "backward", "backward4"] {
+        let kinds: Vec<u64> = listed.iter().filter(|p| p["entry"] == entry).filter_map(|p| p["constants"]["KIND"].as_u64()).collect();
+        assert_eq!(kinds.len(), 4, "{entry}: {keys:?}");
+    }
+}
+
 /// Metal does not exist on Linux: the message must say that no adapter was found and how to
 /// get one, and the command must fail.
 #[cfg(target_os = "linux")]

@@ -15,4 +15,4 @@ pub use context::list_adapters;
 pub use context::{list_adapters_async, AdapterReport, BackendChoice, Gpu, GpuInfo, GpuOptions, Precision, Tuning};
 pub use plan::{grid_2d, Op, Plan, WG};
 pub use profiler::{DispatchTime, StepProfile, TimingMethod};
-pub use shaders::{compose, ACT_F32, shader_by_name, split_stubs, Constants, Shader, IDLE_PIPELINES, STUBS_BEGIN, STUBS_END};
+pub use shaders::{compose, ACT_F32, shader_by_name, split_stubs, Constants, PipelineUse, Shader, IDLE_PIPELINES, STUBS_BEGIN, STUBS_END};

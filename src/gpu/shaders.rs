@@ -234,6 +234,18 @@ pub(crate) struct PipelineCache {
     modules: Mutex<HashMap<Shader, Arc<wgpu::ShaderModule>>>,
     pipelines: Mutex<Pipelines>,
     compiled: std::sync::atomic::AtomicU64,
+    /// Every pipeline created, also those released since (see [`Gpu::pipelines_used`]).
+    used: Mutex<std::collections::HashSet<PipelineKey>>,
+}
+
+/// A compute pipeline this device created: `shaders/<shader>.wgsl`'s `entry` with its override
+/// constants, e.g. for compiling the same pipelines under another compiler
+/// (tools/tint/validate.mjs).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub struct PipelineUse {
+    pub shader: &'static str,
+    pub entry: &'static str,
+    pub constants: std::collections::BTreeMap<&'static str, u32>,
 }
 
 /// The cached pipelines with the tick of their last use.
@@ -335,8 +347,21 @@ impl Gpu {
         let pipeline = Arc::new(pipeline);
         log::debug!("compiled {label} in {:.1} ms", t0.elapsed().as_secs_f64() * 1e3);
         self.pipelines.compiled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.pipelines.used.lock().unwrap().insert(key.clone());
         self.pipelines.pipelines.lock().unwrap().insert(key, pipeline.clone());
         Ok(pipeline)
+    }
+
+    /// Every compute pipeline this device has created, sorted (each once, however often it
+    /// was recreated after release).
+    pub fn pipelines_used(&self) -> Vec<PipelineUse> {
+        let used = self.pipelines.used.lock().unwrap();
+        let mut out: Vec<PipelineUse> = used
+            .iter()
+            .map(|k| PipelineUse { shader: k.shader.name(), entry: k.entry, constants: k.constants.iter().copied().collect() })
+            .collect();
+        out.sort();
+        out
     }
 
     /// How many compute pipelines this device has created (cache misses).

@@ -5,7 +5,12 @@
 // analysis included), and each of its compute entry points a pipeline with the override
 // constants' defaults. Prints one line per file; exits 1 if any fails.
 //
-// Usage: node validate.mjs DIR   (the shaders as cnn3d compiles them: `cnn3d shaders --out DIR`)
+// With --pipelines FILE (repeatable; `cnn3d check --pipelines FILE` writes one), also every
+// pipeline listed there: its shader's entry point with the override constants cnn3d used (tile
+// sizes, workgroup sizes, unrolls), which the defaults alone do not exercise.
+//
+// Usage: node validate.mjs DIR [--pipelines FILE]...
+//        (DIR: the shaders as cnn3d compiles them, `cnn3d shaders --out DIR`)
 // Runs on whatever Vulkan driver the loader finds (CI: SwiftShader, see .ci/drivers.sh).
 import { create, globals } from 'webgpu';
 import fs from 'node:fs';
@@ -20,9 +25,20 @@ function wgslFiles(dir) {
     }).sort();
 }
 
-const dir = process.argv[2];
+const args = process.argv.slice(2);
+const dir = args.shift();
+const listings = [];
+while (args.length) {
+    const flag = args.shift();
+    const file = args.shift();
+    if (flag !== '--pipelines' || !file || !fs.existsSync(file)) {
+        console.error(`usage: node validate.mjs DIR [--pipelines FILE]... (got ${flag} ${file ?? ''})`);
+        process.exit(2);
+    }
+    listings.push(file);
+}
 if (!dir || !fs.existsSync(dir)) {
-    console.error('usage: node validate.mjs DIR (a folder of .wgsl files)');
+    console.error('usage: node validate.mjs DIR [--pipelines FILE]... (DIR: a folder of .wgsl files)');
     process.exit(2);
 }
 // DAWN_OPTIONS: Dawn's toggles, comma-separated (e.g. backend=null).
@@ -38,13 +54,17 @@ const subgroups = adapter.features.has('subgroups');
 const device = await adapter.requestDevice({ requiredFeatures: subgroups ? ['subgroups'] : [] });
 console.log(`Tint (Dawn) on ${adapter.info.description || adapter.info.vendor}, subgroups: ${subgroups}`);
 
+// naga takes subgroup operations without WGSL's `enable subgroups;` (and rejects it), Tint
+// requires it: a shader that uses them gets it here.
+function readShader(file) {
+    const code = fs.readFileSync(file, 'utf8');
+    const needsSubgroups = /\bsubgroup[A-Z]\w*\s*\(|@builtin\(subgroup_/.test(code);
+    return { code: needsSubgroups ? 'enable subgroups;\n' + code : code, needsSubgroups };
+}
+
 let failed = 0;
 for (const file of wgslFiles(dir)) {
-    let code = fs.readFileSync(file, 'utf8');
-    // naga takes subgroup operations without WGSL's `enable subgroups;` (and rejects it), Tint
-    // requires it: a shader that uses them gets it here.
-    const needsSubgroups = /\bsubgroup[A-Z]\w*\s*\(|@builtin\(subgroup_/.test(code);
-    if (needsSubgroups) code = 'enable subgroups;\n' + code;
+    const { code, needsSubgroups } = readShader(file);
     const name = path.relative(dir, file);
     if (needsSubgroups && !subgroups) {
         console.log(`skip ${name}: needs subgroups, which this adapter lacks`);
@@ -71,6 +91,41 @@ for (const file of wgslFiles(dir)) {
     console.log(`${bad.length ? 'FAIL' : 'ok  '} ${name}: ${entries.length} entry points${errors.length ? '\n  ' + errors.join('\n  ') : ''}`);
     if (bad.length) failed++;
 }
-console.log(failed ? `${failed} shader file(s) failed under Tint` : 'every shader compiles under Tint');
+// The pipelines cnn3d created, with their override constants (each distinct one once).
+const seen = new Set();
+const modules = new Map();
+let compiled = 0, skipped = 0, failedPipelines = 0;
+for (const listing of listings) {
+    for (const p of JSON.parse(fs.readFileSync(listing, 'utf8'))) {
+        const key = JSON.stringify([p.shader, p.entry, p.constants]);
+        if (seen.has(key)) continue;
+        seen.add(key);
+        if (!modules.has(p.shader)) {
+            const { code, needsSubgroups } = readShader(path.join(dir, `${p.shader}.wgsl`));
+            modules.set(p.shader, { needsSubgroups, module: needsSubgroups && !subgroups ? null : device.createShaderModule({ code }) });
+        }
+        const { module } = modules.get(p.shader);
+        const what = `${p.shader} ${p.entry} ${JSON.stringify(p.constants)}`;
+        if (!module) {
+            skipped++;
+            continue;
+        }
+        device.pushErrorScope('validation');
+        device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: p.entry, constants: p.constants } });
+        const e = await device.popErrorScope();
+        if (e) {
+            console.log(`FAIL pipeline ${what}: ${e.message}`);
+            failedPipelines++;
+        } else {
+            compiled++;
+        }
+    }
+}
+if (listings.length) {
+    console.log(`pipelines with cnn3d's override constants: ${compiled} compile, ${failedPipelines} fail` +
+        (skipped ? `, ${skipped} skipped (need subgroups, which this adapter lacks)` : '') + ` (${listings.join(', ')})`);
+}
+failed += failedPipelines;
+console.log(failed ? `${failed} shader file(s) or pipeline(s) failed under Tint` : 'every shader compiles under Tint');
 // Dawn keeps the event loop alive.
 process.exit(failed ? 1 : 0);
