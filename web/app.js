@@ -216,6 +216,13 @@ async function main() {
   if (params.get("auto") === "1") {
     await runCheck();
     await runTraining(formRequest());
+    // What the download button saves, for the test to read back natively (base64).
+    window.cnn3dModelBase64 = () => {
+      const bytes = cnn3d.model_safetensors();
+      let text = "";
+      for (let i = 0; i < bytes.length; i += 0x8000) text += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+      return btoa(text);
+    };
     window.cnn3dResult = result;
     phase("done");
     root.dataset.status = "done";

@@ -257,6 +257,7 @@ def parse_args():
                    help="seconds to wait for the page to finish (default 1200)")
     p.add_argument("--screenshot", help="write a PNG of the page here")
     p.add_argument("--result", help="write window.cnn3dResult (JSON, or null) here")
+    p.add_argument("--model", help="write the page's model.safetensors (window.cnn3dModelBase64()) here")
     return p.parse_args()
 
 
@@ -280,6 +281,15 @@ def main():
             result = json.loads(result_json) if result_json else None
         except ValueError:
             failures.append(f"cnn3dResult is not valid JSON: {result_json[:200]}")
+        if status == "done" and args.model:
+            encoded = execute(sid, "return window.cnn3dModelBase64 ? window.cnn3dModelBase64() : null")
+            if encoded:
+                parent = os.path.dirname(os.path.abspath(args.model))
+                os.makedirs(parent, exist_ok=True)
+                with open(args.model, "wb") as f:
+                    f.write(base64.b64decode(encoded))
+            else:
+                failures.append("the page offers no model (window.cnn3dModelBase64)")
         if status == "error":
             failures.append(f"page reported an error: {error or '(no cnn3dError set)'}")
         elif status == "timeout":

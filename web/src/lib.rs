@@ -201,6 +201,7 @@ async fn run(req: &TrainRequest, progress: &js_sys::Function) -> cnn3d::Result<S
         let mut seen = 0usize;
         // Reading the sums back waits for the GPU (and lets the page draw): a few times an epoch.
         let report_every = (steps / 10).max(1);
+        let mut last_read = 0;
         for step in 0..steps {
             let (chunk, idx, plan) = if step < n / b {
                 (&order[step * b..(step + 1) * b], &idx_full, plan_full.as_ref().expect("n >= b"))
@@ -224,8 +225,9 @@ async fn run(req: &TrainRequest, progress: &js_sys::Function) -> cnn3d::Result<S
             if (step + 1) % report_every == 0 || step + 1 == steps {
                 let (loss, correct) = s.sums_async().await?;
                 if !loss.is_finite() {
-                    return Err(cnn3d::Error::Diverged { epoch: epoch + 1, first: 1, step: step + 1, loss });
+                    return Err(cnn3d::Error::Diverged { epoch: epoch + 1, first: last_read + 1, step: step + 1, loss });
                 }
+                last_read = step + 1;
                 report(&Progress {
                     epoch: epoch + 1,
                     epochs: cfg.train.epochs,
@@ -266,7 +268,7 @@ async fn run(req: &TrainRequest, progress: &js_sys::Function) -> cnn3d::Result<S
     let bytes = cnn3d::checkpoint::to_bytes(Path::new("model.safetensors"), &state_dict, &s.model_metadata(cfg.train.epochs, 0, t))?;
     MODEL.with(|m| *m.borrow_mut() = Some(bytes));
     let (row, samples_per_s) = last.expect("at least one epoch (validated)");
-    json_result(&TrainResult {
+    let result = TrainResult {
         parameters: s.model.param_count(),
         train_samples: n,
         test_samples: ds.test.len(),
@@ -283,11 +285,8 @@ async fn run(req: &TrainRequest, progress: &js_sys::Function) -> cnn3d::Result<S
         gpu_memory_bytes: gpu.memory().peak_bytes,
         profile,
         profile_error,
-    })
-}
-
-fn json_result(r: &TrainResult) -> cnn3d::Result<String> {
-    serde_json::to_string(r).map_err(|e| cnn3d::Error::shape("train", e.to_string()))
+    };
+    serde_json::to_string(&result).map_err(|e| cnn3d::Error::shape("train", e.to_string()))
 }
 
 /// model.safetensors of the last finished run (PyTorch's state_dict names, as `cnn3d train`
