@@ -32,6 +32,13 @@ struct Cli {
           value_parser = clap::builder::BoolishValueParser::new())]
     no_tune: bool,
 
+    /// Open the device with WebGPU's default limits (128 MiB storage bindings, 256
+    /// invocations and 16 KiB of workgroup memory a workgroup, …) instead of the adapter's: as
+    /// a browser page that asks for nothing gets them. Also CNN3D_DEFAULT_LIMITS=1.
+    #[arg(long, global = true, env = "CNN3D_DEFAULT_LIMITS", action = clap::ArgAction::SetTrue,
+          value_parser = clap::builder::BoolishValueParser::new())]
+    default_limits: bool,
+
     /// Open the device with at most this max_storage_buffer_binding_size (bytes), to see how
     /// a run fares on a GPU with smaller limits.
     #[arg(long, global = true, value_name = "BYTES", env = "CNN3D_MAX_STORAGE_BINDING")]
@@ -477,7 +484,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     } else {
         Tuning::On { cache: cnn3d::tune::default_cache() }
     };
-    let opts = GpuOptions { backend: cli.backend, adapter: cli.adapter.clone(), max_storage_binding: cli.max_storage_binding, max_uniform_binding: cli.max_uniform_binding, tune, no_subgroups: cli.no_subgroups, precision: cli.precision };
+    let opts = GpuOptions { backend: cli.backend, adapter: cli.adapter.clone(), default_limits: cli.default_limits, max_storage_binding: cli.max_storage_binding, max_uniform_binding: cli.max_uniform_binding, tune, no_subgroups: cli.no_subgroups, precision: cli.precision };
     match cli.command {
         Command::Adapters { json } => adapters(cli.backend, json),
         Command::Check { json, layer, pipelines } => check_cmd(&opts, json, &layer, pipelines.as_deref()),

@@ -174,6 +174,26 @@ fn the_pipeline_cache_keeps_live_plans_and_a_bounded_number_of_idle_pipelines() 
     assert!(g.cached_pipelines() <= 2 + IDLE_PIPELINES + 2);
 }
 
+/// `--default-limits`: the device has WebGPU's default limits, as a browser page that asks for
+/// nothing, and the kernels chosen within them are right there (the page's test runs every
+/// layer so in Chromium).
+#[test]
+fn a_device_with_webgpus_default_limits_has_them_and_checks() {
+    let opts = cnn3d::gpu::GpuOptions { default_limits: true, ..common::options() };
+    let g = cnn3d::gpu::Gpu::new(&opts).unwrap();
+    let i = g.info();
+    assert_eq!(i.max_storage_buffer_binding_size, 128 << 20);
+    assert_eq!(i.max_buffer_size, 256 << 20);
+    assert_eq!(i.max_compute_invocations_per_workgroup, 256);
+    assert_eq!(i.max_compute_workgroup_storage_size, 16384);
+    assert_eq!(i.max_uniform_buffer_binding_size, 65536);
+    for layer in ["max_pool3d", "dense", "optim"] {
+        for r in cnn3d::check::run_layer(&g, layer).unwrap() {
+            assert!(r.pass, "{}", r.describe());
+        }
+    }
+}
+
 /// A device whose uniform bindings are too small for the blocked kernels' 64 KiB blocks runs
 /// the convolutions on the kernels that need none, and they are right there.
 #[test]

@@ -38,7 +38,9 @@ async function openGpu() {
   // The browser's own description of the adapter (wgpu's WebGPU backend leaves the name empty).
   const adapter = await navigator.gpu?.requestAdapter();
   const ainfo = adapter?.info ?? {};
-  const opened = JSON.parse(await cnn3d.open_gpu(params.get("precision") ?? "f32"));
+  const limits = params.get("limits") ?? "adapter";
+  if (limits !== "adapter" && limits !== "default") throw new Error(`?limits=${limits}: expected adapter or default`);
+  const opened = JSON.parse(await cnn3d.open_gpu(params.get("precision") ?? "f32", limits === "default"));
   const info = opened.info;
   const described = [ainfo.vendor, ainfo.architecture, ainfo.device, ainfo.description].filter(Boolean).join(" / ");
   result.adapter = { browser: described, name: info.name, backend: info.backend, device_type: info.device_type };
@@ -46,6 +48,7 @@ async function openGpu() {
   for (const [k, v] of [
     ["adapter (browser)", described || "–"],
     ["backend", `${info.backend} (${info.device_type})`],
+    ["limits", limits === "default" ? "WebGPU's defaults (?limits=default)" : "the adapter's"],
     ["activations", opened.precision],
     ["timestamp queries", opened.timing],
     ["shader-f16", info.shader_f16 ? "yes" : "no"],

@@ -20,10 +20,11 @@ for _ in $(seq 50); do
     sleep 0.2
 done
 
-# A few hundred samples: 400 training and 200 test digits, 3 epochs of batch 20 (Adam, lr 1e-4).
+# Under WebGPU's default limits (what a page that asks for nothing gets on any GPU), a few
+# hundred samples: 400 training and 200 test digits, 3 epochs of batch 20 (Adam, lr 1e-4).
 work=$(mktemp -d)
 trap 'kill $server 2>/dev/null; rm -rf "$work"' EXIT
-python3 drive.py --url "http://127.0.0.1:$port/index.html?auto=1&train=400&test=200&epochs=3&batch=20&optimizer=adam&lr=0.0001&seed=0" \
+python3 drive.py --url "http://127.0.0.1:$port/index.html?auto=1&limits=default&train=400&test=200&epochs=3&batch=20&optimizer=adam&lr=0.0001&seed=0" \
     --timeout 1500 --result "$work/result.json" --model "$work/model.safetensors" ${SCREENSHOT:+--screenshot "$SCREENSHOT"}
 # The page's download, read by the native CLI: the same 200 test digits (bundled digits are
 # generated per sample from the seed), evaluated on this machine's Vulkan driver.

@@ -84,6 +84,11 @@ impl std::fmt::Display for Precision {
 pub struct GpuOptions {
     pub backend: BackendChoice,
     pub adapter: Option<String>,
+    /// Open the device with WebGPU's default limits (128 MiB storage bindings, 256 MiB
+    /// buffers, 256 invocations and 16 KiB of workgroup memory a workgroup, 8 storage buffers a
+    /// shader, …) instead of the adapter's: what a browser page that asks for nothing gets, on
+    /// any GPU. The caps below apply on top.
+    pub default_limits: bool,
     /// Open the device with this max_storage_buffer_binding_size (bytes) when it is below the
     /// adapter's: how a small GPU is tested on a large one.
     pub max_storage_binding: Option<u64>,
@@ -349,7 +354,7 @@ impl Gpu {
             | wgpu::Features::SUBGROUP;
         let wanted = if opts.no_subgroups { wanted - wgpu::Features::SUBGROUP } else { wanted };
         let features = adapter.features() & wanted;
-        let mut limits = adapter.limits();
+        let mut limits = if opts.default_limits { wgpu::Limits::default() } else { adapter.limits() };
         if let Some(cap) = opts.max_storage_binding {
             limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
         }

@@ -71,12 +71,14 @@ struct Opened<'a> {
 }
 
 /// Opens the browser's WebGPU adapter (once; later calls return the same device) with
-/// activations in `precision` ("f32" or "f16"); returns its description as JSON.
+/// activations in `precision` ("f32" or "f16"), and with the adapter's limits or, with
+/// `default_limits`, WebGPU's defaults; returns its description as JSON.
 #[wasm_bindgen]
-pub async fn open_gpu(precision: String) -> Result<String, JsValue> {
+pub async fn open_gpu(precision: String, default_limits: bool) -> Result<String, JsValue> {
     if GPU.with(|g| g.borrow().is_none()) {
         let precision: Precision = precision.parse().map_err(js_err)?;
-        let opened = Gpu::new_async(&GpuOptions { precision, ..GpuOptions::default() }).await.map_err(js_err)?;
+        let opts = GpuOptions { precision, default_limits, ..GpuOptions::default() };
+        let opened = Gpu::new_async(&opts).await.map_err(js_err)?;
         // Leaked on purpose: one device for the page's lifetime, borrowed by every session.
         let opened: &'static Gpu = Box::leak(Box::new(opened));
         GPU.with(|g| *g.borrow_mut() = Some(opened));
