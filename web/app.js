@@ -13,6 +13,7 @@ const result = { adapter: null, check: null, train: null };
 function phase(text) {
   root.dataset.phase = text;
   $("status").textContent = text;
+  $("status").className = "";
 }
 
 function cell(tr, text, cls) {
@@ -200,6 +201,8 @@ function failed(e) {
   $("status").textContent = `error: ${text}`;
   $("status").className = "fail";
   console.error(`cnn3d: ${text}`);
+  // Once the GPU is open, a failed check or run can be tried again (e.g. with other settings).
+  if (result.adapter) $("check-btn").disabled = $("train-btn").disabled = false;
 }
 
 async function main() {
