@@ -61,8 +61,13 @@ async function openGpu() {
     "min_storage_buffer_offset_alignment"]) row(l, [[k], [String(info[k]), "num"]]);
 }
 
+// One job at a time on the device: check and training disable both buttons while they run.
+function busy(yes) {
+  $("check-btn").disabled = $("train-btn").disabled = yes;
+}
+
 async function runCheck() {
-  $("check-btn").disabled = true;
+  busy(true);
   $("check").tBodies[0].replaceChildren();
   const started = performance.now();
   const layers = JSON.parse(cnn3d.check_layers());
@@ -83,7 +88,7 @@ async function runCheck() {
   $("check-summary").textContent = `${kernels.length - failed.length} of ${kernels.length} kernels pass (${seconds.toFixed(1)} s)` +
     (failed.length ? `; failing: ${failed.join(", ")}` : "");
   result.check = { kernels: kernels.length, passed: kernels.length - failed.length, failed, seconds };
-  $("check-btn").disabled = false;
+  busy(false);
 }
 
 // Curves: running training means within each epoch, test metrics after each.
@@ -126,7 +131,8 @@ function formRequest() {
 }
 
 async function runTraining(request) {
-  $("train-btn").disabled = $("download-btn").disabled = true;
+  busy(true);
+  $("download-btn").disabled = true;
   $("epochs").tBodies[0].replaceChildren();
   $("profile").tBodies[0].replaceChildren();
   const curves = { trainLoss: [], testLoss: [], trainAcc: [], testAcc: [] };
@@ -181,7 +187,8 @@ async function runTraining(request) {
   }
   const { profile, ...summary } = r;
   result.train = { ...summary, profiled_dispatches: profile ? profile.dispatches.length : 0 };
-  $("train-btn").disabled = $("download-btn").disabled = false;
+  busy(false);
+  $("download-btn").disabled = false;
 }
 
 function download() {
@@ -202,7 +209,7 @@ function failed(e) {
   $("status").className = "fail";
   console.error(`cnn3d: ${text}`);
   // Once the GPU is open, a failed check or run can be tried again (e.g. with other settings).
-  if (result.adapter) $("check-btn").disabled = $("train-btn").disabled = false;
+  if (result.adapter) busy(false);
 }
 
 async function main() {
@@ -212,7 +219,7 @@ async function main() {
   for (const el of $("train-form").elements) if (el.name && params.has(el.name)) el.value = params.get(el.name);
   await openGpu();
   phase("ready");
-  $("check-btn").disabled = $("train-btn").disabled = false;
+  busy(false);
   $("check-btn").onclick = () => runCheck().then(() => phase("ready"), failed);
   $("train-form").onsubmit = (ev) => {
     ev.preventDefault();
