@@ -359,29 +359,25 @@ impl Gpu {
         Ok(bytemuck::pod_collect_to_vec(&self.read_bytes_async(b).await?))
     }
 
+    /// Natively the async readback waits for the GPU and is then ready at once.
     #[cfg(not(target_arch = "wasm32"))]
     fn read_bytes(&self, b: &Buffer) -> Result<Vec<u8>> {
-        let Some(staging) = self.stage_readback(b)? else {
-            return Ok(vec![]);
-        };
-        let fail = |message: String| Error::Readback { buffer: b.label.to_string(), message };
-        let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.wait()?;
-        rx.recv()
-            .map_err(|e| fail(e.to_string()))?
-            .map_err(|e| fail(e.to_string()))?;
-        self.take_mapped(b, &staging)
+        pollster::block_on(self.read_bytes_async(b))
     }
 
     async fn read_bytes_async(&self, b: &Buffer) -> Result<Vec<u8>> {
         let Some(staging) = self.stage_readback(b)? else {
             return Ok(vec![]);
         };
-        let fail = |message: String| Error::Readback { buffer: b.label.to_string(), message };
+        let mut bytes = self.map_read(&staging, &b.label).await?;
+        bytes.truncate(b.bytes() as usize);
+        Ok(bytes)
+    }
+
+    /// The bytes of `staging` (MAP_READ, its copy submitted) once the GPU has written them;
+    /// unmapped after. `what` names the buffer in errors.
+    pub(super) async fn map_read(&self, staging: &wgpu::Buffer, what: &str) -> Result<Vec<u8>> {
+        let fail = |message: String| Error::Readback { buffer: what.to_string(), message };
         let mapped = Mapped::default();
         let done = mapped.clone();
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| done.set(r));
@@ -392,12 +388,14 @@ impl Gpu {
         let mapping = mapped.await;
         self.check_lost("reading back from the GPU")?;
         mapping.map_err(|e| fail(e.to_string()))?;
-        self.take_mapped(b, &staging)
+        let bytes = staging.slice(..).get_mapped_range().map_err(|e| fail(e.to_string()))?.to_vec();
+        staging.unmap();
+        Ok(bytes)
     }
 
     /// A staging buffer that `b`'s bytes are copied into (submitted), or `None` for an empty
     /// buffer. Copies move whole 4 bytes (an odd count of f16s: one half more, dropped by
-    /// [`Gpu::take_mapped`]).
+    /// [`Gpu::read_bytes_async`]).
     fn stage_readback(&self, b: &Buffer) -> Result<Option<wgpu::Buffer>> {
         if b.bytes() == 0 {
             return Ok(None);
@@ -414,15 +412,6 @@ impl Gpu {
         self.scoped(|| format!("reading back {}", b.label), || self.queue.submit([enc.finish()]))?;
         Ok(Some(staging))
     }
-
-    /// `b`'s bytes from its mapped staging buffer, which is unmapped after.
-    fn take_mapped(&self, b: &Buffer, staging: &wgpu::Buffer) -> Result<Vec<u8>> {
-        let fail = |message: String| Error::Readback { buffer: b.label.to_string(), message };
-        let mut bytes = staging.slice(..).get_mapped_range().map_err(|e| fail(e.to_string()))?.to_vec();
-        bytes.truncate(b.bytes() as usize);
-        staging.unmap();
-        Ok(bytes)
-    }
 }
 
 /// The bytes of a read-back f32 or f16 buffer as f32s (f16 widened exactly).
@@ -437,7 +426,7 @@ fn widen(dtype: DType, bytes: Vec<u8>) -> Vec<f32> {
 /// reader. Needs no executor of its own (the browser's, or none natively: the callback has
 /// run before the first poll).
 #[derive(Clone, Default)]
-pub(super) struct Mapped(Arc<Mutex<MapState>>);
+struct Mapped(Arc<Mutex<MapState>>);
 
 #[derive(Default)]
 struct MapState {
@@ -446,7 +435,7 @@ struct MapState {
 }
 
 impl Mapped {
-    pub(super) fn set(&self, r: std::result::Result<(), wgpu::BufferAsyncError>) {
+    fn set(&self, r: std::result::Result<(), wgpu::BufferAsyncError>) {
         let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
         state.result = Some(r);
         if let Some(w) = state.waker.take() {

@@ -213,7 +213,17 @@ impl Gpu {
     /// fallbacks on an adapter that has every feature); an error if the adapter lacks it.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn submit_profiled_as(&self, plan: &Plan, method: TimingMethod) -> Result<StepProfile> {
-        self.check_method(method)?;
+        let supported = match method {
+            TimingMethod::TimestampsInsidePasses => self.info.timestamp_query && self.info.timestamp_query_inside_passes,
+            TimingMethod::TimestampsPerPass => self.info.timestamp_query,
+            TimingMethod::WallClock => true,
+        };
+        if !supported {
+            return Err(Error::Gpu {
+                context: "profiling a plan".into(),
+                message: format!("this adapter cannot time dispatches with {method:?} (it lacks the timestamp-query feature)"),
+            });
+        }
         self.wait()?;
         let n = plan.active().count();
         let started = std::time::Instant::now();
@@ -253,22 +263,6 @@ impl Gpu {
         Ok(profile_of(plan, method, spans, started.elapsed().as_nanos() as u64))
     }
 
-    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-    fn check_method(&self, method: TimingMethod) -> Result<()> {
-        let supported = match method {
-            TimingMethod::TimestampsInsidePasses => self.info.timestamp_query && self.info.timestamp_query_inside_passes,
-            TimingMethod::TimestampsPerPass => self.info.timestamp_query,
-            TimingMethod::WallClock => true,
-        };
-        if !supported {
-            return Err(Error::Gpu {
-                context: "profiling a plan".into(),
-                message: format!("this adapter cannot time dispatches with {method:?} (it lacks the timestamp-query feature)"),
-            });
-        }
-        Ok(())
-    }
-
     /// Submits every active step of `plan` with timestamps around each (the plan's query set,
     /// made on its first profiled replay) and their resolve into the readback buffer.
     fn submit_timestamped<'p>(&self, plan: &'p Plan, method: TimingMethod) -> Result<&'p Timestamps> {
@@ -295,19 +289,7 @@ impl Gpu {
     }
 
     async fn read_timestamps_async(&self, ts: &Timestamps) -> Result<Vec<u64>> {
-        let fail = |message: String| Error::Readback { buffer: "profiler readback".into(), message };
-        let slice = ts.readback.slice(..);
-        let mapped = super::buffer::Mapped::default();
-        let done = mapped.clone();
-        slice.map_async(wgpu::MapMode::Read, move |r| done.set(r));
-        #[cfg(not(target_arch = "wasm32"))]
-        self.wait()?;
-        let mapping = mapped.await;
-        self.check_lost("reading back timestamps")?;
-        mapping.map_err(|e| fail(e.to_string()))?;
-        let ticks = bytemuck::pod_collect_to_vec(&slice.get_mapped_range().map_err(|e| fail(e.to_string()))?);
-        ts.readback.unmap();
-        Ok(ticks)
+        Ok(bytemuck::pod_collect_to_vec(&self.map_read(&ts.readback, "profiler readback").await?))
     }
 }
 
